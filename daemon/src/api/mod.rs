@@ -1,0 +1,388 @@
+//! The HTTP API (axum on hyper): health, readiness, Prometheus metrics, the
+//! certificate inventory, imports and jobs, with an OpenAPI document.
+//!
+//! Every error is JSON `{"error": {"code", "message"}}` with a 4xx/5xx status;
+//! unknown query parameters are refused by name rather than ignored. When
+//! `api.token` is set, `/api/` and `/metrics` need `Authorization: Bearer`.
+//! The CLI uses these same routes when a daemon holds the embedded store.
+
+pub mod metrics;
+pub mod openapi;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::inventory::{self, SightingKind, Status};
+use crate::store::Store;
+use crate::store::inventory::{CertificateFilter, ListError};
+
+/// Largest import body accepted (a big CA bundle is ~250 KiB).
+const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+}
+
+impl AppState {
+    /// State over a store and the live config.
+    pub fn new(store: Store, config: watch::Receiver<Arc<Config>>) -> Self {
+        Self { store, config }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+}
+
+/// A JSON error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+
+    fn unprocessable(message: String) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "unprocessable",
+            message,
+        }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "API request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "internal error; see the daemon's log".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({ "error": { "code": self.code, "message": self.message } })),
+        )
+            .into_response()
+    }
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/metrics", get(metrics::handler))
+        .route("/api/v1/certificates", get(list_certificates))
+        .route("/api/v1/certificates/{fingerprint}", get(show_certificate))
+        .route("/api/v1/counts", get(counts))
+        .route("/api/v1/import", post(import))
+        .route("/api/v1/jobs", get(jobs))
+        .route("/api/v1/jobs/{name}/runs", get(job_runs))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/openapi.json", get(openapi::handler))
+        .merge(protected)
+        .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BYTES))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `cancel`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    cancel: CancellationToken,
+) {
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await
+        }
+        Some(tls) => {
+            tls::serve(listener, tls, app, cancel).await;
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "API server failed");
+    }
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let config = state.config();
+    if let Some(token) = &config.api.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                axum::Json(json!({ "error": { "code": "unauthorized",
+                    "message": "missing or wrong bearer token (api.token)" } })),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.counts_by_status().await {
+        Ok(_) => "ready\n".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+    }
+}
+
+/// Parses a query string, refusing parameters not in `allowed`.
+fn query_params(
+    raw: Option<String>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let mut params = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{k}`; expected one of {}",
+                allowed.join(", ")
+            )));
+        }
+        params.insert(k.into_owned(), v.into_owned());
+    }
+    Ok(params)
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; expected e.g. 30d, 12h, 90m"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}`; expected s, m, h, d or w"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
+}
+
+async fn list_certificates(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query_params(
+        raw,
+        &[
+            "status",
+            "expiring_within",
+            "issuer",
+            "org_unit",
+            "q",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let max = state.config().api.max_page_size;
+    let mut filter = CertificateFilter {
+        limit: 100.min(max),
+        now: chrono::Utc::now().timestamp(),
+        ..Default::default()
+    };
+    if let Some(s) = params.get("status") {
+        filter.status = Some(s.parse::<Status>().map_err(ApiError::bad_request)?);
+    }
+    if let Some(d) = params.get("expiring_within") {
+        filter.expiring_within = Some(
+            parse_duration(d)
+                .map_err(|e| ApiError::bad_request(format!("expiring_within: {e}")))?,
+        );
+    }
+    if let Some(l) = params.get("limit") {
+        filter.limit = match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: expected a number from 1 to {max}, got `{l}`"
+                )));
+            }
+        };
+    }
+    filter.issuer = params.get("issuer").cloned();
+    filter.org_unit = params.get("org_unit").cloned();
+    filter.q = params.get("q").cloned().filter(|q| !q.is_empty());
+    filter.cursor = params.get("cursor").cloned();
+    match state.store.list_certificates(&filter).await {
+        Ok(page) => Ok(axum::Json(page).into_response()),
+        Err(ListError::Cursor(e)) => Err(ApiError::bad_request(e.to_string())),
+        Err(ListError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
+
+fn is_fingerprint(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn show_certificate(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+) -> Result<Response, ApiError> {
+    let fingerprint = fingerprint.replace(':', "").to_lowercase();
+    if !is_fingerprint(&fingerprint) {
+        return Err(ApiError::bad_request(
+            "expected a SHA-256 fingerprint: 64 hexadecimal digits (colons allowed)",
+        ));
+    }
+    match state
+        .store
+        .certificate(&fingerprint)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some((certificate, sightings)) => Ok(axum::Json(
+            json!({ "certificate": certificate, "sightings": sightings }),
+        )
+        .into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no certificate with fingerprint {fingerprint}"
+        ))),
+    }
+}
+
+async fn counts(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state
+        .store
+        .counts_by_status()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(counts).into_response())
+}
+
+async fn import(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = query_params(raw, &["location"])?;
+    let location = params
+        .get("location")
+        .cloned()
+        .unwrap_or_else(|| "api upload".into());
+    let expiring_days = state.config().inventory.expiring_days;
+    match inventory::import_bytes(
+        &state.store,
+        &body,
+        SightingKind::Import,
+        &location,
+        expiring_days,
+    )
+    .await
+    {
+        Ok(outcome) => Ok((StatusCode::OK, axum::Json(outcome)).into_response()),
+        Err(inventory::ImportError::Store(e)) => Err(ApiError::internal(e)),
+        Err(e) => Err(ApiError::unprocessable(e.to_string())),
+    }
+}
+
+async fn jobs(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let jobs = state.store.jobs().await.map_err(ApiError::internal)?;
+    Ok(axum::Json(jobs).into_response())
+}
+
+async fn job_runs(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let runs = state
+        .store
+        .job_runs(&name, 50)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(runs).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert!(parse_duration("30x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_named() {
+        let err = query_params(Some("statuss=valid".into()), &["status"]).unwrap_err();
+        assert!(err.message.contains("statuss"));
+    }
+}

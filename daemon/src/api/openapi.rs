@@ -1,0 +1,172 @@
+//! `/api/v1/openapi.json`: the OpenAPI 3.1 description of the API.
+//!
+//! Written by hand next to the routes it describes; a test checks that every
+//! route the router serves is listed here, so the two cannot drift apart.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+pub(super) async fn handler() -> Json<Value> {
+    Json(document())
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let statuses = json!([
+        "requested",
+        "pending",
+        "approved",
+        "rejected",
+        "valid",
+        "expiring",
+        "expired",
+        "revoked",
+        "deactivated"
+    ]);
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Certkeeper API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Inventory of every TLS and code-signing certificate: list, filter, inspect, import; jobs; health and metrics. When api.token is set, /api/ routes and /metrics need `Authorization: Bearer <token>`."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+                    "type": "object", "required": ["code", "message"],
+                    "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } } },
+                "Status": { "type": "string", "enum": statuses },
+                "Certificate": { "type": "object", "properties": {
+                    "fingerprint": { "type": "string", "description": "SHA-256 of the DER, lowercase hex" },
+                    "subject": { "type": "string" }, "subject_cn": { "type": ["string", "null"] },
+                    "issuer": { "type": "string" }, "issuer_cn": { "type": ["string", "null"] },
+                    "serial": { "type": "string" },
+                    "not_before": { "type": "integer", "description": "Unix seconds" },
+                    "not_after": { "type": "integer", "description": "Unix seconds" },
+                    "san_dns": { "type": "array", "items": { "type": "string" } },
+                    "san_ip": { "type": "array", "items": { "type": "string" } },
+                    "san_email": { "type": "array", "items": { "type": "string" } },
+                    "san_uri": { "type": "array", "items": { "type": "string" } },
+                    "key_algorithm": { "type": "string" }, "key_bits": { "type": "integer" },
+                    "key_curve": { "type": ["string", "null"] },
+                    "signature_algorithm": { "type": "string" },
+                    "key_usage": { "type": "array", "items": { "type": "string" } },
+                    "extended_key_usage": { "type": "array", "items": { "type": "string" } },
+                    "is_ca": { "type": "boolean" }, "self_signed": { "type": "boolean" },
+                    "pem": { "type": "string" },
+                    "status": { "$ref": "#/components/schemas/Status" },
+                    "org_unit": { "type": ["string", "null"] },
+                    "contacts": { "type": "array", "items": { "type": "string" } },
+                    "tags": { "type": "array", "items": { "type": "string" } },
+                    "replaces": { "type": ["string", "null"] }, "replaced_by": { "type": ["string", "null"] },
+                    "first_seen": { "type": "integer" }, "last_seen": { "type": "integer" } } },
+                "Sighting": { "type": "object", "properties": {
+                    "fingerprint": { "type": "string" },
+                    "kind": { "type": "string", "enum": ["endpoint", "file", "connector", "import"] },
+                    "location": { "type": "string" },
+                    "first_seen": { "type": "integer" }, "last_seen": { "type": "integer" } } },
+                "Job": { "type": "object", "properties": {
+                    "name": { "type": "string" }, "schedule": { "type": "string" },
+                    "next_due": { "type": "integer" }, "runs": { "type": "integer" },
+                    "failures": { "type": "integer" }, "last_status": { "type": ["string", "null"] },
+                    "last_error": { "type": ["string", "null"] }, "last_finished": { "type": ["integer", "null"] } } }
+            }
+        },
+        "paths": {
+            "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "alive" } } } },
+            "/readyz": { "get": { "summary": "Readiness: the store answers",
+                "responses": { "200": { "description": "ready" }, "503": { "description": "store unavailable" } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics", "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "text exposition format 0.0.4",
+                    "content": { "text/plain": {} } } } } },
+            "/api/v1/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+            "/api/v1/certificates": { "get": {
+                "summary": "List certificates, soonest to expire first",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "status", "in": "query", "schema": { "$ref": "#/components/schemas/Status" } },
+                    { "name": "expiring_within", "in": "query", "description": "e.g. 30d, 12h: certificates in force that expire within this time",
+                      "schema": { "type": "string", "pattern": "^[0-9]+[smhdw]?$" } },
+                    { "name": "issuer", "in": "query", "description": "case-insensitive substring of the issuer DN", "schema": { "type": "string" } },
+                    { "name": "org_unit", "in": "query", "schema": { "type": "string" } },
+                    { "name": "q", "in": "query", "description": "text search over names, issuer, serial, fingerprint", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } },
+                    { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } }
+                ],
+                "responses": {
+                    "200": { "description": "a page", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": {
+                            "items": { "type": "array", "items": { "$ref": "#/components/schemas/Certificate" } },
+                            "next_cursor": { "type": ["string", "null"] } } } } } },
+                    "400": error_response("bad parameter"),
+                    "401": error_response("missing or wrong token")
+                } } },
+            "/api/v1/certificates/{fingerprint}": { "get": {
+                "summary": "One certificate and where it was seen",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "fingerprint", "in": "path", "required": true,
+                    "schema": { "type": "string", "pattern": "^[0-9a-fA-F:]+$" } }],
+                "responses": {
+                    "200": { "description": "found", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": {
+                            "certificate": { "$ref": "#/components/schemas/Certificate" },
+                            "sightings": { "type": "array", "items": { "$ref": "#/components/schemas/Sighting" } } } } } } },
+                    "400": error_response("not a fingerprint"),
+                    "404": error_response("unknown fingerprint")
+                } } },
+            "/api/v1/counts": { "get": { "summary": "Certificates by status", "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "status → count", "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": { "type": "integer" } } } } } } } },
+            "/api/v1/import": { "post": {
+                "summary": "Import PEM (any number of certificates) or DER",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "location", "in": "query", "description": "label recorded as the sighting's location", "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/octet-stream": {}, "application/x-pem-file": {} } },
+                "responses": {
+                    "200": { "description": "imported", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": {
+                            "added": { "type": "array", "items": { "type": "string" } },
+                            "known": { "type": "array", "items": { "type": "string" } } } } } } },
+                    "422": error_response("no certificate in the body, or a malformed one")
+                } } },
+            "/api/v1/jobs/{name}/runs": { "get": { "summary": "The 50 latest runs of a job, newest first",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "runs", "content": { "application/json": { "schema": {
+                    "type": "array", "items": { "type": "object", "properties": {
+                        "job": { "type": "string" }, "due": { "type": "integer" },
+                        "state": { "type": "string", "enum": ["running", "succeeded", "failed"] },
+                        "lease_holder": { "type": "string" }, "lease_expires": { "type": "integer" },
+                        "attempts": { "type": "integer" }, "started": { "type": "integer" },
+                        "finished": { "type": ["integer", "null"] }, "error": { "type": ["string", "null"] } } } } } } } } } },
+            "/api/v1/jobs": { "get": { "summary": "Scheduled jobs and their last runs", "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "jobs", "content": { "application/json": { "schema": {
+                    "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } } }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_documented() {
+        let doc = super::document();
+        let source = include_str!("mod.rs");
+        for line in source.lines() {
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix(".route(\"") {
+                let path = rest.split('"').next().unwrap();
+                assert!(
+                    doc["paths"].get(path).is_some(),
+                    "{path} is not in the OpenAPI document"
+                );
+            }
+        }
+    }
+}

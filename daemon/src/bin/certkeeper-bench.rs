@@ -1,0 +1,319 @@
+//! `certkeeper-bench`: loads synthetic certificates into an embedded store and
+//! measures what an inventory of that size costs.
+//!
+//! Prints: load time and rate (through the same `record_certificates` path an
+//! import uses, a sighting per certificate); the "expiring within 30 days"
+//! query as the API runs it (first page of 100, and the count from the
+//! counters); dashboard counts by status; and the RSS of the real `certkeeper`
+//! daemon idling on that store. Times are medians over repeated runs.
+//!
+//! ```sh
+//! cargo run --release -p certkeeper --bin certkeeper-bench -- --count 1000000
+//! ```
+//!
+//! Certificates are synthetic (fields generated, PEM bodies of realistic
+//! size filled with pseudo-random base64), spread evenly from one year past to
+//! two years ahead, so about 4% fall within the 30-day window.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use certkeeper::config::StoreConfig;
+use certkeeper::inventory::{CertificateRecord, ParsedCertificate, SightingKind, Status};
+use certkeeper::store::Store;
+use certkeeper::store::inventory::CertificateFilter;
+
+struct Args {
+    count: u64,
+    dir: Option<PathBuf>,
+    batch: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        count: 1_000_000,
+        dir: None,
+        batch: 5_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().context(format!("{a} needs a value"));
+        match a.as_str() {
+            "--count" => args.count = value()?.parse()?,
+            "--dir" => args.dir = Some(value()?.into()),
+            "--batch" => args.batch = value()?.parse()?,
+            "--help" | "-h" => {
+                println!("certkeeper-bench [--count N] [--dir PATH] [--batch N]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    Ok(args)
+}
+
+/// A cheap deterministic generator (xorshift), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn synthetic(i: u64, now: i64, rng: &mut Rng) -> ParsedCertificate {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let not_after = now - 365 * 86_400 + (rng.next() % (3 * 365 * 86_400)) as i64;
+    let issuers = [
+        "Example Issuing CA 1",
+        "Let's Encrypt R11",
+        "DigiCert Global G2",
+        "Internal Root",
+    ];
+    let issuer = issuers[(i % issuers.len() as u64) as usize];
+    let mut pem = String::with_capacity(1_300);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in 0..18 {
+        for _ in 0..64 {
+            pem.push(B64[(rng.next() % 64) as usize] as char);
+        }
+        let _ = line;
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    let host = format!("host{i}.dept{}.example.com", i % 97);
+    ParsedCertificate {
+        fingerprint: format!(
+            "{:016x}{:016x}{:016x}{:016x}",
+            i,
+            rng.next(),
+            rng.next(),
+            rng.next()
+        ),
+        subject: format!("CN={host}, O=Example Corp"),
+        subject_cn: Some(host.clone()),
+        issuer: format!("CN={issuer}, O=Example"),
+        issuer_cn: Some(issuer.to_string()),
+        serial: format!("{:032x}", rng.next()),
+        not_before: not_after - 90 * 86_400,
+        not_after,
+        san_dns: vec![host.clone(), format!("www.{host}")],
+        san_ip: vec![],
+        san_email: vec![],
+        san_uri: vec![],
+        key_algorithm: "EC".into(),
+        key_bits: 256,
+        key_curve: Some("P-256".into()),
+        signature_algorithm: "ecdsa-with-SHA256".into(),
+        key_usage: vec!["digitalSignature".into()],
+        extended_key_usage: vec!["serverAuth".into()],
+        is_ca: false,
+        self_signed: false,
+        pem,
+    }
+}
+
+async fn median<F, Fut, T>(runs: usize, mut f: F) -> anyhow::Result<(Duration, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut times = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        last = Some(f().await?);
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Ok((times[runs / 2], last.context("no runs")?))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    let _keep;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            let t = tempfile_dir()?;
+            _keep = TempDirGuard(t.clone());
+            t
+        }
+    };
+    let url = format!("surrealkv://{}", dir.join("store").display());
+    let now = chrono::Utc::now().timestamp();
+    println!(
+        "certkeeper-bench: {} synthetic certificates into {url}",
+        args.count
+    );
+
+    let store = Store::open(&StoreConfig {
+        url: url.clone(),
+        ..StoreConfig::default()
+    })
+    .await?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let start = Instant::now();
+    let mut loaded = 0u64;
+    let mut last_report = Instant::now();
+    while loaded < args.count {
+        let n = (args.count - loaded).min(args.batch as u64);
+        let records: Vec<CertificateRecord> = (loaded..loaded + n)
+            .map(|i| CertificateRecord::discovered(synthetic(i, now, &mut rng), now, 30))
+            .collect();
+        store
+            .record_certificates(&records, SightingKind::Import, "certkeeper-bench", now)
+            .await?;
+        loaded += n;
+        if last_report.elapsed() > Duration::from_secs(30) {
+            let rate = loaded as f64 / start.elapsed().as_secs_f64();
+            eprintln!("  loaded {loaded} ({rate:.0}/s)");
+            last_report = Instant::now();
+        }
+    }
+    let load = start.elapsed();
+    println!(
+        "load:                      {:>10.1} s   ({:.0} certificates/s)",
+        load.as_secs_f64(),
+        args.count as f64 / load.as_secs_f64()
+    );
+
+    let (t, page) = median(21, || async {
+        Ok(store
+            .list_certificates(&CertificateFilter {
+                expiring_within: Some(30 * 86_400),
+                limit: 100,
+                now,
+                ..Default::default()
+            })
+            .await?)
+    })
+    .await?;
+    println!(
+        "expiring within 30d, page: {:>10.2} ms  (first {} rows, target <= 50 ms)",
+        t.as_secs_f64() * 1e3,
+        page.items.len()
+    );
+    let (t, counts) = median(21, || async { Ok(store.counts_by_status().await?) }).await?;
+    println!(
+        "counts by status:          {:>10.2} ms  (target <= 100 ms) {:?}",
+        t.as_secs_f64() * 1e3,
+        counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "expiring count (counters): {:>10}",
+        counts.get(&Status::Expiring).copied().unwrap_or(0)
+    );
+    drop(store);
+    // Let the embedded engine release its files before the daemon opens them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    match daemon_rss(&dir, &url).await {
+        Ok((idle, after_query)) => println!(
+            "daemon RSS idle:           {:>10.1} MiB (after an API page query: {:.1} MiB; target <= 256 MiB)",
+            idle as f64 / 1024.0,
+            after_query as f64 / 1024.0
+        ),
+        Err(e) => println!("daemon RSS: not measured: {e:#}"),
+    }
+    let du = std::process::Command::new("du")
+        .arg("-sh")
+        .arg(dir.join("store"))
+        .output();
+    if let Ok(out) = du {
+        print!(
+            "store on disk:             {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(())
+}
+
+/// Starts the real daemon on the loaded store, lets it idle, reads its RSS.
+async fn daemon_rss(dir: &std::path::Path, url: &str) -> anyhow::Result<(u64, u64)> {
+    let exe = std::env::current_exe()?;
+    let daemon = exe.with_file_name("certkeeper");
+    anyhow::ensure!(daemon.exists(), "{} not built", daemon.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{url}\"\n[log]\nlevel = \"warn\"\n"
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(&daemon)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("daemon pid")?;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..600 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(ready, "daemon did not become ready");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let idle = rss_kib(pid).context("read RSS")?;
+    client
+        .get(format!(
+            "{base}/api/v1/certificates?expiring_within=30d&limit=100"
+        ))
+        .send()
+        .await?
+        .error_for_status()?;
+    let after = rss_kib(pid).context("read RSS")?;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Ok((idle, after))
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let base = std::env::temp_dir().join(format!("certkeeper-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
+}
+
+struct TempDirGuard(PathBuf);
+
+impl Drop for TempDirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

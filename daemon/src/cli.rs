@@ -1,0 +1,859 @@
+//! The command line: `run`, `validate`, `certificates list|show`, `import`,
+//! `jobs`.
+//!
+//! Commands other than `run` work whether or not the daemon is up. The
+//! embedded store admits one process, so when the daemon answers on its API
+//! address the CLI talks to it over HTTP (with the configured token);
+//! otherwise it opens the store itself. Output is a table by default, or
+//! `--format json|csv` for scripts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Config, LogFormat};
+use crate::inventory::{self, CertificateRecord, ImportOutcome, Sighting, SightingKind, Status};
+use crate::store::Store;
+use crate::store::inventory::{CertificateFilter, Page};
+use crate::store::jobs::{JobRun, JobState};
+
+/// Keeps every TLS and code-signing certificate of an organisation under control.
+#[derive(Debug, Parser)]
+#[command(name = "certkeeper", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, short = 'c', global = true, env = "CERTKEEPER_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (systemd Type=notify; SIGHUP reloads the config).
+    Run,
+    /// Check the config and exit: 0 when valid, 1 with the reason when not.
+    Validate,
+    /// Look at the certificate inventory.
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
+    /// Import certificate files (PEM bundles or DER) into the inventory.
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Scheduled jobs: schedule, next run, last result.
+    Jobs {
+        /// Instead, list the latest runs of this job (due time, state,
+        /// attempts, lease holder, error).
+        #[arg(long, value_name = "JOB")]
+        runs: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// `certificates` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// List certificates, soonest to expire first.
+    List {
+        /// Only this status (valid, expiring, expired, revoked, ...).
+        #[arg(long)]
+        status: Option<Status>,
+        /// Only certificates expiring within this time, e.g. 30d, 12h.
+        #[arg(long)]
+        expiring_within: Option<String>,
+        /// Only issuers whose DN contains this text.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// Only this organisation unit.
+        #[arg(long)]
+        org_unit: Option<String>,
+        /// Text search over names, issuer, serial and fingerprint.
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue from a previous page's cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Fetch every page.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show one certificate and where it was seen.
+    Show {
+        /// SHA-256 fingerprint (colons allowed).
+        fingerprint: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// JSON.
+    Json,
+    /// CSV (RFC 4180).
+    Csv,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::Validate = cli.command {
+        return match Config::load(&cli.config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", cli.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let is_daemon = matches!(cli.command, Command::Run);
+    init_logging(&config, is_daemon);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run => crate::daemon::run(cli.config, config).await,
+            other => run_command(other, config).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_daemon {
+                tracing::error!(error = format!("{e:#}"), "certkeeper failed");
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config, daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if daemon {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under systemd the journal timestamps every line already.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let _ = match (config.log.format, journal) {
+        (LogFormat::Json, _) => builder.json().try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+}
+
+/// Where CLI commands are answered: the running daemon, or the store directly.
+enum Backend {
+    Api(ApiClient),
+    Local(Store, Config),
+}
+
+async fn backend(config: &Config) -> anyhow::Result<Backend> {
+    let client = ApiClient::new(config)?;
+    let probe = client.probe().await;
+    if probe.is_ok() {
+        return Ok(Backend::Api(client));
+    }
+    let store = Store::open(&config.store).await.with_context(|| {
+        let why = probe.err().unwrap_or_default();
+        format!(
+            "cannot open the store at {} (the daemon's API at {}: {why})",
+            config.store.url, client.base
+        )
+    })?;
+    Ok(Backend::Local(store, config.clone()))
+}
+
+async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
+    let backend = backend(&config).await?;
+    match command {
+        Command::Run | Command::Validate => unreachable_command(),
+        Command::Import { files, format } => {
+            let mut total = ImportOutcome::default();
+            let mut failed = 0;
+            for file in &files {
+                match backend.import(file, config.inventory.expiring_days).await {
+                    Ok(outcome) => {
+                        if format == Format::Table {
+                            println!(
+                                "{}: {} added, {} already known",
+                                file.display(),
+                                outcome.added.len(),
+                                outcome.known.len()
+                            );
+                        }
+                        total.added.extend(outcome.added);
+                        total.known.extend(outcome.known);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        failed += 1;
+                    }
+                }
+            }
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&total)?),
+                Format::Csv => {
+                    println!("fingerprint,result");
+                    for fp in &total.added {
+                        println!("{fp},added");
+                    }
+                    for fp in &total.known {
+                        println!("{fp},known");
+                    }
+                }
+                Format::Table => {}
+            }
+            if failed > 0 {
+                bail!("{failed} of {} files could not be imported", files.len());
+            }
+            Ok(())
+        }
+        Command::Jobs { runs: None, format } => {
+            let jobs = backend.jobs().await?;
+            print_jobs(&jobs, format)
+        }
+        Command::Jobs {
+            runs: Some(name),
+            format,
+        } => {
+            let runs = backend.job_runs(&name).await?;
+            print_job_runs(&runs, format)
+        }
+        Command::Certificates(CertificatesCommand::Show {
+            fingerprint,
+            format,
+        }) => {
+            let Some((cert, sightings)) = backend.certificate(&fingerprint).await? else {
+                bail!("no certificate with fingerprint {fingerprint}");
+            };
+            print_certificate(&cert, &sightings, format)
+        }
+        Command::Certificates(CertificatesCommand::List {
+            status,
+            expiring_within,
+            issuer,
+            org_unit,
+            query,
+            limit,
+            cursor,
+            all,
+            format,
+        }) => {
+            let expiring_within = expiring_within
+                .map(|d| crate::api::parse_duration(&d))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--expiring-within: {e}"))?;
+            if limit == 0 {
+                bail!("--limit: expected a number above 0");
+            }
+            let mut filter = CertificateFilter {
+                status,
+                expiring_within,
+                issuer,
+                org_unit,
+                q: query,
+                limit,
+                cursor,
+                now: chrono::Utc::now().timestamp(),
+            };
+            let mut items = Vec::new();
+            let next = loop {
+                let page = backend.list(&filter).await?;
+                items.extend(page.items);
+                match page.next_cursor {
+                    Some(c) if all => filter.cursor = Some(c),
+                    other => break other,
+                }
+            };
+            print_certificates(&items, format, next.as_deref())
+        }
+    }
+}
+
+fn unreachable_command() -> anyhow::Result<()> {
+    bail!("this command is handled before the store is opened")
+}
+
+impl Backend {
+    async fn import(
+        &self,
+        file: &std::path::Path,
+        expiring_days: u32,
+    ) -> anyhow::Result<ImportOutcome> {
+        match self {
+            Backend::Local(store, _) => {
+                Ok(
+                    inventory::import_path(store, file, SightingKind::Import, expiring_days)
+                        .await?,
+                )
+            }
+            Backend::Api(client) => {
+                let bytes = std::fs::read(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let location = std::path::absolute(file)
+                    .unwrap_or_else(|_| file.to_path_buf())
+                    .display()
+                    .to_string();
+                let response = client
+                    .request(reqwest::Method::POST, "/api/v1/import")
+                    .query(&[("location", location.as_str())])
+                    .body(bytes)
+                    .send()
+                    .await?;
+                client.json(response).await
+            }
+        }
+    }
+
+    async fn jobs(&self) -> anyhow::Result<Vec<JobState>> {
+        match self {
+            Backend::Local(store, config) => {
+                // Show configured jobs even if the daemon never ran them yet.
+                let mut jobs = store.jobs().await?;
+                for job in crate::scheduler::jobs_from_config(config) {
+                    if !jobs.iter().any(|j| j.name == job.name) {
+                        jobs.push(JobState {
+                            name: job.name.clone(),
+                            schedule: job.schedule_text.clone(),
+                            next_due: job.next_after(chrono::Utc::now()),
+                            runs: 0,
+                            failures: 0,
+                            last_status: None,
+                            last_error: None,
+                            last_finished: None,
+                        });
+                    }
+                }
+                Ok(jobs)
+            }
+            Backend::Api(client) => {
+                let response = client
+                    .request(reqwest::Method::GET, "/api/v1/jobs")
+                    .send()
+                    .await?;
+                client.json(response).await
+            }
+        }
+    }
+
+    async fn job_runs(&self, name: &str) -> anyhow::Result<Vec<JobRun>> {
+        match self {
+            Backend::Local(store, _) => Ok(store.job_runs(name, 50).await?),
+            Backend::Api(client) => {
+                let path = format!(
+                    "/api/v1/jobs/{}/runs",
+                    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                );
+                let response = client.request(reqwest::Method::GET, &path).send().await?;
+                client.json(response).await
+            }
+        }
+    }
+
+    async fn certificate(
+        &self,
+        fingerprint: &str,
+    ) -> anyhow::Result<Option<(CertificateRecord, Vec<Sighting>)>> {
+        let fp = fingerprint.replace(':', "").to_lowercase();
+        match self {
+            Backend::Local(store, _) => Ok(store.certificate(&fp).await?),
+            Backend::Api(client) => {
+                let response = client
+                    .request(reqwest::Method::GET, &format!("/api/v1/certificates/{fp}"))
+                    .send()
+                    .await?;
+                if response.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(None);
+                }
+                #[derive(serde::Deserialize)]
+                struct Detail {
+                    certificate: CertificateRecord,
+                    sightings: Vec<Sighting>,
+                }
+                let detail: Detail = client.json(response).await?;
+                Ok(Some((detail.certificate, detail.sightings)))
+            }
+        }
+    }
+
+    async fn list(&self, filter: &CertificateFilter) -> anyhow::Result<Page> {
+        match self {
+            Backend::Local(store, _) => Ok(store.list_certificates(filter).await?),
+            Backend::Api(client) => {
+                let mut query: Vec<(&str, String)> = vec![("limit", filter.limit.to_string())];
+                if let Some(s) = filter.status {
+                    query.push(("status", s.to_string()));
+                }
+                if let Some(w) = filter.expiring_within {
+                    query.push(("expiring_within", w.to_string()));
+                }
+                for (k, v) in [
+                    ("issuer", &filter.issuer),
+                    ("org_unit", &filter.org_unit),
+                    ("q", &filter.q),
+                    ("cursor", &filter.cursor),
+                ] {
+                    if let Some(v) = v {
+                        query.push((k, v.clone()));
+                    }
+                }
+                let response = client
+                    .request(reqwest::Method::GET, "/api/v1/certificates")
+                    .query(&query)
+                    .send()
+                    .await?;
+                #[derive(serde::Deserialize)]
+                struct WirePage {
+                    items: Vec<CertificateRecord>,
+                    next_cursor: Option<String>,
+                }
+                let page: WirePage = client.json(response).await?;
+                Ok(Page {
+                    items: page.items,
+                    next_cursor: page.next_cursor,
+                })
+            }
+        }
+    }
+}
+
+/// A client of the daemon's own API.
+struct ApiClient {
+    base: String,
+    http: reqwest::Client,
+    token: Option<crate::secret::Secret>,
+}
+
+impl ApiClient {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let mut addr = config.api.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        let scheme = if let Some(cert) = &config.api.tls_cert {
+            // Trust the daemon's own certificate, whoever issued it.
+            let pem = std::fs::read(cert)
+                .with_context(|| format!("api.tls_cert: cannot read {}", cert.display()))?;
+            for c in reqwest::Certificate::from_pem_bundle(&pem)? {
+                builder = builder.add_root_certificate(c);
+            }
+            "https"
+        } else {
+            "http"
+        };
+        Ok(Self {
+            base: format!("{scheme}://{addr}"),
+            http: builder.build()?,
+            token: config.api.token.clone(),
+        })
+    }
+
+    /// Whether the daemon answers; the error says why not (refused, TLS, ...).
+    async fn probe(&self) -> Result<(), String> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| {
+                // reqwest's Display hides the cause (a TLS failure, a refusal).
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text = format!("{text}: {s}");
+                    source = s.source();
+                }
+                text
+            })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", response.status()))
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => builder.bearer_auth(t.expose()),
+            None => builder,
+        }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> anyhow::Result<T> {
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("the daemon answered {status}: {message}");
+        }
+        Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+fn timestamp(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+fn print_csv(header: &[&str], rows: &[Vec<String>]) {
+    println!("{}", header.join(","));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
+        println!("{}", cells.join(","));
+    }
+}
+
+fn print_certificates(
+    items: &[CertificateRecord],
+    format: Format,
+    next: Option<&str>,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "items": items, "next_cursor": next })
+                )?
+            );
+            return Ok(());
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.cert.fingerprint[..16].to_string(),
+                        c.status.to_string(),
+                        timestamp(c.cert.not_after),
+                        c.cert
+                            .subject_cn
+                            .clone()
+                            .unwrap_or_else(|| c.cert.subject.clone()),
+                        c.cert
+                            .issuer_cn
+                            .clone()
+                            .unwrap_or_else(|| c.cert.issuer.clone()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["FINGERPRINT", "STATUS", "NOT AFTER", "SUBJECT", "ISSUER"],
+                &rows,
+            );
+        }
+        Format::Csv => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.cert.fingerprint.clone(),
+                        c.status.to_string(),
+                        timestamp(c.cert.not_before),
+                        timestamp(c.cert.not_after),
+                        c.cert.subject.clone(),
+                        c.cert.issuer.clone(),
+                        c.cert.serial.clone(),
+                        c.cert.san_dns.join(" "),
+                        c.cert.key_algorithm.clone(),
+                        c.cert.key_bits.to_string(),
+                        c.org_unit.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_csv(
+                &[
+                    "fingerprint",
+                    "status",
+                    "not_before",
+                    "not_after",
+                    "subject",
+                    "issuer",
+                    "serial",
+                    "dns_names",
+                    "key_algorithm",
+                    "key_bits",
+                    "org_unit",
+                ],
+                &rows,
+            );
+        }
+    }
+    if let Some(next) = next {
+        eprintln!("more certificates: --cursor {next} (or --all)");
+    }
+    Ok(())
+}
+
+fn print_certificate(
+    cert: &CertificateRecord,
+    sightings: &[Sighting],
+    format: Format,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "certificate": cert, "sightings": sightings })
+            )?
+        ),
+        Format::Csv => {
+            let rows: Vec<Vec<String>> = sightings
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.fingerprint.clone(),
+                        serde_json::to_value(s.kind)
+                            .map(|v| v.as_str().unwrap_or_default().to_string())
+                            .unwrap_or_default(),
+                        s.location.clone(),
+                        timestamp(s.first_seen),
+                        timestamp(s.last_seen),
+                    ]
+                })
+                .collect();
+            print_csv(
+                &["fingerprint", "kind", "location", "first_seen", "last_seen"],
+                &rows,
+            );
+        }
+        Format::Table => {
+            let c = &cert.cert;
+            let field = |k: &str, v: String| println!("{k:<20} {v}");
+            field("Fingerprint", c.fingerprint.clone());
+            field("Status", cert.status.to_string());
+            field("Subject", c.subject.clone());
+            field("Issuer", c.issuer.clone());
+            field("Serial", c.serial.clone());
+            field("Not before", timestamp(c.not_before));
+            field("Not after", timestamp(c.not_after));
+            let mut sans: Vec<String> = c.san_dns.iter().map(|s| format!("DNS:{s}")).collect();
+            sans.extend(c.san_ip.iter().map(|s| format!("IP:{s}")));
+            sans.extend(c.san_email.iter().map(|s| format!("email:{s}")));
+            sans.extend(c.san_uri.iter().map(|s| format!("URI:{s}")));
+            field("Names", sans.join(", "));
+            let curve = c
+                .key_curve
+                .as_deref()
+                .map(|k| format!(" ({k})"))
+                .unwrap_or_default();
+            field(
+                "Key",
+                format!("{} {} bits{curve}", c.key_algorithm, c.key_bits),
+            );
+            field("Signature", c.signature_algorithm.clone());
+            field("Key usage", c.key_usage.join(", "));
+            field("Extended key usage", c.extended_key_usage.join(", "));
+            field("CA", c.is_ca.to_string());
+            field("Self-signed", c.self_signed.to_string());
+            field(
+                "Org unit",
+                cert.org_unit.clone().unwrap_or_else(|| "-".into()),
+            );
+            field("Contacts", cert.contacts.join(", "));
+            println!("\nSeen at:");
+            let rows: Vec<Vec<String>> = sightings
+                .iter()
+                .map(|s| {
+                    vec![
+                        serde_json::to_value(s.kind)
+                            .map(|v| v.as_str().unwrap_or_default().to_string())
+                            .unwrap_or_default(),
+                        s.location.clone(),
+                        timestamp(s.first_seen),
+                        timestamp(s.last_seen),
+                    ]
+                })
+                .collect();
+            print_table(&["KIND", "LOCATION", "FIRST SEEN", "LAST SEEN"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn print_jobs(jobs: &[JobState], format: Format) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.name.clone(),
+                j.schedule.clone(),
+                timestamp(j.next_due),
+                j.runs.to_string(),
+                j.failures.to_string(),
+                j.last_status.clone().unwrap_or_else(|| "-".into()),
+                j.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "SCHEDULE",
+        "NEXT RUN",
+        "RUNS",
+        "FAILURES",
+        "LAST",
+        "LAST ERROR",
+    ];
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(jobs)?),
+        Format::Table => print_table(&header, &rows),
+        Format::Csv => print_csv(
+            &[
+                "name",
+                "schedule",
+                "next_run",
+                "runs",
+                "failures",
+                "last_status",
+                "last_error",
+            ],
+            &rows,
+        ),
+    }
+    Ok(())
+}
+
+fn print_job_runs(runs: &[JobRun], format: Format) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.job.clone(),
+                timestamp(r.due),
+                r.state.clone(),
+                r.attempts.to_string(),
+                r.lease_holder.clone(),
+                r.finished.map(timestamp).unwrap_or_else(|| "-".into()),
+                r.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(runs)?),
+        Format::Table => print_table(
+            &[
+                "JOB", "DUE", "STATE", "ATTEMPTS", "HOLDER", "FINISHED", "ERROR",
+            ],
+            &rows,
+        ),
+        Format::Csv => print_csv(
+            &[
+                "job", "due", "state", "attempts", "holder", "finished", "error",
+            ],
+            &rows,
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_per_rfc4180() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("CN=a, O=b"), "\"CN=a, O=b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,560 @@
+//! The daemon's configuration: one TOML file plus `CERTKEEPER__SECTION__KEY`
+//! environment overrides, layered by the `config` crate.
+//!
+//! Every section is a struct with `deny_unknown_fields`, so a misspelt key is
+//! refused rather than silently ignored. Errors name the file, the key (as a
+//! dotted path such as `job[1].schedule`) and what was expected; see
+//! [`ConfigError`]. After deserialisation, [`Config::load`] runs the checks
+//! serde cannot express (cron expressions, paired options, secret files) so
+//! that `certkeeper validate` catches everything `certkeeper run` would.
+//!
+//! The commented example `contrib/certkeeper.example.toml` lists every key; a
+//! test proves it parses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Where the config is read from when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
+
+/// Prefix of environment overrides: `CERTKEEPER__API__LISTEN=127.0.0.1:9000`.
+pub const ENV_PREFIX: &str = "CERTKEEPER";
+
+/// A config that could not be loaded, naming the file and key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), key.as_ref().map(|k| format!(": key `{k}`")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// The offending key as a dotted path, when one is to blame.
+    pub key: Option<String>,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, key: Option<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP API and web portal.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Where the inventory is stored.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The job scheduler.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// Inventory behaviour.
+    #[serde(default)]
+    pub inventory: InventoryConfig,
+    /// Scheduled jobs (`[[job]]` tables).
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobConfig>,
+}
+
+/// `[api]`: the HTTP API and web portal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8787`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain for serving the API over TLS. Needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token required on `/api/` routes. Without one the API is open to
+    /// anyone who can reach `listen`, so keep it on loopback.
+    pub token: Option<Secret>,
+    /// File holding the bearer token (systemd `LoadCredential=`).
+    pub token_file: Option<PathBuf>,
+    /// Largest page `limit` a client may ask for. Default 1000.
+    #[serde(default = "default_max_page")]
+    pub max_page_size: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            token: None,
+            token_file: None,
+            max_page_size: default_max_page(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8787))
+}
+
+fn default_max_page() -> usize {
+    1000
+}
+
+/// `[store]`: the SurrealDB store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `surrealkv:///path` (embedded, the default), `mem://` (tests; lost on
+    /// exit), or `ws://host:port` / `wss://host:port` (a remote SurrealDB server,
+    /// which clusters on TiKV). Default: `surrealkv://` in `$STATE_DIRECTORY`
+    /// under systemd, else `./certkeeper-data/store`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// SurrealDB namespace. Default `certkeeper`.
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// SurrealDB database. Default `main`.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Root user for a remote server.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<Secret>,
+    /// File holding the password (systemd `LoadCredential=`).
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+            namespace: default_namespace(),
+            database: default_database(),
+            username: None,
+            password: None,
+            password_file: None,
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    // systemd sets STATE_DIRECTORY from `StateDirectory=`.
+    let dir = std::env::var_os("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("certkeeper-data"));
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    format!("surrealkv://{}", dir.join("store").display())
+}
+
+fn default_namespace() -> String {
+    "certkeeper".into()
+}
+
+fn default_database() -> String {
+    "main".into()
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `certkeeper=debug,info`. The
+    /// `RUST_LOG` environment variable wins when set. Default `info`.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// `text` (the default; the journal adds timestamps) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[scheduler]`: how jobs are claimed and run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How long a claimed job run is held before another daemon (or this one
+    /// after a crash) may take it over. The holder renews the lease every third
+    /// of this while the job runs. Default 60.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// Identity written into leases. Default: host name, process id and a
+    /// random suffix, unique per start.
+    pub holder: Option<String>,
+    /// Seconds to wait for running jobs on shutdown before abandoning them
+    /// (their leases then expire and they resume on the next start). Default 30.
+    #[serde(default = "default_shutdown")]
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            lease_seconds: default_lease(),
+            holder: None,
+            shutdown_timeout_seconds: default_shutdown(),
+        }
+    }
+}
+
+fn default_lease() -> u64 {
+    60
+}
+
+fn default_shutdown() -> u64 {
+    30
+}
+
+/// `[inventory]`: inventory behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfig {
+    /// A valid certificate whose `not_after` is this many days away or fewer is
+    /// `expiring`. Default 30.
+    #[serde(default = "default_expiring_days")]
+    pub expiring_days: u32,
+    /// Cron schedule (seconds field first) of the built-in job that moves
+    /// certificates to `expiring` and `expired` as time passes. Default every
+    /// minute.
+    #[serde(default = "default_refresh")]
+    pub refresh_schedule: String,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        Self {
+            expiring_days: default_expiring_days(),
+            refresh_schedule: default_refresh(),
+        }
+    }
+}
+
+fn default_expiring_days() -> u32 {
+    30
+}
+
+fn default_refresh() -> String {
+    "0 * * * * *".into()
+}
+
+/// A `[[job]]` table: a scheduled job, tagged by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobConfig {
+    /// Imports certificate files (PEM bundles, DER) into the inventory.
+    Import(ImportJob),
+    /// Runs a command (a hook): e.g. a script that copies certificates to
+    /// where an import job reads them.
+    Command(CommandJob),
+}
+
+impl JobConfig {
+    /// The job's unique name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Import(j) => &j.name,
+            Self::Command(j) => &j.name,
+        }
+    }
+
+    /// The job's cron schedule.
+    pub fn schedule(&self) -> &str {
+        match self {
+            Self::Import(j) => &j.schedule,
+            Self::Command(j) => &j.schedule,
+        }
+    }
+}
+
+/// `type = "import"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportJob {
+    /// Unique job name.
+    pub name: String,
+    /// Cron schedule with a seconds field: `sec min hour day month weekday`.
+    pub schedule: String,
+    /// Files to import.
+    pub paths: Vec<PathBuf>,
+}
+
+/// `type = "command"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandJob {
+    /// Unique job name.
+    pub name: String,
+    /// Cron schedule with a seconds field: `sec min hour day month weekday`.
+    pub schedule: String,
+    /// Program and arguments (no shell unless you name one).
+    pub command: Vec<String>,
+    /// Seconds after which the command is killed and the run fails. Default 300.
+    #[serde(default = "default_command_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_command_timeout() -> u64 {
+    300
+}
+
+impl Config {
+    /// Loads the file at `path` with environment overrides and checks it.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::new(
+                path,
+                None,
+                "no such file (give another with --config PATH)",
+            ));
+        }
+        let layered = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .map_err(|e| ConfigError::new(path, None, e.to_string()))?;
+        let mut config: Config = serde_path_to_error::deserialize(layered).map_err(|e| {
+            let key = e.path().to_string();
+            let message = strip_config_suffix(&e.inner().to_string());
+            let key = (key != ".").then_some(key);
+            let message = match key
+                .as_deref()
+                .map(env_name)
+                .filter(|v| std::env::var_os(v).is_some())
+            {
+                Some(var) => format!("{message} (set by environment variable {var})"),
+                None => message,
+            };
+            ConfigError::new(path, key, message)
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot, and reads `*_file` secrets.
+    fn check(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| ConfigError::new(path, Some(key.to_string()), msg);
+        self.api.token = merge_secret(
+            path,
+            "api.token",
+            self.api.token.take(),
+            &self.api.token_file,
+        )?;
+        self.store.password = merge_secret(
+            path,
+            "store.password",
+            self.store.password.take(),
+            &self.store.password_file,
+        )?;
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return Err(err(
+                "api.tls_cert",
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if self.api.max_page_size == 0 {
+            return Err(err("api.max_page_size", "expected a number above 0".into()));
+        }
+        crate::store::StoreUrl::parse(&self.store.url)
+            .map_err(|e| err("store.url", e.to_string()))?;
+        if self.scheduler.lease_seconds < 3 {
+            return Err(err(
+                "scheduler.lease_seconds",
+                "expected at least 3 seconds".into(),
+            ));
+        }
+        parse_schedule(&self.inventory.refresh_schedule)
+            .map_err(|e| err("inventory.refresh_schedule", e))?;
+        let mut names = std::collections::HashSet::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            if job.name().is_empty() || job.name() == crate::scheduler::REFRESH_JOB {
+                return Err(err(
+                    &format!("job[{i}].name"),
+                    format!(
+                        "expected a non-empty name other than the built-in `{}`",
+                        crate::scheduler::REFRESH_JOB
+                    ),
+                ));
+            }
+            if !names.insert(job.name()) {
+                return Err(err(
+                    &format!("job[{i}].name"),
+                    format!("job name `{}` is used twice", job.name()),
+                ));
+            }
+            parse_schedule(job.schedule()).map_err(|e| err(&format!("job[{i}].schedule"), e))?;
+            if let JobConfig::Command(c) = job
+                && c.command.is_empty()
+            {
+                return Err(err(
+                    &format!("job[{i}].command"),
+                    "expected a program and its arguments".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a cron expression, explaining the expected shape on failure.
+pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(expr).map_err(|e| {
+        format!(
+            "`{expr}` is not a cron schedule ({e}); expected `sec min hour day-of-month month day-of-week [year]`, e.g. `0 0 3 * * *`"
+        )
+    })
+}
+
+fn merge_secret(
+    path: &Path,
+    key: &str,
+    inline: Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            path,
+            Some(key.to_string()),
+            format!("give either {key} or {key}_file, not both"),
+        )),
+        (None, Some(file)) => Secret::from_file(file).map(Some).map_err(|e| {
+            ConfigError::new(
+                path,
+                Some(format!("{key}_file")),
+                format!("cannot read {}: {e}", file.display()),
+            )
+        }),
+        (inline, None) => Ok(inline),
+    }
+}
+
+/// The environment variable that overrides a dotted key.
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The config crate appends its own "for key ..." context; we name the key ourselves.
+fn strip_config_suffix(message: &str) -> String {
+    match message.find(" for key `") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("certkeeper.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn smallest_config_gets_defaults() {
+        let c =
+            load_str("[api]\nlisten = \"127.0.0.1:9999\"\n[store]\nurl = \"mem://\"\n").unwrap();
+        assert_eq!(c.api.listen.port(), 9999);
+        assert_eq!(c.inventory.expiring_days, 30);
+        assert_eq!(c.scheduler.lease_seconds, 60);
+        assert!(c.jobs.is_empty());
+    }
+
+    #[test]
+    fn misspelt_key_is_named_with_the_file() {
+        let err = load_str("[api]\nlistn = \"127.0.0.1:9999\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("certkeeper.toml"), "{msg}");
+        assert!(msg.contains("listn"), "{msg}");
+        assert!(msg.contains("listen"), "expected keys are listed: {msg}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_expectation() {
+        let err = load_str("[scheduler]\nlease_seconds = \"soon\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("scheduler.lease_seconds"), "{err}");
+        let err = load_str(
+            "[[job]]\ntype = \"import\"\nname = \"a\"\nschedule = \"every day\"\npaths = []\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("job[0].schedule"), "{err}");
+        assert!(err.to_string().contains("sec min hour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_job_type_and_key_are_refused() {
+        let err =
+            load_str("[[job]]\ntype = \"teleport\"\nname = \"a\"\nschedule = \"0 * * * * *\"\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("teleport"), "{err}");
+        let err = load_str(
+            "[[job]]\ntype = \"import\"\nname = \"a\"\nschedule = \"0 * * * * *\"\npaths = []\npath = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`path`"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_file_and_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("tok");
+        std::fs::write(&secret, "abc\n").unwrap();
+        let c = load_str(&format!("[api]\ntoken_file = {:?}\n", secret)).unwrap();
+        assert_eq!(c.api.token.unwrap().expose(), "abc");
+        let err = load_str(&format!(
+            "[api]\ntoken = \"x\"\ntoken_file = {:?}\n",
+            secret
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        assert!(!err.to_string().contains("abc"));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/certkeeper.example.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.jobs.is_empty(), "the example shows jobs");
+    }
+}

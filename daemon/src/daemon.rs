@@ -1,0 +1,135 @@
+//! `certkeeper run`: the daemon's lifecycle.
+//!
+//! Start-up order matters to systemd: open the store (applying migrations),
+//! bind the API, start the scheduler, and only then send `READY=1`. Signals:
+//! SIGHUP re-reads and validates the config and swaps it in only if it is
+//! valid (the old one keeps running otherwise); SIGTERM/SIGINT send
+//! `STOPPING=1`, cancel every task through one [`CancellationToken`], and wait
+//! for them up to the shutdown deadline. Without systemd (`NOTIFY_SOCKET`
+//! unset) the notifications are no-ops and everything else is the same.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.url))?;
+    tracing::info!(url = %config.store.url, "store open");
+
+    let listen = config.api.listen;
+    let tls = match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(cert), Some(key)) => Some(api::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
+    let holder = config
+        .scheduler
+        .holder
+        .clone()
+        .unwrap_or_else(default_holder);
+    let shutdown_timeout = Duration::from_secs(config.scheduler.shutdown_timeout_seconds);
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let cancel = CancellationToken::new();
+    let state = api::AppState::new(store.clone(), config_rx.clone());
+    let app = api::router(state);
+    let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
+    let scheduler = tokio::spawn(crate::scheduler::run(
+        store,
+        config_rx,
+        holder.clone(),
+        cancel.clone(),
+    ));
+    tracing::info!(%listen, %holder, "certkeeper is ready");
+    notify(&[sd_notify::NotifyState::Ready]);
+
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&config_path, &config_tx),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    tracing::info!("shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    cancel.cancel();
+    let deadline = shutdown_timeout + Duration::from_secs(5);
+    let finished = tokio::time::timeout(deadline, async {
+        let _ = server.await;
+        let _ = scheduler.await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("shutdown deadline passed; exiting with tasks still running");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>) {
+    notify(&[sd_notify::NotifyState::Reloading]);
+    match Config::load(path) {
+        Ok(new) => {
+            let old = config_tx.borrow().clone();
+            if new.api.listen != old.api.listen
+                || new.store.url != old.store.url
+                || new.api.tls_cert != old.api.tls_cert
+            {
+                tracing::warn!(
+                    "api.listen, api.tls_* and store.* changes take effect on restart, not on reload"
+                );
+            }
+            config_tx.send_replace(Arc::new(new));
+            tracing::info!(path = %path.display(), "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "new configuration is invalid; keeping the running one");
+        }
+    }
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// Sends states to systemd when it is listening; a no-op otherwise.
+pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(states)
+    {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// The watchdog interval systemd asked for, if any.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled()
+}
+
+/// Tells systemd the scheduler loop is alive.
+pub fn notify_watchdog() {
+    notify(&[sd_notify::NotifyState::Watchdog]);
+}
+
+fn default_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    format!("{host}:{}:{suffix}", std::process::id())
+}

@@ -1,0 +1,292 @@
+//! The inventory model: certificates keyed by SHA-256 fingerprint, where each
+//! was seen, who owns it, and where it stands in its lifecycle.
+//!
+//! [`parse`] turns PEM/DER into [`parse::ParsedCertificate`]; the store
+//! (`store::inventory`) merges those by fingerprint and keeps every
+//! [`Sighting`]. [`import_path`] is the one entry point for files, used by the
+//! CLI, the API and `import` jobs alike.
+
+pub mod parse;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+pub use parse::ParsedCertificate;
+
+/// Where a certificate stands. `valid`, `expiring` and `expired` follow the
+/// clock (the refresh job moves them); the others are set by workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Requested, not yet decided.
+    Requested,
+    /// Waiting for an approver.
+    Pending,
+    /// Approved, not yet issued.
+    Approved,
+    /// Refused by an approver or a rule.
+    Rejected,
+    /// In force, more than `expiring_days` left.
+    Valid,
+    /// In force, `expiring_days` or fewer left.
+    Expiring,
+    /// Past `not_after`.
+    Expired,
+    /// Revoked by its CA.
+    Revoked,
+    /// Taken out of management by an administrator.
+    Deactivated,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 9] = [
+        Status::Requested,
+        Status::Pending,
+        Status::Approved,
+        Status::Rejected,
+        Status::Valid,
+        Status::Expiring,
+        Status::Expired,
+        Status::Revoked,
+        Status::Deactivated,
+    ];
+
+    /// The lowercase name used in the store, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Requested => "requested",
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Rejected => "rejected",
+            Status::Valid => "valid",
+            Status::Expiring => "expiring",
+            Status::Expired => "expired",
+            Status::Revoked => "revoked",
+            Status::Deactivated => "deactivated",
+        }
+    }
+
+    /// The status an in-force certificate has at `now`.
+    pub fn by_time(not_after: i64, now: i64, expiring_days: u32) -> Status {
+        if not_after < now {
+            Status::Expired
+        } else if not_after <= now + i64::from(expiring_days) * 86_400 {
+            Status::Expiring
+        } else {
+            Status::Valid
+        }
+    }
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status `{s}`; expected one of {}", all.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A certificate as the inventory holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateRecord {
+    /// The certificate's own fields.
+    #[serde(flatten)]
+    pub cert: ParsedCertificate,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Owning organisation unit.
+    pub org_unit: Option<String>,
+    /// People or aliases responsible for it.
+    pub contacts: Vec<String>,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// Fingerprint of the certificate this one replaced.
+    pub replaces: Option<String>,
+    /// Fingerprint of the certificate that replaced this one.
+    pub replaced_by: Option<String>,
+    /// When the inventory first learnt of it (Unix seconds).
+    pub first_seen: i64,
+    /// When it was last seen anywhere (Unix seconds).
+    pub last_seen: i64,
+}
+
+impl CertificateRecord {
+    /// A newly discovered certificate: status by the clock, no owner yet.
+    pub fn discovered(cert: ParsedCertificate, now: i64, expiring_days: u32) -> Self {
+        Self {
+            status: Status::by_time(cert.not_after, now, expiring_days),
+            cert,
+            org_unit: None,
+            contacts: Vec::new(),
+            tags: Vec::new(),
+            replaces: None,
+            replaced_by: None,
+            first_seen: now,
+            last_seen: now,
+        }
+    }
+
+    /// Lowercase text that `q=` searches: names, issuer, serial, fingerprint.
+    pub fn search_text(&self) -> String {
+        let c = &self.cert;
+        let mut parts = vec![
+            c.subject.as_str(),
+            c.issuer.as_str(),
+            c.serial.as_str(),
+            c.fingerprint.as_str(),
+        ];
+        parts.extend(c.san_dns.iter().map(String::as_str));
+        parts.extend(c.san_ip.iter().map(String::as_str));
+        parts.extend(c.san_email.iter().map(String::as_str));
+        parts.extend(c.san_uri.iter().map(String::as_str));
+        parts.join("\n").to_lowercase()
+    }
+}
+
+/// How a sighting was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SightingKind {
+    /// Presented by a TLS endpoint (`ip:port` and SNI).
+    Endpoint,
+    /// Found in a file on disk.
+    File,
+    /// Issued through, or listed by, a connector.
+    Connector,
+    /// Imported by hand (CLI or API upload).
+    Import,
+}
+
+/// Where and when a certificate was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// The certificate seen.
+    pub fingerprint: String,
+    /// How it was seen.
+    pub kind: SightingKind,
+    /// `ip:port (sni)`, a file path, a connector name, or an upload label.
+    pub location: String,
+    /// First time seen there (Unix seconds).
+    pub first_seen: i64,
+    /// Last time seen there (Unix seconds).
+    pub last_seen: i64,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportOutcome {
+    /// Certificates new to the inventory.
+    pub added: Vec<String>,
+    /// Certificates already known (a sighting was added or refreshed).
+    pub known: Vec<String>,
+}
+
+/// Imports the certificates in one file, recording a `file` sighting (or
+/// `import` for hand uploads).
+pub async fn import_path(
+    store: &Store,
+    path: &Path,
+    kind: SightingKind,
+    expiring_days: u32,
+) -> Result<ImportOutcome, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Read {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    })?;
+    let location = std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string();
+    import_bytes(store, &bytes, kind, &location, expiring_days).await
+}
+
+/// Imports certificates from bytes (PEM or DER) seen at `location`.
+pub async fn import_bytes(
+    store: &Store,
+    bytes: &[u8],
+    kind: SightingKind,
+    location: &str,
+    expiring_days: u32,
+) -> Result<ImportOutcome, ImportError> {
+    let certs = parse::parse_certificates(bytes).map_err(|e| ImportError::Parse {
+        location: location.to_string(),
+        error: e.to_string(),
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    let records: Vec<CertificateRecord> = certs
+        .into_iter()
+        .map(|c| CertificateRecord::discovered(c, now, expiring_days))
+        .collect();
+    Ok(store
+        .record_certificates(&records, kind, location, now)
+        .await?)
+}
+
+/// Why an import failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        error: String,
+    },
+    /// The input held no certificate, or a malformed one.
+    #[error("{location}: {error}")]
+    Parse {
+        /// Where the input came from.
+        location: String,
+        /// What was wrong.
+        error: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_by_time() {
+        let now = 1_000_000_000;
+        assert_eq!(Status::by_time(now - 1, now, 30), Status::Expired);
+        assert_eq!(
+            Status::by_time(now + 86_400 * 30, now, 30),
+            Status::Expiring
+        );
+        assert_eq!(Status::by_time(now + 86_400 * 31, now, 30), Status::Valid);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!(
+            "bogus"
+                .parse::<Status>()
+                .unwrap_err()
+                .contains("expected one of")
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! The store's schema, as numbered migrations applied in order at start.
+//!
+//! Each migration runs once, in a transaction together with the row in
+//! `migration` that records it, so a crash mid-migration leaves nothing half
+//! applied. Definitions use `IF NOT EXISTS`, so two daemons starting at once on
+//! one remote store cannot trip over each other. Add a schema change by
+//! appending to [`MIGRATIONS`]; never edit one that has shipped.
+
+use super::{Store, StoreError};
+
+/// `(version, description, SurrealQL)`, applied in order.
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[(1, "inventory, sightings, jobs", V1)];
+
+const V1: &str = r#"
+DEFINE TABLE IF NOT EXISTS certificate SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS fingerprint ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS subject ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS subject_cn ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS issuer ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS issuer_cn ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS serial ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS not_before ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS not_after ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS san_dns ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS san_ip ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS san_email ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS san_uri ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS key_algorithm ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS key_bits ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS key_curve ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS signature_algorithm ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS key_usage ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS extended_key_usage ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS is_ca ON certificate TYPE bool;
+DEFINE FIELD IF NOT EXISTS self_signed ON certificate TYPE bool;
+DEFINE FIELD IF NOT EXISTS pem ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS status ON certificate TYPE string
+    ASSERT $value IN ['requested', 'pending', 'approved', 'rejected', 'valid', 'expiring', 'expired', 'revoked', 'deactivated'];
+DEFINE FIELD IF NOT EXISTS org_unit ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS contacts ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS tags ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS replaces ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS replaced_by ON certificate TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS first_seen ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS last_seen ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS search ON certificate TYPE string;
+DEFINE INDEX IF NOT EXISTS certificate_not_after ON certificate FIELDS not_after;
+DEFINE INDEX IF NOT EXISTS certificate_status_not_after ON certificate FIELDS status, not_after;
+DEFINE INDEX IF NOT EXISTS certificate_issuer ON certificate FIELDS issuer;
+DEFINE INDEX IF NOT EXISTS certificate_org_unit ON certificate FIELDS org_unit;
+
+DEFINE TABLE IF NOT EXISTS sighting SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS fingerprint ON sighting TYPE string;
+DEFINE FIELD IF NOT EXISTS kind ON sighting TYPE string
+    ASSERT $value IN ['endpoint', 'file', 'connector', 'import'];
+DEFINE FIELD IF NOT EXISTS location ON sighting TYPE string;
+DEFINE FIELD IF NOT EXISTS first_seen ON sighting TYPE int;
+DEFINE FIELD IF NOT EXISTS last_seen ON sighting TYPE int;
+DEFINE INDEX IF NOT EXISTS sighting_fingerprint ON sighting FIELDS fingerprint;
+
+DEFINE TABLE IF NOT EXISTS status_count SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS n ON status_count TYPE int;
+
+DEFINE TABLE IF NOT EXISTS job SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS name ON job TYPE string;
+DEFINE FIELD IF NOT EXISTS schedule ON job TYPE string;
+DEFINE FIELD IF NOT EXISTS next_due ON job TYPE int;
+DEFINE FIELD IF NOT EXISTS runs ON job TYPE int;
+DEFINE FIELD IF NOT EXISTS failures ON job TYPE int;
+DEFINE FIELD IF NOT EXISTS last_status ON job TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS last_error ON job TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS last_finished ON job TYPE option<int>;
+
+DEFINE TABLE IF NOT EXISTS job_run SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS job ON job_run TYPE string;
+DEFINE FIELD IF NOT EXISTS due ON job_run TYPE int;
+DEFINE FIELD IF NOT EXISTS state ON job_run TYPE string
+    ASSERT $value IN ['running', 'succeeded', 'failed'];
+DEFINE FIELD IF NOT EXISTS lease_holder ON job_run TYPE string;
+DEFINE FIELD IF NOT EXISTS lease_expires ON job_run TYPE int;
+DEFINE FIELD IF NOT EXISTS attempts ON job_run TYPE int;
+DEFINE FIELD IF NOT EXISTS started ON job_run TYPE int;
+DEFINE FIELD IF NOT EXISTS finished ON job_run TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS error ON job_run TYPE option<string>;
+DEFINE INDEX IF NOT EXISTS job_run_state ON job_run FIELDS state, lease_expires;
+DEFINE INDEX IF NOT EXISTS job_run_job ON job_run FIELDS job, due;
+
+DEFINE TABLE IF NOT EXISTS migration SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS version ON migration TYPE int;
+DEFINE FIELD IF NOT EXISTS description ON migration TYPE string;
+DEFINE FIELD IF NOT EXISTS applied_at ON migration TYPE int;
+"#;
+
+/// Applies every migration the store has not recorded; returns how many ran.
+pub async fn apply(store: &Store) -> Result<usize, StoreError> {
+    let applied = applied_versions(store).await?;
+    let mut ran = 0;
+    for (version, description, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let statement = format!(
+            "BEGIN TRANSACTION;\n{sql}\nUPSERT type::record('migration', $version) CONTENT {{ version: $version, description: $description, applied_at: time::unix(time::now()) }};\nCOMMIT TRANSACTION;"
+        );
+        super::with_conflict_retry(|| {
+            store.run(
+                &statement,
+                serde_json::json!({ "version": version, "description": description }),
+            )
+        })
+        .await?;
+        tracing::info!(version, description, "applied store migration");
+        ran += 1;
+    }
+    Ok(ran)
+}
+
+/// Versions recorded in the `migration` table.
+pub async fn applied_versions(store: &Store) -> Result<Vec<u32>, StoreError> {
+    // The table does not exist before the first migration; SurrealDB answers
+    // an empty result for a missing table in a schemaless read.
+    let rows: Vec<u32> = match store
+        .rows(
+            "SELECT VALUE version FROM migration",
+            serde_json::json!({}),
+            0,
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(StoreError::Db(e)) if e.to_string().to_lowercase().contains("does not exist") => {
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrations_are_idempotent() {
+        let store = Store::memory().await.unwrap();
+        let latest: Vec<u32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(applied_versions(&store).await.unwrap(), latest);
+        assert_eq!(apply(&store).await.unwrap(), 0, "nothing left to apply");
+        assert_eq!(applied_versions(&store).await.unwrap(), latest);
+    }
+}

@@ -1,0 +1,130 @@
+//! Where Certkeeper's events go: chat, ticketing, webhooks, e-mail.
+//!
+//! Every lifecycle happening is one typed [`Event`]; the daemon feeds the same
+//! value to the audit log, the alert ledger, metrics and every [`Notifier`].
+//! Channel implementations (Slack, Teams, PagerDuty, Jira, webhooks, SMTP) are
+//! added as submodules by later work; each sends its vendor's own payload.
+//!
+//! This crate never depends on the daemon.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The certificate an event is about, as people reading an alert need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateSummary {
+    /// SHA-256 fingerprint, lowercase hex.
+    pub fingerprint: String,
+    /// Subject distinguished name.
+    pub subject: String,
+    /// DNS, IP, e-mail and URI subject alternative names.
+    pub sans: Vec<String>,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+    /// End of validity.
+    pub not_after: Option<DateTime<Utc>>,
+    /// Where the certificate has been seen (`10.0.0.5:443 (www.example.com)`, a file path).
+    pub seen_at: Vec<String>,
+    /// Owning organisation unit.
+    pub org_unit: Option<String>,
+    /// Contacts responsible for it.
+    pub contacts: Vec<String>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A certificate was added to the inventory for the first time.
+    CertificateDiscovered,
+    /// A certificate crossed an expiry threshold.
+    CertificateExpiring {
+        /// The threshold crossed, in days.
+        threshold_days: u32,
+        /// Whole days left until `not_after`.
+        days_left: i64,
+    },
+    /// A certificate expired.
+    CertificateExpired,
+    /// A certificate was revoked.
+    CertificateRevoked,
+    /// A scheduled job failed.
+    JobFailed {
+        /// The job's name.
+        job: String,
+        /// The error, for operators.
+        error: String,
+    },
+}
+
+/// One lifecycle happening, with a stable id for deduplication downstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable identifier: the same happening always has the same id.
+    pub id: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The certificate concerned, where there is one.
+    pub certificate: Option<CertificateSummary>,
+}
+
+/// Whether a failed delivery may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryClass {
+    /// The channel refused the message for good (bad credentials, bad payload).
+    Permanent,
+    /// Try again later.
+    Transient,
+    /// The channel asked to wait this many seconds.
+    RetryAfterSecs(u64),
+}
+
+/// A delivery failure.
+#[derive(Debug, thiserror::Error)]
+#[error("notifier {notifier}: {message}")]
+pub struct NotifyError {
+    /// The notifier's configured name.
+    pub notifier: String,
+    /// What went wrong; never holds tokens or passwords.
+    pub message: String,
+    /// Whether retrying can help.
+    pub class: DeliveryClass,
+}
+
+/// A channel that delivers events.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// The notifier's configured name.
+    fn name(&self) -> &str;
+    /// Delivers one event.
+    async fn send(&self, event: &Event) -> Result<(), NotifyError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_a_snake_case_type_tag() {
+        let event = Event {
+            id: "e1".into(),
+            at: DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            kind: EventKind::CertificateExpiring {
+                threshold_days: 30,
+                days_left: 29,
+            },
+            certificate: None,
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"]["type"], "certificate_expiring");
+        assert_eq!(json["kind"]["threshold_days"], 30);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+}

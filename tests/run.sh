@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs Certkeeper's whole test suite on a fresh Debian machine with Rust:
+# installs the Debian packages the tests need when they are missing, then runs
+# every unit and end-to-end test (the end-to-end tests start the real
+# `certkeeper` binary, and the servers they need, on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use: openssl (makes test certificates), systemd
+# (systemd-analyze verifies the unit), pkg-config/libssl-dev/gcc (crates that
+# link OpenSSL), procps (kill).
+packages=(openssl systemd pkg-config libssl-dev gcc procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing missing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The tests build in the dev profile (dependencies optimised, see Cargo.toml).
+exec cargo test --workspace --all-targets "$@"
