@@ -320,7 +320,10 @@ fn metrics_are_valid_prometheus_text() {
 
 /// Parses the Prometheus text format strictly: every line is a comment
 /// (`# HELP`/`# TYPE` with a known type) or `name{label="value",...} number`.
-fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One sample: metric name, labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     let mut typed = HashSet::new();
     for line in text.lines() {

@@ -131,7 +131,7 @@ fn secrets_stay_out_of_logs_errors_and_api() {
     let mut daemon = Daemon::new("");
     let token_file = daemon.path("api-token");
     std::fs::write(&token_file, "tok-3f9a1c-secret\n").unwrap();
-    daemon.write_config(&format!("[log]\nlevel = \"debug\"\n"));
+    daemon.write_config("[log]\nlevel = \"debug\"\n");
     let base = std::fs::read_to_string(&daemon.config).unwrap();
     std::fs::write(
         &daemon.config,

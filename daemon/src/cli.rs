@@ -194,7 +194,7 @@ fn init_logging(config: &Config, daemon: bool) {
 /// Where CLI commands are answered: the running daemon, or the store directly.
 enum Backend {
     Api(ApiClient),
-    Local(Store, Config),
+    Local(Store, Box<Config>),
 }
 
 async fn backend(config: &Config) -> anyhow::Result<Backend> {
@@ -210,7 +210,7 @@ async fn backend(config: &Config) -> anyhow::Result<Backend> {
             config.store.url, client.base
         )
     })?;
-    Ok(Backend::Local(store, config.clone()))
+    Ok(Backend::Local(store, Box::new(config.clone())))
 }
 
 async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
