@@ -135,6 +135,14 @@ pub struct StoreConfig {
     pub password: Option<Secret>,
     /// File holding the password (systemd `LoadCredential=`).
     pub password_file: Option<PathBuf>,
+    /// Embedded store: MiB of block cache (recently read data kept in
+    /// memory). Default 64.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+    /// Embedded store: MiB of writes buffered in memory before they are
+    /// flushed to disk; one transaction must fit. Default 64.
+    #[serde(default = "default_memtable_mib")]
+    pub memtable_mib: u64,
 }
 
 impl Default for StoreConfig {
@@ -146,8 +154,18 @@ impl Default for StoreConfig {
             username: None,
             password: None,
             password_file: None,
+            cache_mib: default_cache_mib(),
+            memtable_mib: default_memtable_mib(),
         }
     }
+}
+
+fn default_cache_mib() -> u64 {
+    64
+}
+
+fn default_memtable_mib() -> u64 {
+    64
 }
 
 fn default_store_url() -> String {
@@ -393,6 +411,17 @@ impl Config {
         }
         if self.api.max_page_size == 0 {
             return Err(err("api.max_page_size", "expected a number above 0".into()));
+        }
+        for (key, value) in [
+            ("store.cache_mib", self.store.cache_mib),
+            ("store.memtable_mib", self.store.memtable_mib),
+        ] {
+            if !(1..=1 << 20).contains(&value) {
+                return Err(err(
+                    key,
+                    format!("expected MiB from 1 to 1048576, got {value}"),
+                ));
+            }
         }
         crate::store::StoreUrl::parse(&self.store.url)
             .map_err(|e| err("store.url", e.to_string()))?;

@@ -46,6 +46,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let cancel = CancellationToken::new();
     let state = api::AppState::new(store.clone(), config_rx.clone());
+    let closing = store.clone();
     let app = api::router(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
     let scheduler = tokio::spawn(crate::scheduler::run(
@@ -80,6 +81,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     if finished.is_err() {
         tracing::warn!("shutdown deadline passed; exiting with tasks still running");
     }
+    closing.close(Duration::from_secs(20)).await;
     tracing::info!("stopped");
     Ok(())
 }

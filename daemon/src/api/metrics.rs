@@ -2,9 +2,10 @@
 //!
 //! Counts by status come from the status counters (cheap at any size). The
 //! per-certificate `not_after` gauge, the one alerting rules key on, covers
-//! the in-force and expired certificates that expire soonest, capped at
-//! [`PER_CERTIFICATE_LIMIT`] series so a million-certificate inventory does not
-//! produce a million-series scrape.
+//! the certificates that expire soonest, starting with those that expired in
+//! the last [`EXPIRED_WINDOW_DAYS`] days, capped at [`PER_CERTIFICATE_LIMIT`]
+//! series so a million-certificate inventory does not produce a
+//! million-series scrape.
 
 use std::fmt::Write as _;
 
@@ -13,10 +14,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::store::inventory::CertificateFilter;
 
 /// Most certificates given their own `not_after` series.
 pub const PER_CERTIFICATE_LIMIT: usize = 10_000;
+
+/// Certificates that expired longer ago than this get no series of their own
+/// (they are still counted in `certkeeper_certificates{status="expired"}`).
+pub const EXPIRED_WINDOW_DAYS: i64 = 30;
 
 pub(super) async fn handler(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = &state.store;
@@ -32,68 +36,52 @@ pub(super) async fn handler(State(state): State<AppState>) -> Result<Response, A
 
     out.push_str("# HELP certkeeper_certificate_not_after_timestamp_seconds End of validity of each certificate (soonest first, capped).\n");
     out.push_str("# TYPE certkeeper_certificate_not_after_timestamp_seconds gauge\n");
-    let mut filter = CertificateFilter {
-        limit: 1_000,
-        now: chrono::Utc::now().timestamp(),
-        ..Default::default()
-    };
-    let mut emitted = 0;
-    'pages: loop {
-        let page = store
-            .list_certificates(&filter)
-            .await
-            .map_err(ApiError::internal)?;
-        for c in &page.items {
-            if emitted == PER_CERTIFICATE_LIMIT {
-                break 'pages;
-            }
-            let _ = writeln!(
-                out,
-                "certkeeper_certificate_not_after_timestamp_seconds{{fingerprint=\"{}\",subject=\"{}\",issuer=\"{}\",serial=\"{}\",status=\"{}\"}} {}",
-                c.cert.fingerprint,
-                escape(&c.cert.subject),
-                escape(&c.cert.issuer),
-                c.cert.serial,
-                c.status,
-                c.cert.not_after
-            );
-            emitted += 1;
-        }
-        match page.next_cursor {
-            Some(cursor) => filter.cursor = Some(cursor),
-            None => break,
-        }
+    let series = store
+        .expiry_series(
+            chrono::Utc::now().timestamp() - EXPIRED_WINDOW_DAYS * 86_400,
+            PER_CERTIFICATE_LIMIT,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    for c in &series {
+        let _ = writeln!(
+            out,
+            "certkeeper_certificate_not_after_timestamp_seconds{{fingerprint=\"{}\",subject=\"{}\",issuer=\"{}\",serial=\"{}\",status=\"{}\"}} {}",
+            c.fingerprint,
+            escape(&c.subject),
+            escape(&c.issuer),
+            c.serial,
+            c.status,
+            c.not_after
+        );
     }
 
-    out.push_str("# HELP certkeeper_job_runs_total Finished runs of each job.\n");
-    out.push_str("# TYPE certkeeper_job_runs_total counter\n");
-    for j in &jobs {
-        let _ = writeln!(
-            out,
-            "certkeeper_job_runs_total{{job=\"{}\"}} {}",
-            escape(&j.name),
-            j.runs
-        );
-    }
-    out.push_str("# HELP certkeeper_job_failures_total Failed runs of each job.\n");
-    out.push_str("# TYPE certkeeper_job_failures_total counter\n");
-    for j in &jobs {
-        let _ = writeln!(
-            out,
-            "certkeeper_job_failures_total{{job=\"{}\"}} {}",
-            escape(&j.name),
-            j.failures
-        );
-    }
-    out.push_str("# HELP certkeeper_job_next_due_timestamp_seconds When each job is next due.\n");
-    out.push_str("# TYPE certkeeper_job_next_due_timestamp_seconds gauge\n");
-    for j in &jobs {
-        let _ = writeln!(
-            out,
-            "certkeeper_job_next_due_timestamp_seconds{{job=\"{}\"}} {}",
-            escape(&j.name),
-            j.next_due
-        );
+    type JobValue = fn(&crate::store::jobs::JobState) -> i64;
+    let job_metrics: [(&str, &str, &str, JobValue); 3] = [
+        (
+            "certkeeper_job_runs_total",
+            "counter",
+            "Finished runs of each job.",
+            |j| j.runs,
+        ),
+        (
+            "certkeeper_job_failures_total",
+            "counter",
+            "Failed runs of each job.",
+            |j| j.failures,
+        ),
+        (
+            "certkeeper_job_next_due_timestamp_seconds",
+            "gauge",
+            "When each job is next due.",
+            |j| j.next_due,
+        ),
+    ];
+    for (name, kind, help, value) in job_metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for j in &jobs {
+            let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", escape(&j.name), value(j));
+        }
     }
     Ok((
         [(

@@ -172,6 +172,18 @@ pub enum SightingKind {
     Import,
 }
 
+impl SightingKind {
+    /// The lowercase name used in the store and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SightingKind::Endpoint => "endpoint",
+            SightingKind::File => "file",
+            SightingKind::Connector => "connector",
+            SightingKind::Import => "import",
+        }
+    }
+}
+
 /// Where and when a certificate was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sighting {

@@ -46,6 +46,23 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// A certificate's expiry, as `/metrics` exports it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ExpirySeries {
+    /// SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// Subject DN.
+    pub subject: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
+}
+
 /// A cursor that is not one this server handed out.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid cursor: pass back the next_cursor of a previous page unchanged")]
@@ -90,7 +107,13 @@ impl Store {
         now: i64,
     ) -> Result<ImportOutcome, StoreError> {
         let mut outcome = ImportOutcome::default();
-        for chunk in records.chunks(500) {
+        // A file may hold the same certificate twice; record it once.
+        let mut seen = std::collections::HashSet::new();
+        let records: Vec<&CertificateRecord> = records
+            .iter()
+            .filter(|r| seen.insert(r.cert.fingerprint.as_str()))
+            .collect();
+        for chunk in records.chunks(1000) {
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
                 .map(|r| {
@@ -105,11 +128,12 @@ impl Store {
                 take_returned(&mut response)
             })
             .await?;
+            let known: std::collections::HashSet<String> = known.into_iter().collect();
             for r in chunk {
                 let fp = r.cert.fingerprint.clone();
                 if known.contains(&fp) {
                     outcome.known.push(fp);
-                } else if !outcome.added.contains(&fp) {
+                } else {
                     outcome.added.push(fp);
                 }
             }
@@ -185,6 +209,23 @@ impl Store {
         Ok(Page { items, next_cursor })
     }
 
+    /// The first `limit` certificates with `not_after >= since`, soonest
+    /// first, with only the fields a metrics series needs (no PEM), straight
+    /// off the expiry index.
+    pub async fn expiry_series(
+        &self,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<ExpirySeries>, StoreError> {
+        self.rows(
+            "SELECT fingerprint, subject, issuer, serial, status, not_after FROM certificate
+             WHERE not_after >= $since ORDER BY not_after, fingerprint LIMIT $limit",
+            json!({ "since": since, "limit": limit }),
+            0,
+        )
+        .await
+    }
+
     /// How many certificates have each status (every status present, zeros too).
     pub async fn counts_by_status(&self) -> Result<BTreeMap<Status, u64>, StoreError> {
         #[derive(serde::Deserialize)]
@@ -217,15 +258,22 @@ impl Store {
             (Status::Valid, Status::Expiring, now, soon + 1),
             (Status::Expiring, Status::Valid, soon + 1, i64::MAX),
         ];
+        const BATCH: i64 = 5_000;
         let mut moved = 0u64;
         for (from, to, lo, hi) in moves {
-            let vars = json!({ "from": from, "to": to, "lo": lo, "hi": hi });
-            let n: Vec<i64> = with_conflict_retry(|| async {
-                let mut response = self.run(REFRESH, vars.clone()).await?;
-                take_returned(&mut response)
-            })
-            .await?;
-            moved += n.first().copied().unwrap_or(0).max(0) as u64;
+            let vars = json!({ "from": from, "to": to, "lo": lo, "hi": hi, "batch": BATCH });
+            loop {
+                let n: Vec<i64> = with_conflict_retry(|| async {
+                    let mut response = self.run(REFRESH, vars.clone()).await?;
+                    take_returned(&mut response)
+                })
+                .await?;
+                let n = n.first().copied().unwrap_or(0).max(0);
+                moved += n as u64;
+                if n < BATCH {
+                    break;
+                }
+            }
         }
         Ok(moved)
     }
@@ -235,31 +283,32 @@ impl Store {
 /// counters in step. Returns (last statement) the fingerprints already known.
 const RECORD: &str = r#"
 BEGIN TRANSACTION;
-LET $ids = $certs.map(|$c| type::record('certificate', $c.fingerprint));
-LET $known = (SELECT VALUE fingerprint FROM $ids);
-FOR $c IN $certs {
-    IF $c.fingerprint IN $known {
-        UPDATE type::record('certificate', $c.fingerprint) SET last_seen = $now;
-    } ELSE {
-        CREATE type::record('certificate', $c.fingerprint) CONTENT $c;
-        UPSERT type::record('status_count', $c.status) SET n = (n ?? 0) + 1;
-    };
-    UPSERT type::record('sighting', [$c.fingerprint, $kind, $location]) SET
-        fingerprint = $c.fingerprint, kind = $kind, location = $location,
-        first_seen = first_seen ?? $now, last_seen = $now;
+LET $known = (SELECT VALUE fingerprint FROM $certs.map(|$c| type::record('certificate', $c.fingerprint)));
+LET $new = $certs.filter(|$c| $c.fingerprint NOT IN $known);
+INSERT INTO certificate $new.map(|$c| object::extend($c, { id: type::record('certificate', $c.fingerprint) })) RETURN NONE;
+FOR $status IN array::distinct($new.map(|$c| $c.status)) {
+    UPSERT type::record('status_count', $status) SET n = (n ?? 0) + array::len($new.filter(|$c| $c.status = $status)) RETURN NONE;
 };
+UPDATE $known.map(|$f| type::record('certificate', $f)) SET last_seen = $now RETURN NONE;
+INSERT INTO sighting $certs.map(|$c| {
+    id: type::record('sighting', [$c.fingerprint, $kind, $location]),
+    fingerprint: $c.fingerprint, kind: $kind, location: $location,
+    first_seen: $now, last_seen: $now
+}) ON DUPLICATE KEY UPDATE last_seen = $now RETURN NONE;
 RETURN $known;
 COMMIT TRANSACTION;
 "#;
 
-/// Moves certificates of status `$from` whose `not_after` lies in
-/// `[$lo, $hi)` to `$to`, adjusting both counters. Returns how many moved.
+/// Moves up to `$batch` certificates of status `$from` whose `not_after` lies
+/// in `[$lo, $hi)` to `$to`, adjusting both counters. Returns how many moved.
+/// Batches keep each transaction well inside the embedded memtable.
 const REFRESH: &str = r#"
 BEGIN TRANSACTION;
-LET $moved = (UPDATE certificate SET status = $to
-    WHERE status = $from AND not_after >= $lo AND not_after < $hi RETURN fingerprint);
-UPSERT type::record('status_count', $from) SET n = (n ?? 0) - array::len($moved);
-UPSERT type::record('status_count', $to) SET n = (n ?? 0) + array::len($moved);
+LET $moved = (SELECT VALUE id FROM certificate
+    WHERE status = $from AND not_after >= $lo AND not_after < $hi LIMIT $batch);
+UPDATE $moved SET status = $to RETURN NONE;
+UPSERT type::record('status_count', $from) SET n = (n ?? 0) - array::len($moved) RETURN NONE;
+UPSERT type::record('status_count', $to) SET n = (n ?? 0) + array::len($moved) RETURN NONE;
 RETURN [array::len($moved)];
 COMMIT TRANSACTION;
 "#;
@@ -312,11 +361,17 @@ mod tests {
         let store = Store::memory().await.unwrap();
         let now = 1_800_000_000;
         let recs = records(20, now);
+        let mut twice = recs.clone();
+        twice.push(recs[0].clone());
         let out = store
-            .record_certificates(&recs, SightingKind::File, "/a.pem", now)
+            .record_certificates(&twice, SightingKind::File, "/a.pem", now)
             .await
             .unwrap();
-        assert_eq!(out.added.len(), 20);
+        assert_eq!(
+            out.added.len(),
+            20,
+            "a certificate twice in one file is one"
+        );
         // Again from another place: nothing new, a second sighting each.
         let out = store
             .record_certificates(&recs[..3], SightingKind::File, "/b.pem", now + 5)

@@ -15,9 +15,12 @@ pub mod inventory;
 pub mod jobs;
 pub mod migrations;
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
+use surrealdb::engine::local::Db;
 
 use crate::config::StoreConfig;
 
@@ -33,6 +36,9 @@ pub enum StoreError {
     /// A row did not have the shape the schema promises.
     #[error("store returned an unexpected row: {0}")]
     Decode(#[from] serde_json::Error),
+    /// The embedded engine could not be started.
+    #[error("store engine: {0}")]
+    Engine(String),
     /// The embedded store is held by another process (a running daemon).
     #[error(
         "the embedded store at {0} is in use by another process (is the daemon running? use the API, or stop it)"
@@ -86,14 +92,23 @@ impl StoreUrl {
     }
 }
 
+/// The SDK handle: an engine in this process, or a client of a server.
+#[derive(Clone)]
+enum Connection {
+    Embedded(Surreal<Db>),
+    Remote(Surreal<Any>),
+}
+
 /// A connection to the store, cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Surreal<Any>,
+    db: Connection,
     /// For an embedded store, an exclusive lock on `<dir>.lock` held while
     /// the store is open, so a second process (a CLI next to a running
     /// daemon) is refused instead of corrupting it.
-    _lock: Option<std::sync::Arc<std::fs::File>>,
+    _lock: Option<Arc<std::fs::File>>,
+    /// The embedded store's directory, to wait for its engine on close.
+    embedded: Option<std::path::PathBuf>,
 }
 
 impl Store {
@@ -101,29 +116,85 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         let url = StoreUrl::parse(&config.url)?;
         let lock = match &url {
-            StoreUrl::SurrealKv(dir) => Some(std::sync::Arc::new(lock_embedded(dir)?)),
+            StoreUrl::SurrealKv(dir) => Some(Arc::new(lock_embedded(dir)?)),
             _ => None,
         };
-        let db = surrealdb::engine::any::connect(config.url.as_str()).await?;
-        if let (Some(username), Some(password)) = (&config.username, &config.password) {
-            db.signin(surrealdb::opt::auth::Root {
-                username: username.clone(),
-                password: password.expose().to_string(),
-            })
-            .await?;
-        }
-        db.query(format!(
+        let db = match &url {
+            StoreUrl::Remote(_) => {
+                let db = surrealdb::engine::any::connect(config.url.as_str()).await?;
+                if let (Some(username), Some(password)) = (&config.username, &config.password) {
+                    db.signin(surrealdb::opt::auth::Root {
+                        username: username.clone(),
+                        password: password.expose().to_string(),
+                    })
+                    .await?;
+                }
+                Connection::Remote(db)
+            }
+            StoreUrl::SurrealKv(_) | StoreUrl::Memory => {
+                Connection::Embedded(open_embedded(&url, config).await?)
+            }
+        };
+        let define = format!(
             "DEFINE NAMESPACE IF NOT EXISTS `{}`; USE NS `{}`; DEFINE DATABASE IF NOT EXISTS `{}`;",
             config.namespace, config.namespace, config.database
-        ))
-        .await?
-        .check()?;
-        db.use_ns(&config.namespace)
-            .use_db(&config.database)
-            .await?;
-        let store = Self { db, _lock: lock };
+        );
+        match &db {
+            Connection::Embedded(db) => {
+                db.query(define).await?.check()?;
+                db.use_ns(&config.namespace)
+                    .use_db(&config.database)
+                    .await?;
+            }
+            Connection::Remote(db) => {
+                db.query(define).await?.check()?;
+                db.use_ns(&config.namespace)
+                    .use_db(&config.database)
+                    .await?;
+            }
+        }
+        let embedded = match url {
+            StoreUrl::SurrealKv(dir) => Some(dir),
+            _ => None,
+        };
+        let store = Self {
+            db,
+            _lock: lock,
+            embedded,
+        };
         migrations::apply(&store).await?;
         Ok(store)
+    }
+
+    /// Closes the store and, for an embedded one, waits (up to `timeout`)
+    /// until the engine has flushed its memtable and released the directory,
+    /// so the next start does not replay the write-ahead log into memory.
+    /// Every other clone must be dropped first; otherwise this waits in vain
+    /// and the engine closes when the process exits (nothing is lost: the
+    /// write-ahead log is replayed on the next start).
+    pub async fn close(self, timeout: std::time::Duration) {
+        let Self {
+            db,
+            _lock,
+            embedded,
+        } = self;
+        drop(db);
+        let Some(dir) = embedded else { return };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // SurrealKV holds an exclusive lock on <dir>/LOCK while open.
+            let released = std::fs::File::open(dir.join("LOCK"))
+                .map(|f| f.try_lock().is_ok())
+                .unwrap_or(true);
+            if released {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(dir = %dir.display(), "the store did not close in time; it will recover from its log on the next start");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// An in-memory store with the schema applied, for tests.
@@ -143,7 +214,10 @@ impl Store {
         mut vars: serde_json::Value,
     ) -> Result<surrealdb::IndexedResults, StoreError> {
         strip_nulls(&mut vars);
-        let mut response = self.db.query(sql).bind(vars).await?;
+        let mut response = match &self.db {
+            Connection::Embedded(db) => db.query(sql).bind(vars).await?,
+            Connection::Remote(db) => db.query(sql).bind(vars).await?,
+        };
         let mut errors: Vec<(usize, surrealdb::Error)> =
             response.take_errors().into_iter().collect();
         if errors.is_empty() {
@@ -205,6 +279,41 @@ pub(crate) fn take_rows<T: DeserializeOwned>(
     rows.into_iter()
         .map(|row| serde_json::from_value(row).map_err(StoreError::from))
         .collect()
+}
+
+/// Starts the embedded engine with its memory bounded by `[store]`.
+///
+/// `surrealdb::engine::any::connect` would size SurrealKV's memtable and block
+/// cache from the host's RAM (1 GiB and half of RAM on a 24 GiB machine),
+/// and takes no option to change that; a certificate daemon should stay
+/// small whatever machine it shares. So the datastore is built here, the way
+/// the SDK's own local engine builds it, with the sizes from the config.
+async fn open_embedded(url: &StoreUrl, config: &StoreConfig) -> Result<Surreal<Db>, StoreError> {
+    const MIB: u64 = 1024 * 1024;
+    let engine = |e: anyhow::Error| StoreError::Engine(format!("{e:#}"));
+    let path = match url {
+        StoreUrl::SurrealKv(dir) => format!("surrealkv://{}", dir.display()),
+        _ => "memory".to_string(),
+    };
+    let settings = surrealdb_cnf::ConfigMap::empty()
+        .with_key_value(
+            "surrealkv_block_cache_capacity",
+            (config.cache_mib * MIB).to_string(),
+        )
+        .with_key_value(
+            "surrealkv_max_memtable_size",
+            (config.memtable_mib * MIB).to_string(),
+        );
+    let kvs = surrealdb_engine_local::Datastore::builder()
+        .with_config(settings)
+        .without_maintenance_tasks()
+        .build_with_path(&path)
+        .await
+        .map_err(engine)?;
+    kvs.check_version().await.map_err(engine)?;
+    kvs.bootstrap().await.map_err(engine)?;
+    kvs.start_maintenance_tasks();
+    Ok(Surreal::<Db>::unstable_from_datastore(Arc::clone(&kvs), None).await?)
 }
 
 /// Takes the exclusive lock of an embedded store directory.

@@ -14,6 +14,10 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod output;
+
+use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
+
 use crate::config::{self, Config, LogFormat};
 use crate::inventory::{self, CertificateRecord, ImportOutcome, Sighting, SightingKind, Status};
 use crate::store::Store;
@@ -215,6 +219,14 @@ async fn backend(config: &Config) -> anyhow::Result<Backend> {
 
 async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
     let backend = backend(&config).await?;
+    let result = answer(command, &config, &backend).await;
+    if let Backend::Local(store, _) = backend {
+        store.close(Duration::from_secs(20)).await;
+    }
+    result
+}
+
+async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow::Result<()> {
     match command {
         Command::Run | Command::Validate => unreachable_command(),
         Command::Import { files, format } => {
@@ -553,303 +565,9 @@ impl ApiClient {
     }
 }
 
-fn timestamp(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| t.to_string())
-}
-
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
-    }
-}
-
-fn print_csv(header: &[&str], rows: &[Vec<String>]) {
-    println!("{}", header.join(","));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| csv_field(c)).collect();
-        println!("{}", cells.join(","));
-    }
-}
-
-fn print_certificates(
-    items: &[CertificateRecord],
-    format: Format,
-    next: Option<&str>,
-) -> anyhow::Result<()> {
-    match format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "items": items, "next_cursor": next })
-                )?
-            );
-            return Ok(());
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.cert.fingerprint[..16].to_string(),
-                        c.status.to_string(),
-                        timestamp(c.cert.not_after),
-                        c.cert
-                            .subject_cn
-                            .clone()
-                            .unwrap_or_else(|| c.cert.subject.clone()),
-                        c.cert
-                            .issuer_cn
-                            .clone()
-                            .unwrap_or_else(|| c.cert.issuer.clone()),
-                    ]
-                })
-                .collect();
-            print_table(
-                &["FINGERPRINT", "STATUS", "NOT AFTER", "SUBJECT", "ISSUER"],
-                &rows,
-            );
-        }
-        Format::Csv => {
-            let rows: Vec<Vec<String>> = items
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.cert.fingerprint.clone(),
-                        c.status.to_string(),
-                        timestamp(c.cert.not_before),
-                        timestamp(c.cert.not_after),
-                        c.cert.subject.clone(),
-                        c.cert.issuer.clone(),
-                        c.cert.serial.clone(),
-                        c.cert.san_dns.join(" "),
-                        c.cert.key_algorithm.clone(),
-                        c.cert.key_bits.to_string(),
-                        c.org_unit.clone().unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            print_csv(
-                &[
-                    "fingerprint",
-                    "status",
-                    "not_before",
-                    "not_after",
-                    "subject",
-                    "issuer",
-                    "serial",
-                    "dns_names",
-                    "key_algorithm",
-                    "key_bits",
-                    "org_unit",
-                ],
-                &rows,
-            );
-        }
-    }
-    if let Some(next) = next {
-        eprintln!("more certificates: --cursor {next} (or --all)");
-    }
-    Ok(())
-}
-
-fn print_certificate(
-    cert: &CertificateRecord,
-    sightings: &[Sighting],
-    format: Format,
-) -> anyhow::Result<()> {
-    match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "certificate": cert, "sightings": sightings })
-            )?
-        ),
-        Format::Csv => {
-            let rows: Vec<Vec<String>> = sightings
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.fingerprint.clone(),
-                        serde_json::to_value(s.kind)
-                            .map(|v| v.as_str().unwrap_or_default().to_string())
-                            .unwrap_or_default(),
-                        s.location.clone(),
-                        timestamp(s.first_seen),
-                        timestamp(s.last_seen),
-                    ]
-                })
-                .collect();
-            print_csv(
-                &["fingerprint", "kind", "location", "first_seen", "last_seen"],
-                &rows,
-            );
-        }
-        Format::Table => {
-            let c = &cert.cert;
-            let field = |k: &str, v: String| println!("{k:<20} {v}");
-            field("Fingerprint", c.fingerprint.clone());
-            field("Status", cert.status.to_string());
-            field("Subject", c.subject.clone());
-            field("Issuer", c.issuer.clone());
-            field("Serial", c.serial.clone());
-            field("Not before", timestamp(c.not_before));
-            field("Not after", timestamp(c.not_after));
-            let mut sans: Vec<String> = c.san_dns.iter().map(|s| format!("DNS:{s}")).collect();
-            sans.extend(c.san_ip.iter().map(|s| format!("IP:{s}")));
-            sans.extend(c.san_email.iter().map(|s| format!("email:{s}")));
-            sans.extend(c.san_uri.iter().map(|s| format!("URI:{s}")));
-            field("Names", sans.join(", "));
-            let curve = c
-                .key_curve
-                .as_deref()
-                .map(|k| format!(" ({k})"))
-                .unwrap_or_default();
-            field(
-                "Key",
-                format!("{} {} bits{curve}", c.key_algorithm, c.key_bits),
-            );
-            field("Signature", c.signature_algorithm.clone());
-            field("Key usage", c.key_usage.join(", "));
-            field("Extended key usage", c.extended_key_usage.join(", "));
-            field("CA", c.is_ca.to_string());
-            field("Self-signed", c.self_signed.to_string());
-            field(
-                "Org unit",
-                cert.org_unit.clone().unwrap_or_else(|| "-".into()),
-            );
-            field("Contacts", cert.contacts.join(", "));
-            println!("\nSeen at:");
-            let rows: Vec<Vec<String>> = sightings
-                .iter()
-                .map(|s| {
-                    vec![
-                        serde_json::to_value(s.kind)
-                            .map(|v| v.as_str().unwrap_or_default().to_string())
-                            .unwrap_or_default(),
-                        s.location.clone(),
-                        timestamp(s.first_seen),
-                        timestamp(s.last_seen),
-                    ]
-                })
-                .collect();
-            print_table(&["KIND", "LOCATION", "FIRST SEEN", "LAST SEEN"], &rows);
-        }
-    }
-    Ok(())
-}
-
-fn print_jobs(jobs: &[JobState], format: Format) -> anyhow::Result<()> {
-    let rows: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|j| {
-            vec![
-                j.name.clone(),
-                j.schedule.clone(),
-                timestamp(j.next_due),
-                j.runs.to_string(),
-                j.failures.to_string(),
-                j.last_status.clone().unwrap_or_else(|| "-".into()),
-                j.last_error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let header = [
-        "NAME",
-        "SCHEDULE",
-        "NEXT RUN",
-        "RUNS",
-        "FAILURES",
-        "LAST",
-        "LAST ERROR",
-    ];
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(jobs)?),
-        Format::Table => print_table(&header, &rows),
-        Format::Csv => print_csv(
-            &[
-                "name",
-                "schedule",
-                "next_run",
-                "runs",
-                "failures",
-                "last_status",
-                "last_error",
-            ],
-            &rows,
-        ),
-    }
-    Ok(())
-}
-
-fn print_job_runs(runs: &[JobRun], format: Format) -> anyhow::Result<()> {
-    let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
-            vec![
-                r.job.clone(),
-                timestamp(r.due),
-                r.state.clone(),
-                r.attempts.to_string(),
-                r.lease_holder.clone(),
-                r.finished.map(timestamp).unwrap_or_else(|| "-".into()),
-                r.error.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(runs)?),
-        Format::Table => print_table(
-            &[
-                "JOB", "DUE", "STATE", "ATTEMPTS", "HOLDER", "FINISHED", "ERROR",
-            ],
-            &rows,
-        ),
-        Format::Csv => print_csv(
-            &[
-                "job", "due", "state", "attempts", "holder", "finished", "error",
-            ],
-            &rows,
-        ),
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_quotes_per_rfc4180() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("CN=a, O=b"), "\"CN=a, O=b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
