@@ -409,6 +409,15 @@ impl Config {
                 "tls_cert and tls_key must be given together".into(),
             ));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(err(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter ({e}); expected e.g. `info` or `certkeeper=debug,info`",
+                    self.log.level
+                ),
+            ));
+        }
         if self.api.max_page_size == 0 {
             return Err(err("api.max_page_size", "expected a number above 0".into()));
         }
@@ -549,6 +558,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("job[0].schedule"), "{err}");
         assert!(err.to_string().contains("sec min hour"), "{err}");
+    }
+
+    #[test]
+    fn bad_log_filter_is_refused() {
+        let err = load_str("[log]\nlevel = \"loud=,=\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("log.level"), "{err}");
     }
 
     #[test]

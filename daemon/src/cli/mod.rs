@@ -175,13 +175,24 @@ pub fn main() -> ExitCode {
 
 fn init_logging(config: &Config, daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if daemon {
+    let level = if daemon {
         config.log.level.as_str()
     } else {
         "warn"
     };
+    // The store engine narrates every open and flush at INFO; keep it to
+    // warnings unless the filter names it. SurrealKV's drop-time "no runtime
+    // available" warning comes after `Store::close` has already flushed and
+    // closed it, so its errors are all that matter from it.
+    let mut default = level.to_string();
+    if !level.contains("surrealdb") {
+        default.push_str(",surrealdb=warn");
+    }
+    if !level.contains("surrealkv") {
+        default.push_str(",surrealkv=error");
+    }
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default))
+        .or_else(|_| EnvFilter::try_new(&default))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
