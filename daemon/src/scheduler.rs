@@ -44,6 +44,15 @@ pub enum JobBody {
         /// Days before `not_after` that count as expiring.
         expiring_days: u32,
     },
+    /// Run a discovery source and record what it finds.
+    Discovery {
+        /// The source.
+        source: Box<crate::discovery::sources::Source>,
+        /// The installation-check policy.
+        policy: Box<crate::config::PolicyConfig>,
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
     /// Run a program.
     Command {
         /// Program and arguments.
@@ -110,6 +119,33 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
             },
         };
         push(job.name(), job.schedule(), body);
+    }
+    use crate::discovery::sources::Source;
+    let sources = config
+        .discovery
+        .network
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.schedule.as_str(),
+                Source::Network(s.clone()),
+            )
+        })
+        .chain(config.discovery.files.iter().map(|s| {
+            (
+                s.name.as_str(),
+                s.schedule.as_str(),
+                Source::Files(s.clone()),
+            )
+        }));
+    for (name, schedule, source) in sources {
+        let body = JobBody::Discovery {
+            source: Box::new(source),
+            policy: Box::new(config.discovery.policy.clone()),
+            expiring_days,
+        };
+        push(name, schedule, body);
     }
     jobs
 }
@@ -268,7 +304,7 @@ async fn run_one(store: Store, job: ScheduledJob, due: i64, holder: String, leas
 }
 
 /// The body of a job; an error is a message for operators.
-async fn execute(store: &Store, body: &JobBody) -> Result<(), String> {
+pub async fn execute(store: &Store, body: &JobBody) -> Result<(), String> {
     match body {
         JobBody::Refresh { expiring_days } => {
             let moved = store
@@ -300,6 +336,21 @@ async fn execute(store: &Store, body: &JobBody) -> Result<(), String> {
             } else {
                 Err(errors.join("; "))
             }
+        }
+        JobBody::Discovery {
+            source,
+            policy,
+            expiring_days,
+        } => {
+            let summary =
+                crate::discovery::sources::run(store, source, policy, *expiring_days).await?;
+            tracing::info!(
+                places = summary.places,
+                added = summary.added,
+                unreadable = summary.errors,
+                "discovery run finished"
+            );
+            Ok(())
         }
         JobBody::Command { argv, timeout } => run_command(argv, *timeout).await,
     }

@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod output;
+mod scan;
 
 use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
 
@@ -55,6 +56,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Find certificates on the network and on disk, now, without a config
+    /// or a store (like nmap): one record per sighting, with findings.
+    Scan(scan::ScanArgs),
     /// Scheduled jobs: schedule, next run, last result.
     Jobs {
         /// Instead, list the latest runs of this job (due time, state,
@@ -124,6 +128,26 @@ pub enum Format {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Scan(args) = cli.command {
+        init_logging(&Config::default(), false);
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match runtime.block_on(scan::run(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Validate = cli.command {
         return match Config::load(&cli.config) {
             Ok(_) => {
@@ -239,7 +263,7 @@ async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow::Result<()> {
     match command {
-        Command::Run | Command::Validate => unreachable_command(),
+        Command::Run | Command::Validate | Command::Scan(_) => unreachable_command(),
         Command::Import { files, format } => {
             let mut total = ImportOutcome::default();
             let mut failed = 0;

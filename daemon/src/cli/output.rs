@@ -11,7 +11,7 @@ fn timestamp(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-fn csv_field(value: &str) -> String {
+pub(super) fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {

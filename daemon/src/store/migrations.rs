@@ -9,7 +9,10 @@
 use super::{Store, StoreError};
 
 /// `(version, description, SurrealQL)`, applied in order.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(1, "inventory, sightings, jobs", V1)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "inventory, sightings, jobs", V1),
+    (2, "installation-check findings", V2),
+];
 
 const V1: &str = r#"
 DEFINE TABLE IF NOT EXISTS certificate SCHEMAFULL;
@@ -91,6 +94,20 @@ DEFINE TABLE IF NOT EXISTS migration SCHEMAFULL;
 DEFINE FIELD IF NOT EXISTS version ON migration TYPE int;
 DEFINE FIELD IF NOT EXISTS description ON migration TYPE string;
 DEFINE FIELD IF NOT EXISTS applied_at ON migration TYPE int;
+"#;
+
+const V2: &str = r#"
+DEFINE TABLE IF NOT EXISTS finding SCHEMAFULL;
+DEFINE FIELD IF NOT EXISTS fingerprint ON finding TYPE string;
+DEFINE FIELD IF NOT EXISTS location ON finding TYPE string;
+DEFINE FIELD IF NOT EXISTS code ON finding TYPE string;
+DEFINE FIELD IF NOT EXISTS days ON finding TYPE option<int>;
+DEFINE FIELD IF NOT EXISTS detail ON finding TYPE option<string>;
+DEFINE FIELD IF NOT EXISTS first_seen ON finding TYPE int;
+DEFINE FIELD IF NOT EXISTS last_seen ON finding TYPE int;
+DEFINE INDEX IF NOT EXISTS finding_fingerprint ON finding FIELDS fingerprint;
+DEFINE INDEX IF NOT EXISTS finding_location ON finding FIELDS location;
+DEFINE INDEX IF NOT EXISTS finding_code ON finding FIELDS code, fingerprint;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -19,6 +19,10 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+pub mod discovery;
+
+pub use discovery::{DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
+
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
 
@@ -69,6 +73,9 @@ pub struct Config {
     /// Scheduled jobs (`[[job]]` tables).
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobConfig>,
+    /// Discovery sources and the installation-check policy.
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
 }
 
 /// `[api]`: the HTTP API and web portal.
@@ -443,6 +450,7 @@ impl Config {
         parse_schedule(&self.inventory.refresh_schedule)
             .map_err(|e| err("inventory.refresh_schedule", e))?;
         let mut names = std::collections::HashSet::new();
+        self.check_discovery(path, &mut names)?;
         for (i, job) in self.jobs.iter().enumerate() {
             if job.name().is_empty() || job.name() == crate::scheduler::REFRESH_JOB {
                 return Err(err(
@@ -453,7 +461,7 @@ impl Config {
                     ),
                 ));
             }
-            if !names.insert(job.name()) {
+            if !names.insert(job.name().to_string()) {
                 return Err(err(
                     &format!("job[{i}].name"),
                     format!("job name `{}` is used twice", job.name()),
@@ -467,6 +475,115 @@ impl Config {
                     &format!("job[{i}].command"),
                     "expected a program and its arguments".into(),
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn check_discovery(
+        &mut self,
+        path: &Path,
+        names: &mut std::collections::HashSet<String>,
+    ) -> Result<(), ConfigError> {
+        let err = |key: String, msg: String| ConfigError::new(path, Some(key), msg);
+        let mut name_ok = |key: String, name: &str| {
+            if name.is_empty() || name == crate::scheduler::REFRESH_JOB {
+                return Err(err(key, "expected a non-empty, unique job name".into()));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(err(key, format!("job name `{name}` is used twice")));
+            }
+            Ok(())
+        };
+        for (i, source) in self.discovery.network.iter().enumerate() {
+            let key = |field: &str| format!("discovery.network[{i}].{field}");
+            name_ok(key("name"), &source.name)?;
+            parse_schedule(&source.schedule).map_err(|e| err(key("schedule"), e))?;
+            if source.targets.is_empty() && source.resolve.is_empty() {
+                return Err(err(
+                    key("targets"),
+                    "expected targets or resolve entries".into(),
+                ));
+            }
+            for target in &source.targets {
+                if !target.starts_with('@') {
+                    crate::discovery::targets::Target::parse(target)
+                        .map_err(|e| err(key("targets"), e.to_string()))?;
+                }
+            }
+            for r in &source.resolve {
+                crate::discovery::targets::Resolve::parse(r)
+                    .map_err(|e| err(key("resolve"), e.to_string()))?;
+            }
+            if source.ports.is_empty() || source.ports.contains(&0) {
+                return Err(err(key("ports"), "expected ports from 1 to 65535".into()));
+            }
+            for (port, proto) in &source.starttls {
+                if port.parse::<u16>().is_err() {
+                    return Err(err(key("starttls"), format!("`{port}` is not a port")));
+                }
+                if proto != "none" && crate::discovery::model::Starttls::parse(proto).is_none() {
+                    return Err(err(
+                        key("starttls"),
+                        format!(
+                            "`{proto}`: expected smtp, imap, pop3, ldap, ftp, postgres or none"
+                        ),
+                    ));
+                }
+            }
+            if source.concurrency == 0 || source.timeout_seconds == 0 {
+                return Err(err(
+                    key("concurrency"),
+                    "concurrency and timeout_seconds must be above 0".into(),
+                ));
+            }
+        }
+        let mut file_passwords = Vec::new();
+        for (i, source) in self.discovery.files.iter().enumerate() {
+            let key = |field: &str| format!("discovery.files[{i}].{field}");
+            name_ok(key("name"), &source.name)?;
+            parse_schedule(&source.schedule).map_err(|e| err(key("schedule"), e))?;
+            if source.roots.is_empty() {
+                return Err(err(key("roots"), "expected at least one directory".into()));
+            }
+            for glob in source.include.iter().chain(&source.exclude) {
+                globset::Glob::new(glob)
+                    .map_err(|e| err(key("include"), format!("`{glob}`: {e}")))?;
+            }
+            let extra = match &source.pkcs12_passwords_file {
+                Some(file) => Secret::from_file(file)
+                    .map_err(|e| {
+                        err(
+                            key("pkcs12_passwords_file"),
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?
+                    .expose()
+                    .lines()
+                    .map(Secret::new)
+                    .collect(),
+                None => Vec::new(),
+            };
+            file_passwords.push(extra);
+        }
+        for (source, extra) in self.discovery.files.iter_mut().zip(file_passwords) {
+            source.pkcs12_passwords.extend(extra);
+        }
+        let policy = &self.discovery.policy;
+        for (key, file) in [
+            (
+                "discovery.policy.approved_issuers",
+                &policy.approved_issuers,
+            ),
+            ("discovery.policy.trusted_roots", &policy.trusted_roots),
+        ] {
+            if let Some(file) = file {
+                let bytes = std::fs::read(file)
+                    .map_err(|e| err(key.into(), format!("cannot read {}: {e}", file.display())))?;
+                crate::inventory::parse::parse_certificates(&bytes)
+                    .map_err(|e| err(key.into(), format!("{}: {e}", file.display())))?;
             }
         }
         Ok(())

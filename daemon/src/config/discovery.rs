@@ -1,0 +1,143 @@
+//! `[discovery]`: the installation-check policy and the discovery sources
+//! (`[[discovery.network]]`, `[[discovery.files]]`), each run as a job on its
+//! cron schedule.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// `[discovery]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// What the installation check flags.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Network sources.
+    #[serde(default)]
+    pub network: Vec<NetworkSource>,
+    /// File-tree sources.
+    #[serde(default)]
+    pub files: Vec<FileSource>,
+}
+
+/// `[discovery.policy]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// RSA and DSA keys shorter than this are `weak_key`. Default 2048.
+    #[serde(default = "default_rsa")]
+    pub min_rsa_bits: u32,
+    /// EC keys shorter than this are `weak_key`. Default 256.
+    #[serde(default = "default_ec")]
+    pub min_ec_bits: u32,
+    /// Leaf certificates valid longer than this are `validity_too_long`.
+    /// Default 398 (the CA/Browser Forum limit).
+    #[serde(default = "default_validity")]
+    pub max_validity_days: u32,
+    /// PEM bundle of the CA certificates whose issuance is approved; others
+    /// are `unapproved_issuer`. Unset: the check is off.
+    pub approved_issuers: Option<PathBuf>,
+    /// PEM bundle of private roots trusted besides the system's.
+    pub trusted_roots: Option<PathBuf>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            min_rsa_bits: default_rsa(),
+            min_ec_bits: default_ec(),
+            max_validity_days: default_validity(),
+            approved_issuers: None,
+            trusted_roots: None,
+        }
+    }
+}
+
+fn default_rsa() -> u32 {
+    2048
+}
+
+fn default_ec() -> u32 {
+    256
+}
+
+fn default_validity() -> u32 {
+    398
+}
+
+/// `[[discovery.network]]`: endpoints to probe.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSource {
+    /// Unique job name.
+    pub name: String,
+    /// Cron schedule with a seconds field.
+    pub schedule: String,
+    /// Addresses, CIDRs, ranges, host names, or `@/path/to/file`.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Ports to try. Default 443, 8443, 636, 993, 995, 465.
+    #[serde(default = "default_ports")]
+    pub ports: Vec<u16>,
+    /// `NAME:PORT:ADDRESS` overrides scanned without DNS.
+    #[serde(default)]
+    pub resolve: Vec<String>,
+    /// STARTTLS per port over the defaults, e.g. `{ "2525" = "smtp", "25" = "none" }`.
+    #[serde(default)]
+    pub starttls: BTreeMap<String, String>,
+    /// Probes in flight at once. Default 256.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Connect timeout in seconds (the handshake gets twice as long). Default 3.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_ports() -> Vec<u16> {
+    crate::discovery::targets::DEFAULT_PORTS.to_vec()
+}
+
+fn default_concurrency() -> usize {
+    256
+}
+
+fn default_timeout() -> u64 {
+    3
+}
+
+/// `[[discovery.files]]`: directory trees to search for certificate files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// Unique job name.
+    pub name: String,
+    /// Cron schedule with a seconds field.
+    pub schedule: String,
+    /// Directories to walk.
+    pub roots: Vec<PathBuf>,
+    /// Globs a file must match (relative path or file name); empty = all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs of files and directories to skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Passwords tried on PKCS#12 files (after the empty one).
+    #[serde(default)]
+    pub pkcs12_passwords: Vec<Secret>,
+    /// A file of PKCS#12 passwords, one per line (systemd `LoadCredential=`).
+    pub pkcs12_passwords_file: Option<PathBuf>,
+    /// Files larger than this many bytes are skipped. Default 10 MiB.
+    #[serde(default = "default_max_file")]
+    pub max_file_bytes: u64,
+    /// Follow symbolic links. Default false.
+    #[serde(default)]
+    pub follow_symlinks: bool,
+}
+
+fn default_max_file() -> u64 {
+    10 * 1024 * 1024
+}

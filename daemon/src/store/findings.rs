@@ -1,0 +1,140 @@
+//! Installation-check findings, per place a certificate was seen.
+//!
+//! A scan of a place replaces that place's findings in one transaction:
+//! findings that no longer apply disappear, those that still apply keep
+//! their `first_seen`. Rows are `finding:[location, code]`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Store, StoreError, with_conflict_retry};
+use crate::discovery::model::{Finding, FindingCode};
+
+/// A finding as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFinding {
+    /// The certificate (the leaf of what the place presented).
+    pub fingerprint: String,
+    /// Where (same text as the sighting's location).
+    pub location: String,
+    /// What is wrong.
+    pub code: FindingCode,
+    /// Days left or since expiry, where relevant.
+    pub days: Option<i64>,
+    /// Explanation.
+    pub detail: Option<String>,
+    /// First scan that found it (Unix seconds).
+    pub first_seen: i64,
+    /// Last scan that found it (Unix seconds).
+    pub last_seen: i64,
+}
+
+impl Store {
+    /// Replaces the findings of `location` with `findings` about `fingerprint`.
+    pub async fn record_findings(
+        &self,
+        location: &str,
+        fingerprint: &str,
+        findings: &[Finding],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| json!({ "code": f.code, "days": f.days, "detail": f.detail }))
+            .collect();
+        let vars =
+            json!({ "location": location, "fingerprint": fingerprint, "rows": rows, "now": now });
+        with_conflict_retry(|| self.run(REPLACE, vars.clone())).await?;
+        Ok(())
+    }
+
+    /// Findings, optionally of one certificate and/or one code, newest first.
+    pub async fn findings(
+        &self,
+        fingerprint: Option<&str>,
+        code: Option<FindingCode>,
+        limit: usize,
+    ) -> Result<Vec<StoredFinding>, StoreError> {
+        let mut conditions = Vec::new();
+        if fingerprint.is_some() {
+            conditions.push("fingerprint = $fingerprint");
+        }
+        if code.is_some() {
+            conditions.push("code = $code");
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        self.rows(
+            &format!("SELECT * OMIT id FROM finding {filter} ORDER BY last_seen DESC LIMIT $limit"),
+            json!({ "fingerprint": fingerprint, "code": code, "limit": limit }),
+            0,
+        )
+        .await
+    }
+}
+
+const REPLACE: &str = r#"
+BEGIN TRANSACTION;
+LET $old = (SELECT code, first_seen FROM finding WHERE location = $location);
+DELETE finding WHERE location = $location;
+FOR $f IN $rows {
+    CREATE type::record('finding', [$location, $f.code]) CONTENT {
+        fingerprint: $fingerprint, location: $location, code: $f.code,
+        days: $f.days, detail: $f.detail,
+        first_seen: ($old[WHERE code = $f.code].first_seen)[0] ?? $now,
+        last_seen: $now
+    };
+};
+COMMIT TRANSACTION;
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_rescan_replaces_a_places_findings() {
+        let store = Store::memory().await.unwrap();
+        let weak = Finding {
+            detail: Some("RSA 1024 bits".into()),
+            ..Finding::new(FindingCode::WeakKey)
+        };
+        let expiring = Finding {
+            days: Some(9),
+            ..Finding::new(FindingCode::Expiring)
+        };
+        store
+            .record_findings("10.0.0.1:443", "aa", &[weak.clone(), expiring], 100)
+            .await
+            .unwrap();
+        store
+            .record_findings("10.0.0.2:443", "aa", std::slice::from_ref(&weak), 100)
+            .await
+            .unwrap();
+        assert_eq!(store.findings(Some("aa"), None, 10).await.unwrap().len(), 3);
+        // The expiring certificate was renewed: only the weak key remains, first seen kept.
+        store
+            .record_findings("10.0.0.1:443", "aa", &[weak], 200)
+            .await
+            .unwrap();
+        let at_one: Vec<StoredFinding> = store
+            .findings(Some("aa"), Some(FindingCode::WeakKey), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.location == "10.0.0.1:443")
+            .collect();
+        assert_eq!(at_one.len(), 1);
+        assert_eq!((at_one[0].first_seen, at_one[0].last_seen), (100, 200));
+        assert!(
+            store
+                .findings(None, Some(FindingCode::Expiring), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,526 @@
+//! Discovery end to end against real servers: an estate of certificates with
+//! one defect each, served by nginx (Debian's package) on loopback addresses,
+//! scanned with `certkeeper scan`; every endpoint must be found with exactly
+//! its expected findings and nothing else flagged. Files of every format are
+//! found by `--files`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{fingerprint, openssl};
+use serde_json::Value;
+
+/// An nginx started for one test, stopped on drop.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_path() -> Option<&'static str> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// Issues `name.pem` (+ `name.key`) for `cn` signed by `ca` (`None` = self-signed).
+fn issue(dir: &Path, name: &str, cn: &str, ca: Option<&str>, days: u32, key: &str, extra: &str) {
+    let keyopt: Vec<&str> = match key {
+        "rsa1024" => vec!["-newkey", "rsa:1024"],
+        "rsa2048" => vec!["-newkey", "rsa:2048"],
+        _ => vec!["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    };
+    let ext = format!(
+        "subjectAltName=DNS:{cn}\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n{extra}"
+    );
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    let days = days.to_string();
+    let (key_file, csr, cert, ext_file) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    let mut req = vec!["req", "-nodes", "-keyout", &key_file, "-subj"];
+    let subj = format!("/CN={cn}");
+    req.push(&subj);
+    req.extend(&keyopt);
+    match ca {
+        None => {
+            req.extend(["-x509", "-days", &days, "-out", &cert, "-addext"]);
+            let san = format!("subjectAltName=DNS:{cn}");
+            req.push(&san);
+            req.extend(["-addext", "basicConstraints=critical,CA:FALSE"]);
+            openssl(dir, &req);
+        }
+        Some(ca) => {
+            req.extend(["-out", &csr]);
+            openssl(dir, &req);
+            let (ca_cert, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &ca_cert,
+                    "-CAkey",
+                    &ca_key,
+                    "-CAcreateserial",
+                    "-out",
+                    &cert,
+                    "-days",
+                    &days,
+                    "-extfile",
+                    &ext_file,
+                ],
+            );
+        }
+    }
+}
+
+fn make_ca(dir: &Path, name: &str, cn: &str, parent: Option<&str>) {
+    let subj = format!("/O=Certkeeper Test/CN={cn}");
+    let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+    match parent {
+        None => {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-384",
+                    "-nodes",
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &cert,
+                    "-days",
+                    "3650",
+                    "-subj",
+                    &subj,
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                ],
+            );
+        }
+        Some(parent) => {
+            let csr = format!("{name}.csr");
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &subj,
+                ],
+            );
+            std::fs::write(dir.join("ca.ext"), "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n").unwrap();
+            let (pc, pk) = (format!("{parent}.pem"), format!("{parent}.key"));
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &pc,
+                    "-CAkey",
+                    &pk,
+                    "-CAcreateserial",
+                    "-out",
+                    &cert,
+                    "-days",
+                    "1825",
+                    "-extfile",
+                    "ca.ext",
+                ],
+            );
+        }
+    }
+}
+
+fn cat(dir: &Path, out: &str, files: &[&str]) {
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect();
+    std::fs::write(dir.join(out), text).unwrap();
+}
+
+/// (sni, ip, served chain file, nginx extra directives, expected findings)
+type Site = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+#[test]
+fn nginx_estate_is_found_with_exactly_the_expected_findings() {
+    let Some(nginx) = nginx_path() else {
+        panic!("nginx is not installed; tests/run.sh installs it (apt-get install nginx-light)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "root", "Estate Root", None);
+    make_ca(d, "inter", "Estate Issuing CA", Some("root"));
+    make_ca(d, "rogue", "Rogue CA", None);
+    issue(d, "good", "good.test", Some("inter"), 90, "ec", "");
+    issue(d, "soon", "soon.test", Some("inter"), 10, "ec", "");
+    issue(d, "weak", "weak.test", Some("inter"), 90, "rsa1024", "");
+    issue(d, "self", "self.test", None, 90, "ec", "");
+    issue(d, "legacy", "legacy.test", Some("inter"), 90, "rsa2048", "");
+    issue(d, "bought", "bought.test", Some("rogue"), 90, "ec", "");
+    issue(d, "long", "long.test", Some("inter"), 800, "ec", "");
+    for name in ["good", "soon", "weak", "legacy", "long"] {
+        cat(
+            d,
+            &format!("{name}-chain.pem"),
+            &[&format!("{name}.pem"), "inter.pem"],
+        );
+    }
+    cat(d, "roots.pem", &["root.pem", "rogue.pem"]);
+
+    let sites: &[Site] = &[
+        ("good.test", "127.0.13.1", "good-chain.pem", "", &[]),
+        (
+            "incomplete.test",
+            "127.0.13.2",
+            "good.pem",
+            "",
+            &["hostname_mismatch", "incomplete_chain"],
+        ),
+        (
+            "soon.test",
+            "127.0.13.3",
+            "soon-chain.pem",
+            "",
+            &["expiring"],
+        ),
+        (
+            "wrong.test",
+            "127.0.13.4",
+            "good-chain.pem",
+            "",
+            &["hostname_mismatch"],
+        ),
+        (
+            "weak.test",
+            "127.0.13.5",
+            "weak-chain.pem",
+            "ssl_ciphers DEFAULT:@SECLEVEL=0;",
+            &["weak_key"],
+        ),
+        (
+            "self.test",
+            "127.0.13.6",
+            "self.pem",
+            "",
+            &["self_signed", "unapproved_issuer"],
+        ),
+        (
+            "legacy.test",
+            "127.0.13.7",
+            "legacy-chain.pem",
+            "ssl_protocols TLSv1; ssl_ciphers ALL:@SECLEVEL=0;",
+            &["legacy_protocol"],
+        ),
+        (
+            "bought.test",
+            "127.0.13.8",
+            "bought.pem",
+            "",
+            &["unapproved_issuer"],
+        ),
+        (
+            "long.test",
+            "127.0.13.9",
+            "long-chain.pem",
+            "",
+            &["validity_too_long"],
+        ),
+    ];
+    let port = common::free_port();
+    let mut servers = String::new();
+    for (_, ip, chain, extra, _) in sites {
+        let key = format!(
+            "{}.key",
+            chain.trim_end_matches(".pem").trim_end_matches("-chain")
+        );
+        servers.push_str(&format!(
+            "server {{ listen {ip}:{port} ssl; ssl_certificate {d}/{chain}; ssl_certificate_key {d}/{key}; {extra} return 200 ok; }}\n",
+            d = d.display()
+        ));
+    }
+    std::fs::create_dir(d.join("logs")).unwrap();
+    std::fs::write(
+        d.join("nginx.conf"),
+        format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let server = Nginx(
+        Command::new(nginx)
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let up = common::eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.13.9", port))
+            .ok()
+            .map(|_| ())
+    });
+    assert!(
+        up.is_some(),
+        "nginx did not start: {}",
+        std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
+    );
+
+    let mut args: Vec<String> = vec![
+        "scan".into(),
+        "--format".into(),
+        "json".into(),
+        "--ports".into(),
+        port.to_string(),
+    ];
+    for (sni, ip, ..) in sites {
+        args.push("--resolve".into());
+        args.push(format!("{sni}:{port}:{ip}"));
+    }
+    // Closed ports and empty addresses in the same run cost nothing and yield nothing.
+    args.push("127.0.14.0/29".into());
+    args.extend([
+        "--trusted-roots".into(),
+        d.join("roots.pem").display().to_string(),
+    ]);
+    args.extend([
+        "--approved-issuers".into(),
+        d.join("inter.pem").display().to_string(),
+    ]);
+    let out = Command::new(common::BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    drop(server);
+
+    let by_sni: BTreeMap<String, &Value> = records
+        .iter()
+        .map(|r| (r["sni"].as_str().unwrap_or_default().to_string(), r))
+        .collect();
+    assert_eq!(
+        records.len(),
+        sites.len(),
+        "one record per endpoint, nothing else: {records:#?}"
+    );
+    for (sni, ip, chain, _, expected) in sites {
+        let record = by_sni
+            .get(*sni)
+            .unwrap_or_else(|| panic!("{sni} not found"));
+        assert_eq!(record["source"], "network");
+        assert_eq!(record["ip"], *ip);
+        assert_eq!(record["port"], port);
+        let mut codes: Vec<&str> = record["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap())
+            .collect();
+        codes.sort_unstable();
+        assert_eq!(&codes, expected, "{sni}: {record}");
+        let leaf_file = chain.trim_end_matches(".pem").trim_end_matches("-chain");
+        assert_eq!(
+            record["chain"][0]["fingerprint_sha256"],
+            fingerprint(d, &format!("{leaf_file}.pem")),
+            "{sni}"
+        );
+        let served = std::fs::read_to_string(d.join(chain))
+            .unwrap()
+            .matches("BEGIN CERTIFICATE")
+            .count();
+        assert_eq!(
+            record["chain"].as_array().unwrap().len(),
+            served,
+            "{sni}: the whole presented chain, in order"
+        );
+    }
+    let soon = by_sni["soon.test"];
+    let days = soon["findings"][0]["days"].as_i64().unwrap();
+    assert!((9..=10).contains(&days), "{soon}");
+    assert_eq!(by_sni["legacy.test"]["tls_version"], "TLSv1");
+    assert_eq!(by_sni["weak.test"]["chain"][0]["key_bits"], 1024);
+    assert_eq!(
+        by_sni["good.test"]["chain"][1]["subject"],
+        "O=Certkeeper Test, CN=Estate Issuing CA"
+    );
+}
+
+#[test]
+fn files_of_every_format_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d, "root", "Files Root", None);
+    issue(d, "leaf", "files.test", Some("root"), 90, "ec", "");
+    issue(
+        d,
+        "signer",
+        "Code Signer",
+        Some("root"),
+        90,
+        "rsa2048",
+        "extendedKeyUsage=codeSigning\n",
+    );
+    let tree = d.join("tree");
+    std::fs::create_dir_all(tree.join("nested")).unwrap();
+    cat(d, "tree/bundle.pem", &["leaf.pem", "root.pem"]);
+    std::fs::copy(d.join("leaf.key"), tree.join("bundle.key")).unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-in",
+            "leaf.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "tree/leaf.der",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            "leaf.pem",
+            "-certfile",
+            "root.pem",
+            "-out",
+            "tree/nested/chain.p7b",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "signer.pem",
+            "-inkey",
+            "signer.key",
+            "-passout",
+            "pass:",
+            "-out",
+            "tree/nested/signer.p12",
+        ],
+    );
+    std::fs::write(tree.join("README.txt"), "not a certificate").unwrap();
+    std::fs::write(
+        tree.join("broken.der"),
+        &std::fs::read(tree.join("leaf.der")).unwrap()[..100],
+    )
+    .unwrap();
+
+    let out = Command::new(common::BIN)
+        .args(["scan", "--format", "json", "--files"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: BTreeMap<String, Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|r| {
+            (
+                Path::new(r["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_string(),
+                r,
+            )
+        })
+        .collect();
+    let names: Vec<&str> = records.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "broken.der",
+            "bundle.pem",
+            "chain.p7b",
+            "leaf.der",
+            "signer.p12"
+        ],
+        "README.txt and the key are skipped"
+    );
+    assert_eq!(records["bundle.pem"]["format"], "pem");
+    assert_eq!(records["bundle.pem"]["key_beside"], true);
+    assert_eq!(records["bundle.pem"]["chain"].as_array().unwrap().len(), 2);
+    assert_eq!(records["leaf.der"]["format"], "der");
+    assert_eq!(records["chain.p7b"]["format"], "pkcs7");
+    assert_eq!(records["chain.p7b"]["chain"].as_array().unwrap().len(), 2);
+    assert_eq!(records["signer.p12"]["format"], "pkcs12");
+    assert_eq!(
+        records["signer.p12"]["chain"][0]["eku"],
+        serde_json::json!(["code_signing"])
+    );
+    assert_eq!(records["signer.p12"]["chain"][0]["type"], "code_signing");
+    assert!(
+        records["broken.der"]["error"].as_str().is_some(),
+        "malformed files are reported"
+    );
+    let leaf_fp = fingerprint(d, "leaf.pem");
+    for name in ["bundle.pem", "leaf.der", "chain.p7b"] {
+        assert_eq!(
+            records[name]["chain"][0]["fingerprint_sha256"], leaf_fp,
+            "{name}"
+        );
+    }
+}
