@@ -182,11 +182,59 @@ type Site = (
     &'static [&'static str],
 );
 
-#[test]
-fn nginx_estate_is_found_with_exactly_the_expected_findings() {
+/// Serves `sites` from one nginx on a free port; returns the port and the server.
+fn start_estate(d: &Path, sites: &[Site]) -> (u16, Nginx) {
     let Some(nginx) = nginx_path() else {
         panic!("nginx is not installed; tests/run.sh installs it (apt-get install nginx-light)");
     };
+    let port = common::free_port();
+    let mut servers = String::new();
+    for (_, ip, chain, extra, _) in sites {
+        let key = format!(
+            "{}.key",
+            chain.trim_end_matches(".pem").trim_end_matches("-chain")
+        );
+        servers.push_str(&format!(
+            "server {{ listen {ip}:{port} ssl; ssl_certificate {d}/{chain}; ssl_certificate_key {d}/{key}; {extra} return 200 ok; }}\n",
+            d = d.display()
+        ));
+    }
+    std::fs::create_dir(d.join("logs")).unwrap();
+    std::fs::write(
+        d.join("nginx.conf"),
+        format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let server = Nginx(
+        Command::new(nginx)
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let last = sites.last().map(|s| s.1).unwrap_or("127.0.0.1");
+    let up = common::eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect((last, port)).ok().map(|_| ())
+    });
+    assert!(
+        up.is_some(),
+        "nginx did not start: {}",
+        std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
+    );
+    (port, server)
+}
+
+#[test]
+fn nginx_estate_is_found_with_exactly_the_expected_findings() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     make_ca(d, "root", "Estate Root", None);
@@ -267,50 +315,7 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
             &["validity_too_long"],
         ),
     ];
-    let port = common::free_port();
-    let mut servers = String::new();
-    for (_, ip, chain, extra, _) in sites {
-        let key = format!(
-            "{}.key",
-            chain.trim_end_matches(".pem").trim_end_matches("-chain")
-        );
-        servers.push_str(&format!(
-            "server {{ listen {ip}:{port} ssl; ssl_certificate {d}/{chain}; ssl_certificate_key {d}/{key}; {extra} return 200 ok; }}\n",
-            d = d.display()
-        ));
-    }
-    std::fs::create_dir(d.join("logs")).unwrap();
-    std::fs::write(
-        d.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    let server = Nginx(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let up = common::eventually(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.13.9", port))
-            .ok()
-            .map(|_| ())
-    });
-    assert!(
-        up.is_some(),
-        "nginx did not start: {}",
-        std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
-    );
+    let (port, server) = start_estate(d, sites);
 
     let mut args: Vec<String> = vec![
         "scan".into(),
@@ -523,4 +528,114 @@ fn files_of_every_format_are_found() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn discovery_jobs_fill_the_inventory_and_answer_where() {
+    let mut daemon = common::Daemon::new("");
+    let pki = daemon.path("pki");
+    std::fs::create_dir(&pki).unwrap();
+    let d = pki.as_path();
+    make_ca(d, "root", "Jobs Root", None);
+    make_ca(d, "inter", "Jobs Issuing CA", Some("root"));
+    issue(d, "good", "good.test", Some("inter"), 90, "ec", "");
+    issue(d, "bare", "bare.test", Some("inter"), 90, "ec", "");
+    cat(d, "good-chain.pem", &["good.pem", "inter.pem"]);
+    let sites: &[Site] = &[
+        ("good.test", "127.0.15.1", "good-chain.pem", "", &[]),
+        (
+            "bare.test",
+            "127.0.15.2",
+            "bare.pem",
+            "",
+            &["incomplete_chain"],
+        ),
+    ];
+    let (port, _server) = start_estate(d, sites);
+    daemon.write_config(&format!(
+        "[discovery.policy]\ntrusted_roots = {root:?}\n\n\
+         [[discovery.network]]\nname = \"estate\"\nschedule = \"0 0 0 1 1 *\"\nports = [{port}]\n\
+         resolve = [\"good.test:{port}:127.0.15.1\", \"bare.test:{port}:127.0.15.2\"]\n\n\
+         [[discovery.files]]\nname = \"pki-files\"\nschedule = \"0 0 0 1 1 *\"\nroots = [{pki:?}]\ninclude = [\"good.pem\"]\n",
+        root = d.join("root.pem"),
+    ));
+    daemon.start();
+    let runs = |job: &str| -> i64 {
+        let jobs = daemon.cli_json(&["jobs"]);
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == job)
+            .map(|j| j["runs"].as_i64().unwrap())
+            .unwrap_or(0)
+    };
+    // Scheduled once a year: run both by hand, as an operator would.
+    for job in ["estate", "pki-files"] {
+        assert!(
+            daemon
+                .cli_ok(&["jobs", "--run-now", job])
+                .contains("started")
+        );
+        common::eventually(Duration::from_secs(30), || (runs(job) >= 1).then_some(()))
+            .unwrap_or_else(|| panic!("{job} did not run; log:\n{}", daemon.log()));
+    }
+
+    // "Where is good.test's certificate deployed?": the endpoint and the file.
+    let answer = daemon.cli_json(&["where", "good.test"]);
+    let details = answer.as_array().unwrap();
+    assert_eq!(details.len(), 1, "{answer}");
+    assert_eq!(
+        details[0]["certificate"]["fingerprint"],
+        fingerprint(d, "good.pem")
+    );
+    let mut places: Vec<(String, String)> = details[0]["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_string(),
+                s["location"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    places.sort();
+    assert_eq!(
+        places,
+        vec![
+            (
+                "endpoint".to_string(),
+                format!("127.0.15.1:{port} (good.test)")
+            ),
+            ("file".to_string(), d.join("good.pem").display().to_string()),
+        ]
+    );
+    // The same question by fingerprint gives the same places.
+    let by_fp = daemon.cli_json(&["where", &fingerprint(d, "good.pem")]);
+    assert_eq!(by_fp[0]["sightings"].as_array().unwrap().len(), 2);
+
+    // Findings are stored per place and queryable; nothing else is flagged.
+    let (status, body) = daemon.get("/api/v1/findings?code=incomplete_chain");
+    assert_eq!(status, 200, "{body}");
+    let findings: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(findings.as_array().unwrap().len(), 1, "{findings}");
+    assert_eq!(
+        findings[0]["location"],
+        format!("127.0.15.2:{port} (bare.test)")
+    );
+    assert_eq!(findings[0]["fingerprint"], fingerprint(d, "bare.pem"));
+    let (_, body) = daemon.get("/api/v1/findings");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        1,
+        "nothing else flagged: {body}"
+    );
+    let (status, body) = daemon.get("/api/v1/findings?code=bogus");
+    assert_eq!(status, 400, "{body}");
+    let shown = daemon.cli_json(&["certificates", "show", &fingerprint(d, "bare.pem")]);
+    assert_eq!(shown["findings"][0]["code"], "incomplete_chain");
+    // The intermediate the good site sent is in the inventory too.
+    let inter = daemon.cli_json(&["certificates", "show", &fingerprint(d, "inter.pem")]);
+    assert_eq!(inter["certificate"]["is_ca"], true);
 }

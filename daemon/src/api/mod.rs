@@ -113,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/import", post(import))
         .route("/api/v1/jobs", get(jobs))
         .route("/api/v1/jobs/{name}/runs", get(job_runs))
+        .route("/api/v1/jobs/{name}/run", post(run_job))
+        .route("/api/v1/findings", get(list_findings))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -302,14 +304,11 @@ async fn show_certificate(
     }
     match state
         .store
-        .certificate(&fingerprint)
+        .certificate_detail(&fingerprint)
         .await
         .map_err(ApiError::internal)?
     {
-        Some((certificate, sightings)) => Ok(axum::Json(
-            json!({ "certificate": certificate, "sightings": sightings }),
-        )
-        .into_response()),
+        Some(detail) => Ok(axum::Json(detail).into_response()),
         None => Err(ApiError::not_found(format!(
             "no certificate with fingerprint {fingerprint}"
         ))),
@@ -354,6 +353,63 @@ async fn import(
 async fn jobs(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.store.jobs().await.map_err(ApiError::internal)?;
     Ok(axum::Json(jobs).into_response())
+}
+
+async fn run_job(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = state
+        .store
+        .run_job_now(&name, chrono::Utc::now().timestamp())
+        .await
+        .map_err(ApiError::internal)?;
+    if found {
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "job": name, "due": "now" })),
+        )
+            .into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no job named `{name}`; see GET /api/v1/jobs"
+        )))
+    }
+}
+
+async fn list_findings(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query_params(raw, &["code", "fingerprint", "limit"])?;
+    let code = params
+        .get("code")
+        .map(|c| {
+            serde_json::from_value::<crate::discovery::FindingCode>(json!(c))
+                .map_err(|_| ApiError::bad_request(format!("code: unknown finding code `{c}`")))
+        })
+        .transpose()?;
+    let max = state.config().api.max_page_size;
+    let limit = match params.get("limit") {
+        None => 100.min(max),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit: expected a number from 1 to {max}, got `{l}`"
+                )));
+            }
+        },
+    };
+    let fingerprint = params
+        .get("fingerprint")
+        .map(|f| f.replace(':', "").to_lowercase());
+    let findings = state
+        .store
+        .findings(fingerprint.as_deref(), code, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(findings).into_response())
 }
 
 async fn job_runs(

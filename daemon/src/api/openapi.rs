@@ -145,6 +145,24 @@ pub fn document() -> Value {
                         "lease_holder": { "type": "string" }, "lease_expires": { "type": "integer" },
                         "attempts": { "type": "integer" }, "started": { "type": "integer" },
                         "finished": { "type": ["integer", "null"] }, "error": { "type": ["string", "null"] } } } } } } } } } },
+            "/api/v1/jobs/{name}/run": { "post": { "summary": "Run a job now (it is claimed through the usual lease)",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "202": { "description": "due now" }, "404": error_response("no such job") } } },
+            "/api/v1/findings": { "get": { "summary": "Installation-check findings, newest first",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected"] } },
+                    { "name": "fingerprint", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } }
+                ],
+                "responses": { "200": { "description": "findings", "content": { "application/json": { "schema": {
+                    "type": "array", "items": { "type": "object", "properties": {
+                        "fingerprint": { "type": "string" }, "location": { "type": "string" },
+                        "code": { "type": "string" }, "days": { "type": ["integer", "null"] },
+                        "detail": { "type": ["string", "null"] },
+                        "first_seen": { "type": "integer" }, "last_seen": { "type": "integer" } } } } } } },
+                    "400": error_response("bad parameter") } } },
             "/api/v1/jobs": { "get": { "summary": "Scheduled jobs and their last runs", "security": [{ "bearer": [] }],
                 "responses": { "200": { "description": "jobs", "content": { "application/json": { "schema": {
                     "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } } }

@@ -20,8 +20,9 @@ mod scan;
 use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
 
 use crate::config::{self, Config, LogFormat};
-use crate::inventory::{self, CertificateRecord, ImportOutcome, Sighting, SightingKind, Status};
+use crate::inventory::{self, CertificateRecord, ImportOutcome, SightingKind, Status};
 use crate::store::Store;
+use crate::store::findings::CertificateDetail;
 use crate::store::inventory::{CertificateFilter, Page};
 use crate::store::jobs::{JobRun, JobState};
 
@@ -59,12 +60,25 @@ pub enum Command {
     /// Find certificates on the network and on disk, now, without a config
     /// or a store (like nmap): one record per sighting, with findings.
     Scan(scan::ScanArgs),
+    /// Where is this certificate deployed? Every place a certificate (by
+    /// fingerprint) or a name's certificates (by DNS name) were seen.
+    Where {
+        /// A SHA-256 fingerprint (colons allowed) or a DNS name.
+        what: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Scheduled jobs: schedule, next run, last result.
     Jobs {
         /// Instead, list the latest runs of this job (due time, state,
         /// attempts, lease holder, error).
-        #[arg(long, value_name = "JOB")]
+        #[arg(long, value_name = "JOB", conflicts_with = "run_now")]
         runs: Option<String>,
+        /// Instead, run this job now: the daemon runs it at once (through
+        /// the usual lease); without a daemon, this command runs it.
+        #[arg(long, value_name = "JOB")]
+        run_now: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -305,13 +319,54 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             }
             Ok(())
         }
-        Command::Jobs { runs: None, format } => {
+        Command::Where { what, format } => {
+            let compact = what.replace(':', "").to_lowercase();
+            let details = if compact.len() == 64 && compact.bytes().all(|b| b.is_ascii_hexdigit()) {
+                backend.certificate(&compact).await?.into_iter().collect()
+            } else {
+                let name = what.trim_end_matches('.').to_lowercase();
+                let mut filter = CertificateFilter {
+                    q: Some(name.clone()),
+                    limit: 500,
+                    now: chrono::Utc::now().timestamp(),
+                    ..Default::default()
+                };
+                let mut details = Vec::new();
+                loop {
+                    let page = backend.list(&filter).await?;
+                    for cert in page.items.iter().filter(|c| covers(&c.cert, &name)) {
+                        details.extend(backend.certificate(&cert.cert.fingerprint).await?);
+                    }
+                    match page.next_cursor {
+                        Some(cursor) => filter.cursor = Some(cursor),
+                        None => break,
+                    }
+                }
+                details
+            };
+            if details.is_empty() {
+                bail!("no certificate for `{what}` in the inventory");
+            }
+            output::print_where(&details, format)
+        }
+        Command::Jobs {
+            run_now: Some(name),
+            ..
+        } => {
+            backend.run_job_now(&name).await?;
+            println!("{name}: started");
+            Ok(())
+        }
+        Command::Jobs {
+            runs: None, format, ..
+        } => {
             let jobs = backend.jobs().await?;
             print_jobs(&jobs, format)
         }
         Command::Jobs {
             runs: Some(name),
             format,
+            ..
         } => {
             let runs = backend.job_runs(&name).await?;
             print_job_runs(&runs, format)
@@ -320,10 +375,10 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             fingerprint,
             format,
         }) => {
-            let Some((cert, sightings)) = backend.certificate(&fingerprint).await? else {
+            let Some(detail) = backend.certificate(&fingerprint).await? else {
                 bail!("no certificate with fingerprint {fingerprint}");
             };
-            print_certificate(&cert, &sightings, format)
+            print_certificate(&detail, format)
         }
         Command::Certificates(CertificatesCommand::List {
             status,
@@ -364,6 +419,25 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             };
             print_certificates(&items, format, next.as_deref())
         }
+    }
+}
+
+/// Whether a certificate is for `name`: a DNS SAN equal to it or a wildcard
+/// covering it, or (without SANs) its subject CN.
+fn covers(cert: &inventory::ParsedCertificate, name: &str) -> bool {
+    let matches = |pattern: &str| {
+        let pattern = pattern.trim_end_matches('.').to_lowercase();
+        match pattern.strip_prefix("*.") {
+            Some(suffix) => name
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+            None => pattern == name,
+        }
+    };
+    if cert.san_dns.is_empty() {
+        cert.subject_cn.as_deref().is_some_and(matches)
+    } else {
+        cert.san_dns.iter().any(|s| matches(s))
     }
 }
 
@@ -447,13 +521,10 @@ impl Backend {
         }
     }
 
-    async fn certificate(
-        &self,
-        fingerprint: &str,
-    ) -> anyhow::Result<Option<(CertificateRecord, Vec<Sighting>)>> {
+    async fn certificate(&self, fingerprint: &str) -> anyhow::Result<Option<CertificateDetail>> {
         let fp = fingerprint.replace(':', "").to_lowercase();
         match self {
-            Backend::Local(store, _) => Ok(store.certificate(&fp).await?),
+            Backend::Local(store, _) => Ok(store.certificate_detail(&fp).await?),
             Backend::Api(client) => {
                 let response = client
                     .request(reqwest::Method::GET, &format!("/api/v1/certificates/{fp}"))
@@ -462,13 +533,30 @@ impl Backend {
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
-                #[derive(serde::Deserialize)]
-                struct Detail {
-                    certificate: CertificateRecord,
-                    sightings: Vec<Sighting>,
-                }
-                let detail: Detail = client.json(response).await?;
-                Ok(Some((detail.certificate, detail.sightings)))
+                Ok(Some(client.json(response).await?))
+            }
+        }
+    }
+
+    async fn run_job_now(&self, name: &str) -> anyhow::Result<()> {
+        match self {
+            Backend::Local(store, config) => {
+                // No daemon: run it here and now.
+                let job = crate::scheduler::jobs_from_config(config)
+                    .into_iter()
+                    .find(|j| j.name == name)
+                    .with_context(|| format!("no job named `{name}` in the config"))?;
+                crate::scheduler::execute(store, &job.body)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("job {name} failed: {e}"))
+            }
+            Backend::Api(client) => {
+                let path = format!(
+                    "/api/v1/jobs/{}/run",
+                    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                );
+                let response = client.request(reqwest::Method::POST, &path).send().await?;
+                client.json::<serde_json::Value>(response).await.map(|_| ())
             }
         }
     }

@@ -2,7 +2,8 @@
 //! CSV for scripts.
 
 use super::Format;
-use crate::inventory::{CertificateRecord, Sighting};
+use crate::inventory::CertificateRecord;
+use crate::store::findings::CertificateDetail;
 use crate::store::jobs::{JobRun, JobState};
 
 fn timestamp(t: i64) -> String {
@@ -130,18 +131,10 @@ pub(super) fn print_certificates(
     Ok(())
 }
 
-pub(super) fn print_certificate(
-    cert: &CertificateRecord,
-    sightings: &[Sighting],
-    format: Format,
-) -> anyhow::Result<()> {
+pub(super) fn print_certificate(detail: &CertificateDetail, format: Format) -> anyhow::Result<()> {
+    let (cert, sightings) = (&detail.certificate, &detail.sightings);
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "certificate": cert, "sightings": sightings })
-            )?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(detail)?),
         Format::Csv => {
             let rows: Vec<Vec<String>> = sightings
                 .iter()
@@ -207,6 +200,25 @@ pub(super) fn print_certificate(
                 })
                 .collect();
             print_table(&["KIND", "LOCATION", "FIRST SEEN", "LAST SEEN"], &rows);
+            if !detail.findings.is_empty() {
+                println!("\nFindings:");
+                let rows: Vec<Vec<String>> = detail
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            serde_json::to_value(f.code)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
+                            f.location.clone(),
+                            f.detail.clone().unwrap_or_default(),
+                            timestamp(f.last_seen),
+                        ]
+                    })
+                    .collect();
+                print_table(&["CODE", "LOCATION", "DETAIL", "LAST SEEN"], &rows);
+            }
         }
     }
     Ok(())
@@ -233,6 +245,34 @@ fn emit(
         }
     }
     Ok(())
+}
+
+pub(super) fn print_where(details: &[CertificateDetail], format: Format) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = details
+        .iter()
+        .flat_map(|d| {
+            let c = &d.certificate.cert;
+            d.sightings.iter().map(move |s| {
+                vec![
+                    c.fingerprint[..16].to_string(),
+                    c.subject_cn.clone().unwrap_or_else(|| c.subject.clone()),
+                    timestamp(c.not_after),
+                    s.kind.as_str().to_string(),
+                    s.location.clone(),
+                    timestamp(s.last_seen),
+                ]
+            })
+        })
+        .collect();
+    let columns = [
+        "fingerprint",
+        "subject",
+        "not_after",
+        "kind",
+        "location",
+        "last_seen",
+    ];
+    emit(format, &details, &columns, &rows)
 }
 
 pub(super) fn print_jobs(jobs: &[JobState], format: Format) -> anyhow::Result<()> {

@@ -29,7 +29,36 @@ pub struct StoredFinding {
     pub last_seen: i64,
 }
 
+/// A certificate with everything known about where it is: what the API's
+/// `/certificates/{fingerprint}` and `certkeeper certificates show` give.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertificateDetail {
+    /// The certificate.
+    pub certificate: crate::inventory::CertificateRecord,
+    /// Every place it was seen.
+    pub sightings: Vec<crate::inventory::Sighting>,
+    /// Installation-check findings where it is served or stored.
+    #[serde(default)]
+    pub findings: Vec<StoredFinding>,
+}
+
 impl Store {
+    /// A certificate, its sightings and its findings.
+    pub async fn certificate_detail(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<CertificateDetail>, StoreError> {
+        let Some((certificate, sightings)) = self.certificate(fingerprint).await? else {
+            return Ok(None);
+        };
+        let findings = self.findings(Some(fingerprint), None, 1000).await?;
+        Ok(Some(CertificateDetail {
+            certificate,
+            sightings,
+            findings,
+        }))
+    }
+
     /// Replaces the findings of `location` with `findings` about `fingerprint`.
     pub async fn record_findings(
         &self,

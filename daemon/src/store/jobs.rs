@@ -83,6 +83,19 @@ impl Store {
             .ok_or_else(|| StoreError::Url("job upsert returned nothing".into()))
     }
 
+    /// Makes a registered job due now; false when no job has that name.
+    pub async fn run_job_now(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let rows: Vec<serde_json::Value> = with_conflict_retry(|| {
+            self.rows(
+                "UPDATE type::record('job', $name) SET next_due = math::min([next_due, $now]) RETURN name",
+                json!({ "name": name, "now": now }),
+                0,
+            )
+        })
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// Every registered job.
     pub async fn jobs(&self) -> Result<Vec<JobState>, StoreError> {
         self.rows("SELECT * OMIT id FROM job ORDER BY name", json!({}), 0)
