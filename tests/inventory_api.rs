@@ -58,10 +58,12 @@ fn import_chain_matches_openssl_and_dedups_without_a_daemon() {
         serde_json::json!(["serverAuth"])
     );
     assert_eq!(cert["is_ca"], false);
+    assert_eq!(cert["usage"], "server");
     assert_eq!(cert["status"], "valid");
     let root = daemon.cli_json(&["certificates", "show", &fingerprint(&work, "root.pem")]);
     assert_eq!(root["certificate"]["is_ca"], true);
     assert_eq!(root["certificate"]["self_signed"], true);
+    assert_eq!(root["certificate"]["usage"], "ca");
     assert_eq!(root["certificate"]["key_bits"], 2048);
 
     // The same chain from another path: nothing new, one more sighting.

@@ -120,6 +120,7 @@ fn synthetic(i: u64, now: i64, rng: &mut Rng) -> ParsedCertificate {
         extended_key_usage: vec!["serverAuth".into()],
         is_ca: false,
         self_signed: false,
+        certificate_policies: vec!["2.23.140.1.2.1".into()],
         pem,
     }
 }

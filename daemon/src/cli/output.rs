@@ -182,6 +182,9 @@ pub(super) fn print_certificate(detail: &CertificateDetail, format: Format) -> a
             field("Extended key usage", c.extended_key_usage.join(", "));
             field("CA", c.is_ca.to_string());
             field("Self-signed", c.self_signed.to_string());
+            let name = |v: serde_json::Value| v.as_str().unwrap_or("-").to_string();
+            field("Type", name(serde_json::to_value(cert.usage)?));
+            field("Validation", name(serde_json::to_value(cert.validation_level)?));
             field(
                 "Org unit",
                 cert.org_unit.clone().unwrap_or_else(|| "-".into()),

@@ -681,17 +681,31 @@ mod tests {
     fn discovery_sources_are_checked_key_by_key() {
         let source = "[[discovery.network]]\nname = \"n\"\nschedule = \"0 * * * * *\"\n";
         let err = load_str(&format!("{source}targets = [\"10.0.0.0/33\"]\n")).unwrap_err();
-        assert_eq!(err.key.as_deref(), Some("discovery.network[0].targets"), "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("discovery.network[0].targets"),
+            "{err}"
+        );
         let err = load_str(&format!("{source}targets = [\"a.test\"]\nport = [443]\n")).unwrap_err();
         assert!(err.to_string().contains("`port`"), "{err}");
-        let err = load_str(&format!("{source}targets = [\"a.test\"]\nstarttls = {{ \"25\" = \"smtps\" }}\n"))
-            .unwrap_err();
-        assert_eq!(err.key.as_deref(), Some("discovery.network[0].starttls"), "{err}");
+        let err = load_str(&format!(
+            "{source}targets = [\"a.test\"]\nstarttls = {{ \"25\" = \"smtps\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("discovery.network[0].starttls"),
+            "{err}"
+        );
         let err = load_str(
             "[[discovery.files]]\nname = \"f\"\nschedule = \"0 * * * * *\"\nroots = [\"/etc\"]\ninclude = [\"a[\"]\n",
         )
         .unwrap_err();
-        assert_eq!(err.key.as_deref(), Some("discovery.files[0].include"), "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("discovery.files[0].include"),
+            "{err}"
+        );
         let err = load_str(&format!(
             "{source}targets = [\"a.test\"]\n[[job]]\ntype = \"command\"\nname = \"n\"\nschedule = \"0 * * * * *\"\ncommand = [\"true\"]\n"
         ))
@@ -704,7 +718,11 @@ mod tests {
             "[[discovery.files]]\nname = \"f\"\nschedule = \"0 * * * * *\"\nroots = [\"/etc\"]\npkcs12_passwords = [\"zero\"]\npkcs12_passwords_file = {passwords:?}\n"
         ))
         .unwrap();
-        let got: Vec<&str> = c.discovery.files[0].pkcs12_passwords.iter().map(|p| p.expose()).collect();
+        let got: Vec<&str> = c.discovery.files[0]
+            .pkcs12_passwords
+            .iter()
+            .map(|p| p.expose())
+            .collect();
         assert_eq!(got, ["zero", "one", "two"]);
     }
 

@@ -28,11 +28,13 @@ use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509, X509StoreContext};
-use serde::{Deserialize, Serialize};
 use x509_parser::extensions::ParsedExtension;
 
 use crate::discovery::model::{Finding, FindingCode};
 use crate::inventory::ParsedCertificate;
+pub use crate::inventory::classify::{
+    CertificateType, ValidationLevel, certificate_type, validation_level,
+};
 
 /// Seconds in a day, for the day counts of findings and policy thresholds.
 const DAY: i64 = 86_400;
@@ -51,15 +53,6 @@ const LEGACY_PROTOCOLS: [&str; 4] = ["SSLv2", "SSLv3", "TLSv1", "TLSv1.1"];
 /// Fragments of OpenSSL signature algorithm names that mark a broken hash
 /// (matched case-insensitively): SHA-1 and MD5, and the older MD2/MD4.
 const WEAK_HASHES: [&str; 4] = ["sha1", "md5", "md4", "md2"];
-
-/// certificatePolicies OIDs of the CA/Browser Forum validation levels.
-const POLICY_EV: &str = "2.23.140.1.1";
-/// Domain validated.
-const POLICY_DV: &str = "2.23.140.1.2.1";
-/// Organisation validated.
-const POLICY_OV: &str = "2.23.140.1.2.2";
-/// Individual validated.
-const POLICY_IV: &str = "2.23.140.1.2.3";
 
 /// Why a [`Trust`] store could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -237,37 +230,6 @@ pub struct Context<'a> {
     pub network: bool,
 }
 
-/// The validation level a publicly trusted CA asserts in a certificate's
-/// certificatePolicies (CA/Browser Forum reserved policy OIDs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ValidationLevel {
-    /// Domain validated (2.23.140.1.2.1).
-    Dv,
-    /// Organisation validated (2.23.140.1.2.2).
-    Ov,
-    /// Individual validated (2.23.140.1.2.3).
-    Iv,
-    /// Extended validation (2.23.140.1.1).
-    Ev,
-}
-
-/// What a certificate is for, as the inventory groups certificates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CertificateType {
-    /// TLS server (EKU serverAuth, or no EKU but DNS names).
-    Server,
-    /// TLS client only (EKU clientAuth without serverAuth).
-    Client,
-    /// Code signing (EKU codeSigning).
-    CodeSigning,
-    /// A certificate authority (basicConstraints CA:TRUE).
-    Ca,
-    /// Anything else (e-mail protection, time stamping, ...).
-    Other,
-}
-
 /// Checks the chain a place presented (`chain[0]` is the leaf, the rest in
 /// the order sent) and returns the findings that apply, sorted by code, each
 /// code at most once. An empty chain has no findings.
@@ -352,51 +314,6 @@ pub fn check(chain: &[ParsedCertificate], context: &Context<'_>, policy: &Policy
     findings.sort_by_key(|finding| finding.code);
     findings.dedup_by_key(|finding| finding.code);
     findings
-}
-
-/// The validation level in `cert`'s certificatePolicies, the strongest if
-/// several are asserted; `None` without one (private CAs, no extension, or
-/// a certificate x509-parser cannot read).
-pub fn validation_level(cert: &ParsedCertificate) -> Option<ValidationLevel> {
-    let policies = with_x509(cert, |x509| {
-        x509.tbs_certificate
-            .extensions()
-            .iter()
-            .filter_map(|ext| match ext.parsed_extension() {
-                ParsedExtension::CertificatePolicies(policies) => Some(policies),
-                _ => None,
-            })
-            .flat_map(|policies| policies.iter().map(|p| p.policy_id.to_id_string()))
-            .collect::<Vec<_>>()
-    })?;
-    let asserts = |oid: &str| policies.iter().any(|p| p == oid);
-    [
-        (POLICY_EV, ValidationLevel::Ev),
-        (POLICY_OV, ValidationLevel::Ov),
-        (POLICY_IV, ValidationLevel::Iv),
-        (POLICY_DV, ValidationLevel::Dv),
-    ]
-    .into_iter()
-    .find_map(|(oid, level)| asserts(oid).then_some(level))
-}
-
-/// What `cert` is for: a CA whatever its EKU; else code signing, TLS server
-/// (serverAuth, or no EKU at all but DNS names), TLS client (clientAuth
-/// without serverAuth), or other.
-pub fn certificate_type(cert: &ParsedCertificate) -> CertificateType {
-    if cert.is_ca {
-        CertificateType::Ca
-    } else if has_eku(cert, "codeSigning") {
-        CertificateType::CodeSigning
-    } else if has_eku(cert, "serverAuth")
-        || (cert.extended_key_usage.is_empty() && !cert.san_dns.is_empty())
-    {
-        CertificateType::Server
-    } else if has_eku(cert, "clientAuth") {
-        CertificateType::Client
-    } else {
-        CertificateType::Other
-    }
 }
 
 // ---------------------------------------------------------------------------

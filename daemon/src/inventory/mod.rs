@@ -6,6 +6,7 @@
 //! [`Sighting`]. [`import_path`] is the one entry point for files, used by the
 //! CLI, the API and `import` jobs alike.
 
+pub mod classify;
 pub mod parse;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError};
+pub use classify::{CertificateType, ValidationLevel};
 pub use parse::ParsedCertificate;
 
 /// Where a certificate stands. `valid`, `expiring` and `expired` follow the
@@ -109,6 +111,12 @@ pub struct CertificateRecord {
     pub cert: ParsedCertificate,
     /// Lifecycle status.
     pub status: Status,
+    /// What it is for (server, client, code signing, CA, other).
+    #[serde(default)]
+    pub usage: CertificateType,
+    /// DV/OV/IV/EV, where a public CA asserted one.
+    #[serde(default)]
+    pub validation_level: Option<ValidationLevel>,
     /// Owning organisation unit.
     pub org_unit: Option<String>,
     /// People or aliases responsible for it.
@@ -130,6 +138,8 @@ impl CertificateRecord {
     pub fn discovered(cert: ParsedCertificate, now: i64, expiring_days: u32) -> Self {
         Self {
             status: Status::by_time(cert.not_after, now, expiring_days),
+            usage: classify::certificate_type(&cert),
+            validation_level: classify::validation_level(&cert),
             cert,
             org_unit: None,
             contacts: Vec::new(),

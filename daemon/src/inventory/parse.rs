@@ -86,6 +86,10 @@ pub struct ParsedCertificate {
     /// any) does not point at another key. The signature itself is not
     /// verified.
     pub self_signed: bool,
+    /// Policy OIDs of the certificatePolicies extension, dotted (the CA/B
+    /// Forum's 2.23.140.1.* say DV/OV/IV/EV).
+    #[serde(default)]
+    pub certificate_policies: Vec<String>,
     /// The certificate re-encoded as PEM: `-----BEGIN CERTIFICATE-----`, the
     /// base64 DER in 64-character lines, `-----END CERTIFICATE-----`, each
     /// line ending in `\n`.
@@ -394,6 +398,7 @@ fn record(cert: &X509Certificate<'_>) -> ParsedCertificate {
         extended_key_usage: extended_key_usage(cert),
         is_ca: is_ca(cert),
         self_signed: is_self_signed(cert),
+        certificate_policies: certificate_policies(cert),
         pem: to_pem(der),
     }
 }
@@ -407,6 +412,19 @@ fn find_extension<'c, T>(
         .extensions()
         .iter()
         .find_map(|ext| pick(ext.parsed_extension()))
+}
+
+fn certificate_policies(cert: &X509Certificate<'_>) -> Vec<String> {
+    find_extension(cert, |ext| match ext {
+        ParsedExtension::CertificatePolicies(policies) => Some(
+            policies
+                .iter()
+                .map(|p| p.policy_id.to_id_string())
+                .collect(),
+        ),
+        _ => None,
+    })
+    .unwrap_or_default()
 }
 
 fn first_common_name(name: &X509Name<'_>) -> Option<String> {

@@ -340,6 +340,7 @@ mod tests {
             extended_key_usage: vec!["serverAuth".into()],
             is_ca: false,
             self_signed: false,
+            certificate_policies: vec![],
             pem: String::new(),
         }
     }

@@ -36,6 +36,10 @@ DEFINE FIELD IF NOT EXISTS key_usage ON certificate TYPE array<string>;
 DEFINE FIELD IF NOT EXISTS extended_key_usage ON certificate TYPE array<string>;
 DEFINE FIELD IF NOT EXISTS is_ca ON certificate TYPE bool;
 DEFINE FIELD IF NOT EXISTS self_signed ON certificate TYPE bool;
+DEFINE FIELD IF NOT EXISTS certificate_policies ON certificate TYPE array<string>;
+DEFINE FIELD IF NOT EXISTS usage ON certificate TYPE string
+    ASSERT $value IN ['server', 'client', 'code_signing', 'ca', 'other'];
+DEFINE FIELD IF NOT EXISTS validation_level ON certificate TYPE option<string>;
 DEFINE FIELD IF NOT EXISTS pem ON certificate TYPE string;
 DEFINE FIELD IF NOT EXISTS status ON certificate TYPE string
     ASSERT $value IN ['requested', 'pending', 'approved', 'rejected', 'valid', 'expiring', 'expired', 'revoked', 'deactivated'];
