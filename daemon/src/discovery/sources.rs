@@ -87,7 +87,25 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<ScanRecord>(256);
     let scan = match source {
         Source::Network(s) => {
-            let scan = network_scan(s)?;
+            let mut scan = network_scan(s)?;
+            // Names the inventory has seen on these addresses are tried as SNI
+            // too: a virtual host answers its own certificate only by name.
+            let known = store.endpoint_names().await.map_err(|e| e.to_string())?;
+            for (addr, name) in known {
+                let wanted = scan.ports.contains(&addr.port())
+                    && scan.targets.iter().any(|t| t.contains(addr.ip()))
+                    && !scan
+                        .resolves
+                        .iter()
+                        .any(|r| r.address == addr.ip() && r.port == addr.port() && r.name == name);
+                if wanted {
+                    scan.resolves.push(Resolve {
+                        name,
+                        port: addr.port(),
+                        address: addr.ip(),
+                    });
+                }
+            }
             tokio::spawn(scan_network(scan, policy, progress, tx))
         }
         Source::Files(s) => {

@@ -138,6 +138,20 @@ impl Target {
         Ok(())
     }
 
+    /// Whether `ip` is one of this target's addresses (names: never, until
+    /// resolved).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match self {
+            Target::Address(a) => *a == ip,
+            Target::Network(net) => net.contains(&ip),
+            Target::Range(start, end) => {
+                start.is_ipv4() == ip.is_ipv4()
+                    && (ip_value(*start)..=ip_value(*end)).contains(&ip_value(ip))
+            }
+            Target::Name(_) => false,
+        }
+    }
+
     /// The addresses of an address, network or range (names give none here;
     /// they are resolved by the scanner).
     pub fn addresses(&self) -> Box<dyn Iterator<Item = IpAddr> + Send + '_> {

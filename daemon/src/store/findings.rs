@@ -77,6 +77,28 @@ impl Store {
         Ok(())
     }
 
+    /// Names seen on endpoints: `(address, name)` for every endpoint sighting
+    /// made with SNI, so a rescan of an address tries the names it served.
+    pub async fn endpoint_names(&self) -> Result<Vec<(std::net::SocketAddr, String)>, StoreError> {
+        let locations: Vec<String> = self
+            .rows(
+                "SELECT VALUE location FROM sighting WHERE kind = 'endpoint' AND string::ends_with(location, ')')",
+                json!({}),
+                0,
+            )
+            .await?;
+        let mut names: Vec<(std::net::SocketAddr, String)> = locations
+            .iter()
+            .filter_map(|l| {
+                let (addr, name) = l.strip_suffix(')')?.split_once(" (")?;
+                Some((addr.parse().ok()?, name.to_string()))
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     /// Findings, optionally of one certificate and/or one code, newest first.
     pub async fn findings(
         &self,
@@ -123,6 +145,33 @@ COMMIT TRANSACTION;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn endpoint_names_come_from_sni_sightings() {
+        use crate::inventory::{CertificateRecord, SightingKind};
+        let store = Store::memory().await.unwrap();
+        let cert = crate::store::inventory::tests::synthetic(1, 2_000_000_000);
+        let record = vec![CertificateRecord::discovered(cert, 100, 30)];
+        for (kind, location) in [
+            (SightingKind::Endpoint, "10.0.0.1:443 (shop.test)"),
+            (SightingKind::Endpoint, "10.0.0.1:443"),
+            (SightingKind::Endpoint, "[::1]:8443 (v6.test)"),
+            (SightingKind::File, "/etc/ssl/a (copy).pem"),
+        ] {
+            store
+                .record_certificates(&record, kind, location, 100)
+                .await
+                .unwrap();
+        }
+        let names = store.endpoint_names().await.unwrap();
+        assert_eq!(
+            names,
+            vec![
+                ("10.0.0.1:443".parse().unwrap(), "shop.test".to_string()),
+                ("[::1]:8443".parse().unwrap(), "v6.test".to_string()),
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn a_rescan_replaces_a_places_findings() {

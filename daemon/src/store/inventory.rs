@@ -314,7 +314,7 @@ COMMIT TRANSACTION;
 "#;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::inventory::ParsedCertificate;
 

@@ -112,6 +112,7 @@ DEFINE FIELD IF NOT EXISTS last_seen ON finding TYPE int;
 DEFINE INDEX IF NOT EXISTS finding_fingerprint ON finding FIELDS fingerprint;
 DEFINE INDEX IF NOT EXISTS finding_location ON finding FIELDS location;
 DEFINE INDEX IF NOT EXISTS finding_code ON finding FIELDS code, fingerprint;
+DEFINE INDEX IF NOT EXISTS sighting_kind ON sighting FIELDS kind;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
