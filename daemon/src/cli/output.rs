@@ -184,7 +184,10 @@ pub(super) fn print_certificate(detail: &CertificateDetail, format: Format) -> a
             field("Self-signed", c.self_signed.to_string());
             let name = |v: serde_json::Value| v.as_str().unwrap_or("-").to_string();
             field("Type", name(serde_json::to_value(cert.usage)?));
-            field("Validation", name(serde_json::to_value(cert.validation_level)?));
+            field(
+                "Validation",
+                name(serde_json::to_value(cert.validation_level)?),
+            );
             field(
                 "Org unit",
                 cert.org_unit.clone().unwrap_or_else(|| "-".into()),
