@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use: openssl (makes test certificates), systemd
 # (systemd-analyze verifies the unit), pkg-config/libssl-dev/gcc (crates that
 # link OpenSSL), procps (kill), nginx-light (the discovery tests serve
-# their certificate estate with it).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light)
+# their certificate estate with it), bind9 (discovery/dns.rs resolves names
+# against a real named).
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

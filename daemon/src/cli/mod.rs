@@ -17,6 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod output;
 mod scan;
 
+pub use scan::parse_dns_servers;
+
 use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
 
 use crate::config::{self, Config, LogFormat};

@@ -54,6 +54,9 @@ pub struct ScanArgs {
     /// Probes in flight at once.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Name server to resolve names with (repeatable); default: the system's.
+    #[arg(long = "dns-server", value_name = "ADDRESS[:PORT]")]
+    pub dns_servers: Vec<String>,
     /// Connect timeout per endpoint (the TLS handshake gets twice as long).
     #[arg(long, default_value = "3s")]
     pub timeout: String,
@@ -123,6 +126,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
                 ..ProbeOptions::default()
             },
             dns_timeout: timeout * 2,
+            dns_servers: parse_dns_servers(&args.dns_servers).context("--dns-server")?,
         };
         work.spawn(scan_network(
             scan,
@@ -176,6 +180,23 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         print_table(&mut out, &mut table)?;
     }
     Ok(())
+}
+
+/// Parses `ADDRESS` or `ADDRESS:PORT` (`[v6]:PORT`); port 53 by default.
+pub fn parse_dns_servers(servers: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
+    servers
+        .iter()
+        .map(|s| {
+            s.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    s.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| anyhow::anyhow!("`{s}` is not ADDRESS or ADDRESS:PORT"))
+        })
+        .collect()
 }
 
 fn read_pem_bundle(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<ParsedCertificate>> {

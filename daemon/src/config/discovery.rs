@@ -92,6 +92,10 @@ pub struct NetworkSource {
     /// Probes in flight at once. Default 256.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Name servers for the targets' names (`ADDRESS` or `ADDRESS:PORT`);
+    /// empty = the system's.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
     /// Connect timeout in seconds (the handshake gets twice as long). Default 3.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,

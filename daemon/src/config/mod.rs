@@ -517,6 +517,8 @@ impl Config {
                 crate::discovery::targets::Resolve::parse(r)
                     .map_err(|e| err(key("resolve"), e.to_string()))?;
             }
+            crate::cli::parse_dns_servers(&source.dns_servers)
+                .map_err(|e| err(key("dns_servers"), e.to_string()))?;
             if source.ports.is_empty() || source.ports.contains(&0) {
                 return Err(err(key("ports"), "expected ports from 1 to 65535".into()));
             }

@@ -1,13 +1,15 @@
 //! Discovery: finding certificates on the network and on disk, and checking
 //! how each is installed.
 //!
-//! [`targets`] parses what to scan; [`probe`] reads one TLS endpoint
+//! [`targets`] parses what to scan; [`dns`] resolves names (A/AAAA through
+//! CNAMEs, configurable servers); [`probe`] reads one TLS endpoint
 //! (STARTTLS included, legacy peers recorded); [`files`] reads certificate
 //! files of every format; [`findings`] is the installation check; [`scan`]
 //! runs them concurrently and streams [`model::ScanRecord`]s; [`sources`]
 //! runs configured sources as jobs and records results into the inventory.
 //! `certkeeper scan` (cli/scan.rs) is the one-shot front end.
 
+pub mod dns;
 pub mod files;
 pub mod findings;
 pub mod model;

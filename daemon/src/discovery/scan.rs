@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use super::dns::Resolver;
 use super::files::{self, FileScanOptions};
 use super::findings::{self, Context, Policy};
 use super::model::{Finding, FindingCode, Origin, ScanRecord, Starttls};
@@ -42,6 +43,8 @@ pub struct NetworkScan {
     pub probe: ProbeOptions,
     /// How long a name may take to resolve.
     pub dns_timeout: Duration,
+    /// Name servers to ask; empty = the system's (/etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// Counters a progress display reads while the scan runs.
@@ -61,6 +64,9 @@ pub enum ScanError {
     /// The TLS library could not be set up.
     #[error("cannot set up TLS probing: {0}")]
     Probe(String),
+    /// The DNS resolver could not be set up.
+    #[error("DNS: {0}")]
+    Dns(String),
     /// A file-scan option was invalid.
     #[error("{0}")]
     Files(String),
@@ -84,6 +90,12 @@ pub async fn scan_network(
     out: mpsc::Sender<ScanRecord>,
 ) -> Result<(), ScanError> {
     let prober = Arc::new(Prober::new(scan.probe).map_err(|e| ScanError::Probe(e.to_string()))?);
+    let resolver = if scan.dns_servers.is_empty() {
+        Resolver::system(scan.dns_timeout)
+    } else {
+        Resolver::with_servers(&scan.dns_servers, scan.dns_timeout)
+    }
+    .map_err(|e| ScanError::Dns(e.to_string()))?;
     let scan = Arc::new(scan);
     let limit = Arc::new(Semaphore::new(scan.concurrency.max(1)));
     let mut tasks = JoinSet::new();
@@ -113,7 +125,8 @@ pub async fn scan_network(
             Target::Name(name) => {
                 // Names resolve in their own task, so a slow resolver does not
                 // hold up the addresses behind it.
-                let (scan, policy, progress, out, prober, limit) = (
+                let (resolver, scan, policy, progress, out, prober, limit) = (
+                    resolver.clone(),
                     scan.clone(),
                     policy.clone(),
                     progress.clone(),
@@ -123,7 +136,7 @@ pub async fn scan_network(
                 );
                 let name = name.clone();
                 tasks.spawn(async move {
-                    scan_name(name, scan, policy, progress, out, prober, limit).await;
+                    scan_name(name, resolver, scan, policy, progress, out, prober, limit).await;
                 });
             }
             _ => {
@@ -242,8 +255,10 @@ fn describe(e: &ProbeError) -> String {
     e.to_string()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn scan_name(
     name: String,
+    resolver: Resolver,
     scan: Arc<NetworkScan>,
     policy: Arc<Policy>,
     progress: Arc<Progress>,
@@ -251,24 +266,10 @@ async fn scan_name(
     prober: Arc<Prober>,
     limit: Arc<Semaphore>,
 ) {
-    let addresses: Vec<IpAddr> = match tokio::time::timeout(
-        scan.dns_timeout,
-        tokio::net::lookup_host((name.as_str(), 0)),
-    )
-    .await
-    {
-        Ok(Ok(addrs)) => {
-            let mut ips: Vec<IpAddr> = addrs.map(|a| a.ip()).collect();
-            ips.sort();
-            ips.dedup();
-            ips
-        }
-        Ok(Err(e)) => {
+    let addresses: Vec<IpAddr> = match resolver.lookup(&name).await {
+        Ok(resolution) => resolution.addresses,
+        Err(e) => {
             tracing::warn!(%name, error = %e, "cannot resolve");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(%name, "DNS resolution timed out");
             return;
         }
     };

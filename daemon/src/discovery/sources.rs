@@ -186,5 +186,7 @@ fn network_scan(s: &NetworkSource) -> Result<NetworkScan, String> {
             ..ProbeOptions::default()
         },
         dns_timeout: timeout * 2,
+        dns_servers: crate::cli::parse_dns_servers(&s.dns_servers)
+            .map_err(|e| format!("dns_servers: {e}"))?,
     })
 }
