@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # (systemd-analyze verifies the unit), pkg-config/libssl-dev/gcc (crates that
 # link OpenSSL), procps (kill), nginx-light (the discovery tests serve
 # their certificate estate with it), bind9 (discovery/dns.rs resolves names
-# against a real named).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9)
+# against a real named), postfix and dovecot-imapd/dovecot-pop3d (the starttls
+# tests scan real SMTP, IMAP and POP3 servers).
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,6 +21,11 @@ if ((${#missing[@]})); then
   echo "installing missing Debian packages: ${missing[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
+  # The tests run Postfix from their own config: leave the system's
+  # unconfigured rather than set up (and started) as an Internet site.
+  if [[ " ${missing[*]} " == *" postfix "* ]]; then
+    echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
