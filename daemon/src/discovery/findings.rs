@@ -131,9 +131,34 @@ impl Trust {
     }
 
     fn build(system: bool, roots: &[ParsedCertificate]) -> Result<Trust, FindingsError> {
+        /// The system's CA bundle file: `$SSL_CERT_FILE`, else `cert.pem` in
+        /// OpenSSL's directory, else Debian's bundle.
+        fn system_bundle() -> Option<std::path::PathBuf> {
+            let openssl_dir = openssl::version::dir()
+                .split('"')
+                .nth(1)
+                .map(|d| std::path::Path::new(d).join("cert.pem"));
+            std::env::var_os("SSL_CERT_FILE")
+                .map(std::path::PathBuf::from)
+                .into_iter()
+                .chain(openssl_dir)
+                .chain(Some("/etc/ssl/certs/ca-certificates.crt".into()))
+                .find(|p| p.is_file())
+        }
+
         let mut builder = X509StoreBuilder::new().map_err(FindingsError::Store)?;
         if system {
-            builder.set_default_paths().map_err(FindingsError::Store)?;
+            // The system bundle loaded once into the store: OpenSSL's default
+            // paths add a directory lookup that rereads /etc/ssl/certs on
+            // every miss, which is most of a scan's CPU when CAs are private.
+            match system_bundle() {
+                Some(bundle) => builder
+                    .add_lookup(openssl::x509::store::X509Lookup::file())
+                    .map_err(FindingsError::Store)?
+                    .load_cert_file(&bundle, openssl::ssl::SslFiletype::PEM)
+                    .map_err(FindingsError::Store)?,
+                None => builder.set_default_paths().map_err(FindingsError::Store)?,
+            }
         }
         for root in roots {
             let root_error = |source| FindingsError::Root {
