@@ -22,7 +22,7 @@ use super::dns::Resolver;
 use super::files::{self, FileScanOptions};
 use super::findings::{self, Context, Policy};
 use super::model::{Finding, FindingCode, Origin, ScanRecord, Starttls};
-use super::probe::{ProbeError, ProbeOptions, Prober};
+use super::probe::{ProbeOptions, Prober};
 use super::targets::{Endpoint, Resolve, Target};
 use crate::inventory::parse;
 
@@ -246,13 +246,9 @@ pub async fn probe_endpoint(
             origin: origin(None, None),
             chain: Vec::new(),
             findings: Vec::new(),
-            error: Some(describe(&e)),
+            error: Some(e.to_string()),
         }),
     }
-}
-
-fn describe(e: &ProbeError) -> String {
-    e.to_string()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,9 +405,8 @@ fn file_error_record(error: &files::FileError) -> Option<ScanRecord> {
         files::FileError::Pkcs12Password { path } => {
             (path.display().to_string(), super::model::FileFormat::Pkcs12)
         }
-        files::FileError::Io { path, .. } => {
+        files::FileError::Io { .. } => {
             tracing::warn!(error = %error, "cannot read file");
-            let _ = path;
             return None;
         }
         files::FileError::Glob { .. } => return None,
