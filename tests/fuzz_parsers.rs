@@ -19,15 +19,17 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use base64::Engine as _;
 use certkeeper::discovery::files;
 use certkeeper::inventory::ParsedCertificate;
 use certkeeper::inventory::parse::parse_certificates;
+use common::openssl;
 
 /// Inputs tried (each goes to both parsers).
 const ITERATIONS: u64 = 20_000;
@@ -61,19 +63,6 @@ impl Rng {
     fn byte(&mut self) -> u8 {
         self.next() as u8
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A Java key store (version 2) holding `ders` as trusted-certificate
