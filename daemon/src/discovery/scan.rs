@@ -349,7 +349,8 @@ async fn answers_plain_http(addr: SocketAddr, name: &str, timeout: Duration) -> 
 }
 
 /// Reads file trees, sending one record per certificate file (and per
-/// malformed one, with its error). Runs the walk on a blocking thread.
+/// malformed one, with its error). The walk and parse run on one blocking
+/// thread; the installation checks, most of the CPU, on one worker per core.
 pub async fn scan_files(
     options: FileScanOptions,
     policy: Arc<Policy>,
@@ -359,44 +360,81 @@ pub async fn scan_files(
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let hits = files::scan(&options).map_err(|e| ScanError::Files(e.to_string()))?;
-        for hit in hits {
-            progress.done.fetch_add(1, Ordering::Relaxed);
-            let record = match hit {
-                Ok(hit) => {
-                    let context = Context {
-                        now: chrono::Utc::now().timestamp(),
-                        name: None,
-                        tls_version: None,
-                        network: false,
-                    };
-                    let findings = findings::check(&hit.certificates, &context, &policy);
-                    progress
-                        .found
-                        .fetch_add(hit.certificates.len() as u64, Ordering::Relaxed);
-                    ScanRecord {
-                        origin: Origin::File {
-                            path: hit.path.display().to_string(),
-                            format: hit.format,
-                            key_beside: hit.key_beside,
-                        },
-                        chain: hit.certificates,
-                        findings,
-                        error: None,
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (to_check, checks) = std::sync::mpsc::sync_channel::<files::FileHit>(256);
+        let checks = std::sync::Mutex::new(checks);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let (checks, policy, progress, out, handle) =
+                    (&checks, &policy, &progress, &out, &handle);
+                scope.spawn(move || {
+                    // Once the consumer is gone, keep draining (without
+                    // checking) so the walker never blocks on a full queue.
+                    let mut closed = false;
+                    loop {
+                        let next = match checks.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok(hit) = next else { break };
+                        if closed {
+                            continue;
+                        }
+                        let record = file_record(hit, policy, progress);
+                        closed = handle.block_on(out.send(record)).is_err();
+                    }
+                });
+            }
+            for hit in hits {
+                if out.is_closed() {
+                    break;
+                }
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                match hit {
+                    Ok(hit) => {
+                        if to_check.send(hit).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        if let Some(record) = file_error_record(&e)
+                            && handle.block_on(out.send(record)).is_err()
+                        {
+                            break;
+                        }
                     }
                 }
-                Err(e) => match file_error_record(&e) {
-                    Some(record) => record,
-                    None => continue,
-                },
-            };
-            if handle.block_on(out.send(record)).is_err() {
-                break;
             }
-        }
+            drop(to_check);
+        });
         Ok(())
     })
     .await
     .map_err(|e| ScanError::Files(format!("file scan stopped: {e}")))?
+}
+
+/// Checks one certificate file and makes its record.
+fn file_record(hit: files::FileHit, policy: &Policy, progress: &Progress) -> ScanRecord {
+    let context = Context {
+        now: chrono::Utc::now().timestamp(),
+        name: None,
+        tls_version: None,
+        network: false,
+    };
+    let findings = findings::check(&hit.certificates, &context, policy);
+    progress
+        .found
+        .fetch_add(hit.certificates.len() as u64, Ordering::Relaxed);
+    ScanRecord {
+        origin: Origin::File {
+            path: hit.path.display().to_string(),
+            format: hit.format,
+            key_beside: hit.key_beside,
+        },
+        chain: hit.certificates,
+        findings,
+        error: None,
+    }
 }
 
 fn file_error_record(error: &files::FileError) -> Option<ScanRecord> {
