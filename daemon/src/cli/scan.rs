@@ -17,13 +17,12 @@ use tokio::sync::mpsc;
 use super::Format;
 use super::output::csv_field;
 use crate::discovery::files::FileScanOptions;
-use crate::discovery::findings::{self, Policy, Trust};
+use crate::discovery::findings::{self, Policy};
 use crate::discovery::model::{Origin, ScanRecord, Starttls};
 use crate::discovery::probe::ProbeOptions;
 use crate::discovery::scan::{NetworkScan, Progress, scan_files, scan_network};
 use crate::discovery::targets::{self, Resolve};
 use crate::inventory::ParsedCertificate;
-use crate::inventory::parse::parse_certificates;
 
 /// Arguments of `certkeeper scan`.
 #[derive(Debug, clap::Args)]
@@ -199,28 +198,15 @@ pub fn parse_dns_servers(servers: &[String]) -> anyhow::Result<Vec<std::net::Soc
         .collect()
 }
 
-fn read_pem_bundle(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<ParsedCertificate>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))?;
-    parse_certificates(&bytes).with_context(|| format!("{flag} {}", path.display()))
-}
-
+/// The same policy a `[discovery.policy]` section builds, from the flags.
 fn policy(args: &ScanArgs) -> anyhow::Result<Policy> {
-    let trust = match &args.trusted_roots {
-        Some(path) => Trust::with_private_roots(&read_pem_bundle(path, "--trusted-roots")?),
-        None => Trust::system(),
-    }
-    .map_err(|e| anyhow::anyhow!("trust store: {e}"))?;
-    let approved_issuers = args
-        .approved_issuers
-        .as_ref()
-        .map(|p| read_pem_bundle(p, "--approved-issuers"))
-        .transpose()?;
-    Ok(Policy {
-        expiring_days: args.expiring_days,
-        approved_issuers,
-        trust,
-        ..Policy::default()
-    })
+    let config = crate::config::PolicyConfig {
+        approved_issuers: args.approved_issuers.clone(),
+        trusted_roots: args.trusted_roots.clone(),
+        ..crate::config::PolicyConfig::default()
+    };
+    crate::discovery::sources::policy(&config, args.expiring_days)
+        .map_err(|e| anyhow::anyhow!("--trusted-roots/--approved-issuers: {e}"))
 }
 
 async fn show_progress(progress: Arc<Progress>) {
