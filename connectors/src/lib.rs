@@ -57,8 +57,9 @@ pub struct IssueRequest {
     pub profile: Option<String>,
     /// What the certificate is for.
     pub usage: Usage,
-    /// SHA-256 fingerprint of the certificate this one replaces, if a renewal.
-    pub replaces: Option<String>,
+    /// The DER-encoded certificate this one replaces, if a renewal (ACME
+    /// sends its RFC 9773 identifier as the order's `replaces`).
+    pub replaces: Option<Vec<u8>>,
 }
 
 impl IssueRequest {
@@ -83,6 +84,16 @@ pub struct Issued {
     pub chain_pem: String,
     /// The CA's own reference to it (ACME certificate URL, internal serial).
     pub ca_reference: Option<String>,
+}
+
+impl Issued {
+    /// A certificate with its chain and the CA's reference.
+    pub fn new(chain_pem: String, ca_reference: Option<String>) -> Self {
+        Self {
+            chain_pem,
+            ca_reference,
+        }
+    }
 }
 
 /// RFC 5280 revocation reasons.
@@ -114,6 +125,25 @@ impl RevocationReason {
     }
 }
 
+impl std::str::FromStr for RevocationReason {
+    type Err = String;
+
+    /// Parses the RFC 5280 name (`keyCompromise`) or its snake_case form.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().replace(['_', '-'], "").as_str() {
+            "unspecified" => Ok(Self::Unspecified),
+            "keycompromise" => Ok(Self::KeyCompromise),
+            "affiliationchanged" => Ok(Self::AffiliationChanged),
+            "superseded" => Ok(Self::Superseded),
+            "cessationofoperation" => Ok(Self::CessationOfOperation),
+            _ => Err(format!(
+                "unknown revocation reason `{s}` (expected unspecified, keyCompromise, \
+                 affiliationChanged, superseded or cessationOfOperation)"
+            )),
+        }
+    }
+}
+
 /// A request to revoke a certificate.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -122,6 +152,67 @@ pub struct RevokeRequest {
     pub certificate_der: Vec<u8>,
     /// Why it is revoked.
     pub reason: RevocationReason,
+}
+
+impl RevokeRequest {
+    /// A request to revoke `certificate_der` for `reason`.
+    pub fn new(certificate_der: Vec<u8>, reason: RevocationReason) -> Self {
+        Self {
+            certificate_der,
+            reason,
+        }
+    }
+}
+
+/// A certificate the CA says it issued (for importing a CA's certificates).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IssuedRecord {
+    /// The DER-encoded certificate.
+    pub certificate_der: Vec<u8>,
+    /// Whether the CA has revoked it.
+    pub revoked: bool,
+}
+
+impl IssuedRecord {
+    /// A record of `certificate_der`.
+    pub fn new(certificate_der: Vec<u8>, revoked: bool) -> Self {
+        Self {
+            certificate_der,
+            revoked,
+        }
+    }
+}
+
+/// Durable storage for a connector's own state: an ACME account, a CA's keys
+/// and revocation list. The daemon backs it with its store and encrypts the
+/// values at rest; keys are short names local to one connector.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The value saved under `key`, if any.
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Saves `value` under `key`, durably, replacing any earlier value.
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), String>;
+}
+
+/// A [`StateStore`] in memory, for tests and one-shot CLI use.
+#[derive(Debug, Default)]
+pub struct MemoryState {
+    values: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+#[async_trait]
+impl StateStore for MemoryState {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        let values = self.values.lock().map_err(|_| "state lock poisoned")?;
+        Ok(values.get(key).cloned())
+    }
+
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        let mut values = self.values.lock().map_err(|_| "state lock poisoned")?;
+        values.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
 }
 
 /// A window in which the CA suggests renewing (ACME Renewal Information, RFC 9773).
@@ -159,6 +250,25 @@ pub struct ConnectorError {
 }
 
 impl ConnectorError {
+    /// A permanent error of `connector`.
+    pub fn permanent(connector: &str, message: impl Into<String>) -> Self {
+        Self::new(connector, message, ErrorClass::Permanent)
+    }
+
+    /// A transient error of `connector`.
+    pub fn transient(connector: &str, message: impl Into<String>) -> Self {
+        Self::new(connector, message, ErrorClass::Transient)
+    }
+
+    /// An error of `connector` with its class.
+    pub fn new(connector: &str, message: impl Into<String>, class: ErrorClass) -> Self {
+        Self {
+            connector: connector.to_owned(),
+            message: message.into(),
+            class,
+        }
+    }
+
     /// Whether the scheduler may retry the operation.
     pub fn is_retryable(&self) -> bool {
         !matches!(self.class, ErrorClass::Permanent)
@@ -182,6 +292,12 @@ pub trait Connector: Send + Sync {
         &self,
         _certificate_der: &[u8],
     ) -> Result<Option<RenewalWindow>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// Every certificate the CA issued through this connector, where the CA
+    /// can list them (`None` when it cannot, as ACME).
+    async fn list_issued(&self) -> Result<Option<Vec<IssuedRecord>>, ConnectorError> {
         Ok(None)
     }
 
