@@ -13,6 +13,8 @@
 //! This crate never depends on the daemon; implementations live in submodules
 //! added by later work (`acme`, `internal_ca`).
 
+pub mod conformance;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -1,0 +1,219 @@
+//! The conformance suite every [`Connector`] implementation runs.
+//!
+//! The renewal scheduler treats every connector alike, so every connector
+//! must behave alike where the scheduler can tell: issuing returns the leaf
+//! first with its chain and the requested names and key, re-issuing for the
+//! same names yields a different certificate, revoking succeeds once and then
+//! fails permanently, a refused identifier is a permanent error, and an
+//! unreachable CA is a transient one. Each implementation's tests call
+//! [`run`] against a real CA (pebble for ACME, a fresh internal CA).
+
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::stack::Stack;
+use openssl::x509::extension::SubjectAlternativeName;
+use openssl::x509::{X509, X509NameBuilder, X509Req};
+
+use crate::{
+    Connector, ErrorClass, Identifier, IssueRequest, RevocationReason, RevokeRequest, Usage,
+};
+
+/// What a connector under test is asked to do.
+pub struct Fixture<'a> {
+    /// The connector under test, pointed at a working CA.
+    pub connector: &'a dyn Connector,
+    /// Identifiers the CA will issue for.
+    pub identifiers: Vec<Identifier>,
+    /// Identifiers the CA must refuse (a permanent error).
+    pub refused: Vec<Identifier>,
+    /// The same kind of connector pointed at a CA that does not answer.
+    pub unreachable: Option<&'a dyn Connector>,
+}
+
+/// A fresh P-256 key and a CSR for `identifiers` signed with it.
+pub fn key_and_csr(identifiers: &[Identifier]) -> Result<(PKey<Private>, Vec<u8>), String> {
+    let e = |e: openssl::error::ErrorStack| e.to_string();
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(e)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group).map_err(e)?).map_err(e)?;
+    let mut req = X509Req::builder().map_err(e)?;
+    req.set_pubkey(&key).map_err(e)?;
+    let mut name = X509NameBuilder::new().map_err(e)?;
+    if let Some(Identifier::Dns(first)) = identifiers.first() {
+        name.append_entry_by_nid(Nid::COMMONNAME, first)
+            .map_err(e)?;
+    }
+    req.set_subject_name(&name.build()).map_err(e)?;
+    let mut san = SubjectAlternativeName::new();
+    for id in identifiers {
+        match id {
+            Identifier::Dns(d) => san.dns(d),
+            Identifier::Ip(ip) => san.ip(&ip.to_string()),
+            Identifier::Email(m) => san.email(m),
+        };
+    }
+    let mut extensions = Stack::new().map_err(e)?;
+    extensions
+        .push(san.build(&req.x509v3_context(None)).map_err(e)?)
+        .map_err(e)?;
+    req.add_extensions(&extensions).map_err(e)?;
+    req.sign(&key, MessageDigest::sha256()).map_err(e)?;
+    let der = req.build().to_der().map_err(e)?;
+    Ok((key, der))
+}
+
+/// Runs the suite; the error names the first expectation that failed.
+pub async fn run(fixture: &Fixture<'_>) -> Result<(), String> {
+    let connector = fixture.connector;
+    let name = connector.name().to_owned();
+    connector
+        .health()
+        .await
+        .map_err(|e| format!("health of a working CA failed: {e}"))?;
+
+    let (key, csr) = key_and_csr(&fixture.identifiers)?;
+    let first = issue_checked(connector, &fixture.identifiers, &key, csr, None).await?;
+
+    let (key2, csr2) = key_and_csr(&fixture.identifiers)?;
+    let first_der = first.to_der().map_err(|e| e.to_string())?;
+    let second = issue_checked(
+        connector,
+        &fixture.identifiers,
+        &key2,
+        csr2,
+        Some(first_der.clone()),
+    )
+    .await?;
+    if second.serial_number().to_bn().ok() == first.serial_number().to_bn().ok() {
+        return Err(format!("{name}: re-issuing returned the same serial"));
+    }
+
+    connector
+        .revoke(&RevokeRequest::new(
+            first_der.clone(),
+            RevocationReason::Superseded,
+        ))
+        .await
+        .map_err(|e| format!("revoking a certificate it issued failed: {e}"))?;
+    match connector
+        .revoke(&RevokeRequest::new(first_der, RevocationReason::Superseded))
+        .await
+    {
+        Ok(()) => return Err(format!("{name}: revoking twice succeeded")),
+        Err(e) if e.class != ErrorClass::Permanent => {
+            return Err(format!(
+                "{name}: revoking twice is not a permanent error: {e:?}"
+            ));
+        }
+        Err(_) => {}
+    }
+
+    for refused in &fixture.refused {
+        let ids = vec![refused.clone()];
+        let (_, csr) = key_and_csr(&ids)?;
+        match connector.issue(&IssueRequest::new(csr, ids)).await {
+            Ok(_) => return Err(format!("{name}: issued for refused identifier {refused:?}")),
+            Err(e) if e.class != ErrorClass::Permanent => {
+                return Err(format!(
+                    "{name}: refusing {refused:?} is not a permanent error: {e:?}"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+
+    if let Some(down) = fixture.unreachable {
+        let (_, csr) = key_and_csr(&fixture.identifiers)?;
+        let request = IssueRequest::new(csr, fixture.identifiers.clone());
+        match down.issue(&request).await {
+            Ok(_) => return Err(format!("{name}: issued through an unreachable CA")),
+            Err(e) if !e.is_retryable() => {
+                return Err(format!(
+                    "{name}: an unreachable CA is a permanent error: {e:?}"
+                ));
+            }
+            Err(_) => {}
+        }
+        if down.health().await.is_ok() {
+            return Err(format!("{name}: health of an unreachable CA succeeded"));
+        }
+    }
+    Ok(())
+}
+
+/// Issues and checks the result: leaf first, chained, with the CSR's key and
+/// every requested identifier.
+async fn issue_checked(
+    connector: &dyn Connector,
+    identifiers: &[Identifier],
+    key: &PKey<Private>,
+    csr: Vec<u8>,
+    replaces: Option<Vec<u8>>,
+) -> Result<X509, String> {
+    let name = connector.name();
+    let mut request = IssueRequest::new(csr, identifiers.to_vec());
+    request.usage = Usage::Server;
+    request.replaces = replaces;
+    let issued = connector
+        .issue(&request)
+        .await
+        .map_err(|e| format!("issuing failed: {e}"))?;
+    let chain = X509::stack_from_pem(issued.chain_pem.as_bytes())
+        .map_err(|e| format!("{name}: the issued chain is not PEM: {e}"))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{name}: the issued chain is empty"))?;
+    let leaf_key = leaf.public_key().map_err(|e| e.to_string())?;
+    if !leaf_key.public_eq(key) {
+        return Err(format!("{name}: the leaf does not carry the CSR's key"));
+    }
+    let issuer = chain
+        .get(1)
+        .ok_or_else(|| format!("{name}: the chain holds no issuer after the leaf"))?;
+    let issuer_key = issuer.public_key().map_err(|e| e.to_string())?;
+    if !leaf.verify(&issuer_key).unwrap_or(false) {
+        return Err(format!(
+            "{name}: the leaf is not signed by the next certificate"
+        ));
+    }
+    let sans: Vec<String> = leaf
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| {
+                    n.dnsname()
+                        .map(str::to_owned)
+                        .or_else(|| n.ipaddress().and_then(ip_text))
+                        .or_else(|| n.email().map(str::to_owned))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in identifiers {
+        let want = match id {
+            Identifier::Dns(d) => d.clone(),
+            Identifier::Ip(ip) => ip.to_string(),
+            Identifier::Email(m) => m.clone(),
+        };
+        if !sans.iter().any(|s| s.eq_ignore_ascii_case(&want)) {
+            return Err(format!(
+                "{name}: the leaf does not cover {want} (SANs: {sans:?})"
+            ));
+        }
+    }
+    Ok(leaf.clone())
+}
+
+fn ip_text(raw: &[u8]) -> Option<String> {
+    match raw.len() {
+        4 => <[u8; 4]>::try_from(raw)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(raw)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
+    }
+}
