@@ -13,7 +13,12 @@
 //! This crate never depends on the daemon; implementations live in submodules
 //! added by later work (`acme`, `internal_ca`).
 
+pub mod acme;
 pub mod conformance;
+pub mod internal_ca;
+mod secret;
+
+pub use secret::Secret;
 
 use std::time::Duration;
 

@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod deploy;
 pub mod discovery;
 pub mod inventory;
 pub mod scheduler;

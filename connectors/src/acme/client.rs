@@ -1,0 +1,246 @@
+//! The HTTP client every request to the CA goes through.
+//!
+//! `instant-acme`'s own client sets no timeout, so a CA that accepts the
+//! connection and never answers would hold a renewal forever. This one wraps
+//! each request, body included, in [`tokio::time::timeout`], trusts the
+//! system's roots plus the operator's extra ones, and notes any `Retry-After`
+//! of a refused request so that [`super::problem`] can turn a rate limit into
+//! [`crate::ErrorClass::RetryAfter`].
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use hyper::header::{RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::problem;
+
+const USER_AGENT_VALUE: &str = concat!("certkeeper/", env!("CARGO_PKG_VERSION"));
+
+/// A request that got no complete answer within the timeout.
+#[derive(Debug)]
+pub struct RequestTimedOut {
+    /// Host the request went to.
+    pub host: String,
+    /// The timeout that elapsed.
+    pub after: Duration,
+}
+
+impl fmt::Display for RequestTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no complete answer from {} within {:?}",
+            self.host, self.after
+        )
+    }
+}
+
+impl std::error::Error for RequestTimedOut {}
+
+/// An [`HttpClient`] for `instant-acme` with a per-request timeout.
+#[derive(Clone)]
+pub struct TimeoutClient {
+    inner: Client<HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    timeout: Duration,
+}
+
+impl TimeoutClient {
+    /// A client trusting the system roots plus `extra_roots_pem`, giving up on
+    /// any request (connection, TLS, headers and body) after `timeout`.
+    pub fn new(extra_roots_pem: Option<&str>, timeout: Duration) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(pem) = extra_roots_pem {
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| format!("extra trusted roots: not PEM: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("extra trusted roots: unusable certificate: {e}"))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err("extra trusted roots: no certificate in the PEM".into());
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        Ok(Self {
+            inner: Client::builder(TokioExecutor::new()).build(connector),
+            timeout,
+        })
+    }
+
+    /// The client as `instant-acme` takes it.
+    pub fn boxed(&self) -> Box<dyn HttpClient> {
+        Box::new(self.clone())
+    }
+
+    /// Fetches the directory and checks it looks like one.
+    pub async fn fetch_directory(&self, url: &str) -> Result<(), instant_acme::Error> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .body(BodyWrapper::default())?;
+        let mut response = self.request(request).await?;
+        let body = response
+            .body
+            .into_bytes()
+            .await
+            .map_err(instant_acme::Error::Other)?;
+        if !response.parts.status.is_success() {
+            return Err(instant_acme::Error::Other(
+                format!("directory answered HTTP {}", response.parts.status).into(),
+            ));
+        }
+        let directory: serde_json::Value = serde_json::from_slice(&body)?;
+        if directory.get("newOrder").and_then(|v| v.as_str()).is_none() {
+            return Err("the directory has no newOrder URL".into());
+        }
+        Ok(())
+    }
+}
+
+impl HttpClient for TimeoutClient {
+    fn request(
+        &self,
+        mut req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let client = self.inner.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            check_directory_url(&req.uri().to_string()).map_err(|e| {
+                instant_acme::Error::Other(format!("refusing to follow the CA: {e}").into())
+            })?;
+            if let Ok(value) = USER_AGENT_VALUE.parse() {
+                req.headers_mut().insert(USER_AGENT, value);
+            }
+            let host = req.uri().host().unwrap_or("the CA").to_owned();
+            let exchange = async move {
+                let response = client
+                    .request(req)
+                    .await
+                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                let (parts, body) = response.into_parts();
+                let body = body.collect().await?.to_bytes();
+                Ok::<_, instant_acme::Error>((parts, body))
+            };
+            let (parts, body) = tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| {
+                    instant_acme::Error::Other(Box::new(RequestTimedOut {
+                        host,
+                        after: timeout,
+                    }))
+                })??;
+            if matches!(
+                parts.status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) && let Some(delay) = parts
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, Utc::now()))
+            {
+                problem::note_retry_after(delay);
+            }
+            Ok(BytesResponse {
+                parts,
+                body: Box::new(body),
+            })
+        })
+    }
+}
+
+/// Checks that `url` is `https`, or plain `http` to a loopback address (a
+/// local test CA): ACME requires TLS (RFC 8555 section 6.1).
+pub fn check_directory_url(url: &str) -> Result<(), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("`{url}` names no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        _ => Err(format!(
+            "`{url}` must use https (plain http only to a loopback address)"
+        )),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(value)
+        .ok()?
+        .with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 01 Jan 2025 00:10:00 GMT", now),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn extra_roots_must_hold_a_certificate() {
+        let err = TimeoutClient::new(Some("not a pem"), Duration::from_secs(1))
+            .err()
+            .expect("garbage roots must be refused");
+        assert!(err.contains("extra trusted roots"), "{err}");
+    }
+}

@@ -1,0 +1,468 @@
+//! The ACME connector against real servers: Debian's pebble validating
+//! HTTP-01 against the built-in responder or a webroot, BIND 9 taking
+//! TSIG-signed updates for DNS-01, and, for what pebble 2.4 lacks (ARI,
+//! profiles), a small stub that follows RFC 8555/9773 (`acme_support`).
+
+mod acme_support;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use acme_support::{AcmeStub, Bind, Pebble, PebbleDns, SilentCa, TestPki, free_port};
+use certkeeper_connectors::acme::{
+    AcmeConnector, AcmeSettings, ChallengeSettings, Dns01Settings, Secret, open,
+};
+use certkeeper_connectors::conformance::{self, Fixture, key_and_csr};
+use certkeeper_connectors::{
+    Connector, ErrorClass, Identifier, IssueRequest, MemoryState, StateStore,
+};
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use openssl::x509::X509;
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn settings(
+    name: &str,
+    directory_url: &str,
+    root_pem: &str,
+    challenge: ChallengeSettings,
+) -> AcmeSettings {
+    let mut settings = AcmeSettings::new(name, directory_url, challenge);
+    settings.extra_roots_pem = Some(root_pem.to_owned());
+    settings.contacts = vec!["ops@example.org".into()];
+    settings.request_timeout = Duration::from_secs(10);
+    settings.order_deadline = Duration::from_secs(120);
+    settings
+}
+
+async fn connector(settings: AcmeSettings) -> AcmeConnector {
+    open(settings, Arc::new(MemoryState::default()))
+        .await
+        .expect("open the connector")
+}
+
+fn request_for(identifiers: Vec<Identifier>) -> IssueRequest {
+    let (_, csr) = key_and_csr(&identifiers).expect("csr");
+    IssueRequest::new(csr, identifiers)
+}
+
+fn leaf_of(chain_pem: &str) -> X509 {
+    X509::stack_from_pem(chain_pem.as_bytes())
+        .expect("PEM chain")
+        .into_iter()
+        .next()
+        .expect("a leaf")
+}
+
+fn dns_names(cert: &X509) -> Vec<String> {
+    cert.subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.dnsname().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_against_pebble_with_http01_validation() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let working = connector(settings(
+        "pebble",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        ChallengeSettings::Http01 {
+            listen: loopback(http_port),
+        },
+    ))
+    .await;
+    // A directory on a port nobody listens on.
+    let mut down = settings(
+        "down",
+        &format!("https://127.0.0.1:{}/dir", free_port()),
+        &pebble.root_pem,
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    down.request_timeout = Duration::from_secs(2);
+    let down = connector(down).await;
+
+    conformance::run(&Fixture {
+        connector: &working,
+        identifiers: vec![
+            Identifier::Dns("conformance.test".into()),
+            Identifier::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ],
+        refused: vec![
+            Identifier::Dns("blocked.test".into()),
+            Identifier::Email("someone@example.org".into()),
+        ],
+        unreachable: Some(&down),
+    })
+    .await
+    .unwrap();
+
+    // Pebble 2.4 offers no renewal information: no window, not an error.
+    let issued = working
+        .issue(&request_for(vec![Identifier::Dns("ari.test".into())]))
+        .await
+        .unwrap();
+    let der = leaf_of(&issued.chain_pem).to_der().unwrap();
+    assert_eq!(working.renewal_info(&der).await.unwrap(), None);
+    assert!(
+        issued
+            .ca_reference
+            .is_some_and(|r| r.starts_with("https://127.0.0.1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_orders_share_one_responder() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let connector = Arc::new(
+        connector(settings(
+            "pebble",
+            &pebble.directory_url,
+            &pebble.root_pem,
+            ChallengeSettings::Http01 {
+                listen: loopback(http_port),
+            },
+        ))
+        .await,
+    );
+    let mut orders = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let connector = connector.clone();
+        orders.spawn(async move {
+            let name = format!("host{i}.many.test");
+            let issued = connector
+                .issue(&request_for(vec![Identifier::Dns(name.clone())]))
+                .await;
+            (name, issued)
+        });
+    }
+    let mut serials = std::collections::HashSet::new();
+    while let Some(joined) = orders.join_next().await {
+        let (name, issued) = joined.unwrap();
+        let issued = issued.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let leaf = leaf_of(&issued.chain_pem);
+        assert_eq!(dns_names(&leaf), vec![name]);
+        serials.insert(
+            leaf.serial_number()
+                .to_bn()
+                .unwrap()
+                .to_hex_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(serials.len(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_same_state_reuses_the_account() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let settings = settings(
+        "pebble",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        ChallengeSettings::Http01 {
+            listen: loopback(http_port),
+        },
+    );
+    let state = Arc::new(MemoryState::default());
+
+    let first = open(settings.clone(), state.clone()).await.unwrap();
+    let account = first.account_url().await.unwrap();
+    drop(first);
+    assert!(state.load("acme_account").await.unwrap().is_some());
+
+    let restarted = open(settings.clone(), state.clone()).await.unwrap();
+    assert_eq!(restarted.account_url().await.unwrap(), account);
+    restarted
+        .issue(&request_for(vec![Identifier::Dns("restart.test".into())]))
+        .await
+        .expect("the restored account can order");
+    restarted.health().await.unwrap();
+
+    let elsewhere = open(settings, Arc::new(MemoryState::default()))
+        .await
+        .unwrap();
+    assert_ne!(elsewhere.account_url().await.unwrap(), account);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_never_answers_is_a_transient_error() {
+    let silent = SilentCa::start();
+    let mut settings = settings(
+        "silent",
+        &format!("https://{}/dir", silent.addr),
+        &TestPki::new().ca_pem(),
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    settings.request_timeout = Duration::from_secs(1);
+    let connector = connector(settings).await;
+
+    // Generous bound: without request timeouts this would hang forever.
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        connector.issue(&request_for(vec![Identifier::Dns("silent.test".into())])),
+    )
+    .await
+    .expect("the issue call returns instead of hanging");
+    let err = outcome.expect_err("nothing can be issued");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(err.message.contains("no complete answer"), "{err}");
+
+    let health = tokio::time::timeout(Duration::from_secs(60), connector.health())
+        .await
+        .expect("health returns");
+    assert_eq!(health.expect_err("down").class, ErrorClass::Transient);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_webroot_writes_then_removes_the_token_file() {
+    let http_port = free_port();
+    let webroot = tempfile::tempdir().unwrap();
+    let server =
+        acme_support::serve_directory(loopback(http_port), webroot.path().to_owned()).await;
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let connector = connector(settings(
+        "webroot",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        ChallengeSettings::Http01Webroot {
+            webroot: webroot.path().to_owned(),
+        },
+    ))
+    .await;
+
+    let issued = connector
+        .issue(&request_for(vec![Identifier::Dns("webroot.test".into())]))
+        .await
+        .unwrap();
+    assert_eq!(dns_names(&leaf_of(&issued.chain_pem)), vec!["webroot.test"]);
+    let tokens = webroot.path().join(".well-known/acme-challenge");
+    let left: Vec<_> = std::fs::read_dir(&tokens).unwrap().collect();
+    assert!(left.is_empty(), "token files left behind: {left:?}");
+    server.abort();
+}
+
+/// `_acme-challenge` TXT values `server` answers for `name`.
+async fn txt_values(server: SocketAddr, name: &str) -> Vec<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut query = Message::query();
+    query.add_query(Query::query(
+        Name::from_ascii(name).expect("name"),
+        RecordType::TXT,
+    ));
+    let bytes = query.to_vec().expect("encode");
+    let mut stream = tokio::net::TcpStream::connect(server)
+        .await
+        .expect("connect");
+    stream
+        .write_all(&(bytes.len() as u16).to_be_bytes())
+        .await
+        .expect("send");
+    stream.write_all(&bytes).await.expect("send");
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.expect("receive");
+    let mut answer = vec![0u8; u16::from_be_bytes(length) as usize];
+    stream.read_exact(&mut answer).await.expect("receive");
+    Message::from_vec(&answer)
+        .expect("answer")
+        .answers
+        .iter()
+        .filter_map(|rr| match &rr.data {
+            RData::TXT(txt) => Some(String::from_utf8_lossy(&txt.txt_data.concat()).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dns01(bind: &Bind, secret: &str) -> ChallengeSettings {
+    let mut dns = Dns01Settings::new(
+        bind.addr,
+        vec![bind.zone.clone()],
+        bind.key_name.clone(),
+        Secret::new(secret),
+    );
+    dns.resolvers = vec![bind.addr];
+    dns.propagation_timeout = Duration::from_secs(20);
+    ChallengeSettings::Dns01(dns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_issues_a_wildcard_through_bind_and_removes_the_record() {
+    let bind = Bind::start("acme.test");
+    let pebble = Pebble::start(free_port(), PebbleDns::Server(bind.addr));
+    let connector = connector(settings(
+        "bind",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        dns01(&bind, &bind.secret),
+    ))
+    .await;
+
+    let issued = connector
+        .issue(&request_for(vec![
+            Identifier::Dns("*.acme.test".into()),
+            Identifier::Dns("acme.test".into()),
+        ]))
+        .await
+        .unwrap();
+    let mut names = dns_names(&leaf_of(&issued.chain_pem));
+    names.sort();
+    assert_eq!(names, vec!["*.acme.test", "acme.test"]);
+    assert_eq!(
+        txt_values(bind.addr, "_acme-challenge.acme.test.").await,
+        Vec::<String>::new(),
+        "the challenge record is removed after the order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns01_failures_say_what_went_wrong() {
+    let bind = Bind::start("acme.test");
+    let pebble = Pebble::start(free_port(), PebbleDns::Server(bind.addr));
+
+    // A key the primary does not know: refused, and retrying will not help.
+    let wrong = connector(settings(
+        "bind",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        dns01(&bind, "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXkhIQ=="),
+    ))
+    .await;
+    let err = wrong
+        .issue(&request_for(vec![Identifier::Dns(
+            "refused.acme.test".into(),
+        )]))
+        .await
+        .expect_err("the update is refused");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(err.message.contains("refused the update"), "{err}");
+    assert!(
+        !err.message.contains("d3Jvbmcta2V5"),
+        "the secret leaked: {err}"
+    );
+
+    // The record never shows at the resolver (another server for the zone).
+    let elsewhere = Bind::start("acme.test");
+    let mut settings = settings(
+        "bind",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        dns01(&bind, &bind.secret),
+    );
+    if let ChallengeSettings::Dns01(dns) = &mut settings.challenge {
+        dns.resolvers = vec![elsewhere.addr];
+        dns.propagation_timeout = Duration::from_secs(2);
+    }
+    let stale = connector(settings).await;
+    let err = stale
+        .issue(&request_for(vec![Identifier::Dns("slow.acme.test".into())]))
+        .await
+        .expect_err("the record never propagates");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(err.message.contains("not visible"), "{err}");
+    assert!(
+        err.message.contains("_acme-challenge.slow.acme.test"),
+        "{err}"
+    );
+    assert_eq!(
+        txt_values(bind.addr, "_acme-challenge.slow.acme.test.").await,
+        Vec::<String>::new(),
+        "the record is removed even when the order fails"
+    );
+}
+
+/// Against the stub (pebble 2.4 has no ARI): the window comes from the
+/// directory's `renewalInfo` endpoint, asked with the RFC 9773 identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ari_renewal_window_comes_from_the_directorys_renewal_info() {
+    let stub = AcmeStub::start().await;
+    let pki = TestPki::new();
+    let connector = connector(settings(
+        "stub",
+        &stub.directory_url,
+        &pki.ca_pem(),
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    ))
+    .await;
+
+    let window = connector
+        .renewal_info(&pki.leaf.to_der().unwrap())
+        .await
+        .unwrap()
+        .expect("the stub offers ARI");
+    assert_eq!(window.start.to_rfc3339(), "2030-01-01T00:00:00+00:00");
+    assert_eq!(window.end.to_rfc3339(), "2030-01-02T00:00:00+00:00");
+    let retry = window.retry_after.expect("Retry-After is passed on");
+    assert!(retry > Duration::from_secs(21000) && retry <= Duration::from_secs(21600));
+    assert_eq!(
+        stub.log.lock().unwrap().renewal_queries,
+        vec![pki.leaf_ari_id()]
+    );
+}
+
+/// Against the stub (pebble 2.4 has neither profiles nor ARI): newOrder
+/// carries the profile and the replaced certificate's identifier, and the
+/// stub's `rateLimited` with `Retry-After: 120` tells the scheduler when to
+/// come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_carry_the_profile_and_the_replaced_certificate() {
+    let stub = AcmeStub::start().await;
+    let pki = TestPki::new();
+    let mut settings = settings(
+        "stub",
+        &stub.directory_url,
+        &pki.ca_pem(),
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    settings.profile = Some("shortlived".into());
+    let connector = connector(settings).await;
+
+    let mut request = request_for(vec![Identifier::Dns("renew.test".into())]);
+    request.replaces = Some(pki.leaf.to_der().unwrap());
+    let err = connector.issue(&request).await.expect_err("rate limited");
+    match err.class {
+        ErrorClass::RetryAfter(wait) => {
+            assert!(
+                wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+                "{wait:?}"
+            )
+        }
+        other => panic!("a rate limit must say when to retry, got {other:?}: {err}"),
+    }
+
+    request.profile = Some("classic".into());
+    request.replaces = None;
+    connector.issue(&request).await.expect_err("rate limited");
+
+    let log = stub.log.lock().unwrap();
+    assert_eq!(log.accounts, 1, "one account for both orders");
+    let [first, second] = log.new_orders.as_slice() else {
+        panic!("expected two orders, saw {:?}", log.new_orders);
+    };
+    assert_eq!(first["profile"], "shortlived");
+    assert_eq!(first["replaces"], pki.leaf_ari_id());
+    assert_eq!(first["identifiers"][0]["value"], "renew.test");
+    assert_eq!(second["profile"], "classic", "the request's profile wins");
+    assert!(second.get("replaces").is_none());
+}
