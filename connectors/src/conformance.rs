@@ -8,14 +8,10 @@
 //! unreachable CA is a transient one. Each implementation's tests call
 //! [`run`] against a real CA (pebble for ACME, a fresh internal CA).
 
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
-use openssl::stack::Stack;
-use openssl::x509::extension::SubjectAlternativeName;
-use openssl::x509::{X509, X509NameBuilder, X509Req};
+use openssl::x509::X509;
 
+use crate::csr::{KeyAlgorithm, build_csr, generate_key};
 use crate::{
     Connector, ErrorClass, Identifier, IssueRequest, RevocationReason, RevokeRequest, Usage,
 };
@@ -34,33 +30,9 @@ pub struct Fixture<'a> {
 
 /// A fresh P-256 key and a CSR for `identifiers` signed with it.
 pub fn key_and_csr(identifiers: &[Identifier]) -> Result<(PKey<Private>, Vec<u8>), String> {
-    let e = |e: openssl::error::ErrorStack| e.to_string();
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).map_err(e)?;
-    let key = PKey::from_ec_key(EcKey::generate(&group).map_err(e)?).map_err(e)?;
-    let mut req = X509Req::builder().map_err(e)?;
-    req.set_pubkey(&key).map_err(e)?;
-    let mut name = X509NameBuilder::new().map_err(e)?;
-    if let Some(Identifier::Dns(first)) = identifiers.first() {
-        name.append_entry_by_nid(Nid::COMMONNAME, first)
-            .map_err(e)?;
-    }
-    req.set_subject_name(&name.build()).map_err(e)?;
-    let mut san = SubjectAlternativeName::new();
-    for id in identifiers {
-        match id {
-            Identifier::Dns(d) => san.dns(d),
-            Identifier::Ip(ip) => san.ip(&ip.to_string()),
-            Identifier::Email(m) => san.email(m),
-        };
-    }
-    let mut extensions = Stack::new().map_err(e)?;
-    extensions
-        .push(san.build(&req.x509v3_context(None)).map_err(e)?)
-        .map_err(e)?;
-    req.add_extensions(&extensions).map_err(e)?;
-    req.sign(&key, MessageDigest::sha256()).map_err(e)?;
-    let der = req.build().to_der().map_err(e)?;
-    Ok((key, der))
+    let key = generate_key(KeyAlgorithm::EcdsaP256).map_err(|e| e.to_string())?;
+    let csr = build_csr(&key, identifiers).map_err(|e| e.to_string())?;
+    Ok((key, csr))
 }
 
 /// Runs the suite; the error names the first expectation that failed.

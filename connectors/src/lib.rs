@@ -15,6 +15,7 @@
 
 pub mod acme;
 pub mod conformance;
+pub mod csr;
 pub mod internal_ca;
 mod secret;
 

@@ -28,6 +28,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store at {}", config.store.url))?;
     tracing::info!(url = %config.store.url, "store open");
 
+    let vault = crate::store::vault::Vault::for_store(&config.store)
+        .context("cannot open the store key (store.key_file)")?;
+    let registry = Arc::new(
+        crate::renewal::Registry::build(&config, &store, &vault)
+            .await
+            .context("cannot set up the connectors")?,
+    );
+    let renewer = crate::renewal::Renewer::new(&config, store.clone(), vault, registry)?;
+
     let listen = config.api.listen;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
         (Some(cert), Some(key)) => Some(api::tls::server_config(cert, key)?),
@@ -45,10 +54,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let cancel = CancellationToken::new();
-    let state = api::AppState::new(store.clone(), config_rx.clone());
+    let state = api::AppState::new(store.clone(), config_rx.clone()).with_renewer(renewer.clone());
     let closing = store.clone();
     let app = api::router(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
+    let renewals = tokio::spawn(renewer.run(cancel.clone()));
     let scheduler = tokio::spawn(crate::scheduler::run(
         store,
         config_rx,
@@ -76,6 +86,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let finished = tokio::time::timeout(deadline, async {
         let _ = server.await;
         let _ = scheduler.await;
+        let _ = renewals.await;
     })
     .await;
     if finished.is_err() {

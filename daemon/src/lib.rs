@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod discovery;
 pub mod inventory;
+pub mod renewal;
 pub mod scheduler;
 pub mod secret;
 pub mod store;

@@ -59,6 +59,39 @@ pub enum EventKind {
         /// The error, for operators.
         error: String,
     },
+    /// A certificate was issued (first issuance or replacement): the
+    /// confirmation subscribers get.
+    CertificateIssued {
+        /// The managed certificate's name.
+        managed: String,
+    },
+    /// A managed certificate was renewed and the new one is serving.
+    RenewalSucceeded {
+        /// The managed certificate's name.
+        managed: String,
+        /// Fingerprint of the certificate it replaced.
+        previous: Option<String>,
+    },
+    /// A renewal (or issuance) failed; it is retried at `next_attempt`.
+    RenewalFailed {
+        /// The managed certificate's name.
+        managed: String,
+        /// The error, for operators.
+        error: String,
+        /// Whether retrying can help at all.
+        permanent: bool,
+        /// When it is tried again.
+        next_attempt: DateTime<Utc>,
+    },
+    /// Deploying to a target failed and the previous files were restored.
+    DeploymentFailed {
+        /// The managed certificate's name.
+        managed: String,
+        /// The deploy target.
+        target: String,
+        /// The error, for operators.
+        error: String,
+    },
 }
 
 /// One lifecycle happening, with a stable id for deduplication downstream.

@@ -6,6 +6,7 @@
 //! `api.token` is set, `/api/` and `/metrics` need `Authorization: Bearer`.
 //! The CLI uses these same routes when a daemon holds the embedded store.
 
+pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
 pub mod tls;
@@ -37,12 +38,23 @@ const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 pub struct AppState {
     store: Store,
     config: watch::Receiver<Arc<Config>>,
+    renewer: Option<Arc<crate::renewal::Renewer>>,
 }
 
 impl AppState {
     /// State over a store and the live config.
     pub fn new(store: Store, config: watch::Receiver<Arc<Config>>) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            renewer: None,
+        }
+    }
+
+    /// Serves the lifecycle routes (renew, replace, revoke) through `renewer`.
+    pub fn with_renewer(mut self, renewer: Arc<crate::renewal::Renewer>) -> Self {
+        self.renewer = Some(renewer);
+        self
     }
 
     fn config(&self) -> Arc<Config> {
@@ -115,11 +127,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{name}/runs", get(job_runs))
         .route("/api/v1/jobs/{name}/run", post(run_job))
         .route("/api/v1/findings", get(list_findings))
+        .route("/api/v1/managed", get(lifecycle::list_managed))
+        .route("/api/v1/managed/renew-all", post(lifecycle::renew_all))
+        .route("/api/v1/managed/{name}/renew", post(lifecycle::renew_one))
+        .route(
+            "/api/v1/certificates/{fingerprint}/replace",
+            post(lifecycle::replace),
+        )
+        .route(
+            "/api/v1/certificates/{fingerprint}/revoke",
+            post(lifecycle::revoke),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/openapi.json", get(openapi::handler))
+        .route("/crl/{connector}", get(lifecycle::crl))
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BYTES))

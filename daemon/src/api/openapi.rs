@@ -165,7 +165,47 @@ pub fn document() -> Value {
                     "400": error_response("bad parameter") } } },
             "/api/v1/jobs": { "get": { "summary": "Scheduled jobs and their last runs", "security": [{ "bearer": [] }],
                 "responses": { "200": { "description": "jobs", "content": { "application/json": { "schema": {
-                    "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } } }
+                    "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } } },
+            "/api/v1/managed": { "get": { "summary": "Managed certificates: what is in service, when it renews, the operation in progress", "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "managed certificates", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "name": { "type": "string" },
+                        "state": { "type": "string", "enum": ["pending", "issuing", "renewing", "replacing", "valid", "failing"] },
+                        "fingerprint": { "type": ["string", "null"] }, "not_after": { "type": ["integer", "null"] },
+                        "generation": { "type": "integer" }, "renew_at": { "type": ["integer", "null"] },
+                        "window": { "type": ["array", "null"], "items": { "type": "integer" } },
+                        "operation": { "type": ["object", "null"], "properties": {
+                            "kind": { "type": "string", "enum": ["issue", "renew", "replace"] },
+                            "step": { "type": "string", "enum": ["ordering", "issued", "deployed", "revoked"] },
+                            "reason": { "type": ["string", "null"] }, "new_fingerprint": { "type": ["string", "null"] },
+                            "started": { "type": "integer" } } },
+                        "attempts": { "type": "integer" }, "next_attempt": { "type": ["integer", "null"] },
+                        "last_error": { "type": ["string", "null"] },
+                        "previous": { "type": "array", "items": { "type": "string" } } } } } } } } } },
+                    "503": error_response("renewal worker not running") } } },
+            "/api/v1/managed/renew-all": { "post": { "summary": "Renew every managed certificate now (clears backoff)", "security": [{ "bearer": [] }],
+                "responses": { "202": { "description": "marked for renewal; progress in GET /api/v1/managed" } } } },
+            "/api/v1/managed/{name}/renew": { "post": { "summary": "Renew one managed certificate now", "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "202": { "description": "marked for renewal" }, "404": error_response("no such managed certificate") } } },
+            "/api/v1/certificates/{fingerprint}/replace": { "post": { "summary": "Revoke and replace: issue a new certificate with a fresh key, deploy and verify it everywhere the old one was seen, then revoke the old one",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "fingerprint", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "reason": { "type": "string", "enum": ["unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation"], "default": "superseded" } } } } } },
+                "responses": { "202": { "description": "replacement started" }, "404": error_response("not a managed certificate in service"),
+                    "409": error_response("another operation is in progress") } } },
+            "/api/v1/certificates/{fingerprint}/revoke": { "post": { "summary": "Revoke a certificate issued through Certkeeper that is no longer in service",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "fingerprint", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "reason": { "type": "string", "default": "cessationOfOperation" } } } } } },
+                "responses": { "200": { "description": "revoked" }, "404": error_response("not issued through Certkeeper"),
+                    "409": error_response("in service: use replace"), "502": error_response("the CA refused") } } },
+            "/crl/{connector}": { "get": { "summary": "An internal CA's current CRL (DER, no authentication)",
+                "parameters": [{ "name": "connector", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "the CRL", "content": { "application/pkix-crl": {} } },
+                    "404": error_response("no such internal CA") } } }
         }
     })
 }
@@ -178,7 +218,12 @@ mod tests {
         let source = include_str!("mod.rs");
         for line in source.lines() {
             let line = line.trim();
-            if let Some(rest) = line.strip_prefix(".route(\"") {
+            let rest = line.strip_prefix(".route(\"").or_else(|| {
+                // rustfmt puts a long route's path on a line of its own.
+                line.strip_prefix('"')
+                    .filter(|r| r.starts_with('/') && r.ends_with("\","))
+            });
+            if let Some(rest) = rest {
                 let path = rest.split('"').next().unwrap();
                 assert!(
                     doc["paths"].get(path).is_some(),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod lifecycle;
 mod output;
 mod scan;
 
@@ -85,6 +86,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Managed certificates: what is in service, when it renews, what is in
+    /// progress and the last error.
+    Managed {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Renew managed certificates now (through the running daemon).
+    Renew {
+        /// Names of the managed certificates.
+        names: Vec<String>,
+        /// Renew every managed certificate.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
+    /// Revoke and replace: issue a new certificate with a fresh key, deploy
+    /// and verify it everywhere the old one was seen, then revoke the old one.
+    Replace(lifecycle::ReplaceArgs),
+    /// Revoke a certificate Certkeeper issued that is no longer in service.
+    Revoke(lifecycle::RevokeArgs),
 }
 
 /// `certificates` subcommands.
@@ -351,6 +372,10 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             }
             output::print_where(&details, format)
         }
+        Command::Managed { format } => lifecycle::managed(backend, format).await,
+        Command::Renew { names, all } => lifecycle::renew(backend, &names, all).await,
+        Command::Replace(args) => lifecycle::replace(backend, &args).await,
+        Command::Revoke(args) => lifecycle::revoke(backend, &args).await,
         Command::Jobs {
             run_now: Some(name),
             ..

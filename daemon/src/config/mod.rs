@@ -20,8 +20,10 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 pub mod discovery;
+pub mod issuance;
 
 pub use discovery::{DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
+pub use issuance::{CertificateConfig, ConnectorConfig, KeyType};
 
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
@@ -76,6 +78,53 @@ pub struct Config {
     /// Discovery sources and the installation-check policy.
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// CAs certificates are issued through (`[[connector]]` tables).
+    #[serde(default, rename = "connector")]
+    pub connectors: Vec<ConnectorConfig>,
+    /// Managed certificates (`[[certificate]]` tables).
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<CertificateConfig>,
+    /// How managed certificates are renewed.
+    #[serde(default)]
+    pub renewal: RenewalConfig,
+}
+
+/// `[renewal]`: the renewal worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalConfig {
+    /// Seconds between checks of what is due. Default 30.
+    #[serde(default = "default_renewal_interval")]
+    pub check_interval_seconds: u64,
+    /// Renewals (issue + deploy + verify) in flight at once, across all
+    /// connectors. Default 256.
+    #[serde(default = "default_renewal_concurrency")]
+    pub concurrency: usize,
+    /// Seconds a live verification keeps probing before it gives up. Default 30.
+    #[serde(default = "default_verify_timeout")]
+    pub verify_timeout_seconds: u64,
+}
+
+impl Default for RenewalConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_seconds: default_renewal_interval(),
+            concurrency: default_renewal_concurrency(),
+            verify_timeout_seconds: default_verify_timeout(),
+        }
+    }
+}
+
+fn default_renewal_interval() -> u64 {
+    30
+}
+
+fn default_renewal_concurrency() -> usize {
+    256
+}
+
+fn default_verify_timeout() -> u64 {
+    30
 }
 
 /// `[api]`: the HTTP API and web portal.
@@ -142,6 +191,11 @@ pub struct StoreConfig {
     pub password: Option<Secret>,
     /// File holding the password (systemd `LoadCredential=`).
     pub password_file: Option<PathBuf>,
+    /// File holding the 32-byte key that seals private keys and connector
+    /// accounts in the store (created 0600 on first start). Default: beside an
+    /// embedded store (`<dir>.key`); for a remote store, `store.key` in
+    /// `$STATE_DIRECTORY` or the working directory. Back it up with the store.
+    pub key_file: Option<PathBuf>,
     /// Embedded store: MiB of block cache (recently read data kept in
     /// memory). Default 64.
     #[serde(default = "default_cache_mib")]
@@ -161,6 +215,7 @@ impl Default for StoreConfig {
             username: None,
             password: None,
             password_file: None,
+            key_file: None,
             cache_mib: default_cache_mib(),
             memtable_mib: default_memtable_mib(),
         }
@@ -451,6 +506,7 @@ impl Config {
             .map_err(|e| err("inventory.refresh_schedule", e))?;
         let mut names = std::collections::HashSet::new();
         self.check_discovery(path, &mut names)?;
+        self.check_issuance(path)?;
         for (i, job) in self.jobs.iter().enumerate() {
             if job.name().is_empty() || job.name() == crate::scheduler::REFRESH_JOB {
                 return Err(err(
@@ -482,6 +538,89 @@ impl Config {
 }
 
 impl Config {
+    fn check_issuance(&mut self, path: &Path) -> Result<(), ConfigError> {
+        use issuance::{ChallengeConfig, ConnectorConfig as C};
+        let err = |key: String, msg: String| ConfigError::new(path, Some(key), msg);
+        let mut names = std::collections::HashSet::new();
+        for (i, connector) in self.connectors.iter_mut().enumerate() {
+            let key = |k: &str| format!("connector[{i}].{k}");
+            if connector.name().is_empty() || !names.insert(connector.name().to_owned()) {
+                return Err(err(key("name"), "expected a non-empty, unique name".into()));
+            }
+            if connector.max_concurrent_orders() == 0 {
+                return Err(err(
+                    key("max_concurrent_orders"),
+                    "expected at least 1".into(),
+                ));
+            }
+            match connector {
+                C::Acme(acme) => {
+                    acme.eab_hmac_key = merge_secret(
+                        path,
+                        &key("eab_hmac_key"),
+                        acme.eab_hmac_key.take(),
+                        &acme.eab_hmac_key_file,
+                    )?;
+                    if let ChallengeConfig::Dns01(d) = &mut acme.challenge {
+                        d.tsig_secret = merge_secret(
+                            path,
+                            &key("challenge.tsig_secret"),
+                            d.tsig_secret.take(),
+                            &d.tsig_secret_file,
+                        )?;
+                    }
+                    if acme.request_timeout_seconds == 0 || acme.order_deadline_seconds == 0 {
+                        return Err(err(
+                            key("request_timeout_seconds"),
+                            "request_timeout_seconds and order_deadline_seconds must be above 0"
+                                .into(),
+                        ));
+                    }
+                    acme.settings(None).map_err(|e| err(key("challenge"), e))?;
+                }
+                C::InternalCa(ca) => {
+                    ca.passphrase = merge_secret(
+                        path,
+                        &key("passphrase"),
+                        ca.passphrase.take(),
+                        &ca.passphrase_file,
+                    )?;
+                    ca.settings().map_err(|e| err(key("passphrase"), e))?;
+                }
+            }
+        }
+        let mut certs = std::collections::HashSet::new();
+        for (i, cert) in self.certificates.iter().enumerate() {
+            let key = |k: &str| format!("certificate[{i}].{k}");
+            if cert.name.is_empty() || !certs.insert(cert.name.clone()) {
+                return Err(err(key("name"), "expected a non-empty, unique name".into()));
+            }
+            cert.parsed_identifiers()
+                .map_err(|e| err(key("identifiers"), e))?;
+            if !names.contains(&cert.connector) {
+                return Err(err(
+                    key("connector"),
+                    format!("no [[connector]] is named `{}`", cert.connector),
+                ));
+            }
+            cert.key_type
+                .parse::<KeyType>()
+                .map_err(|e| err(key("key_type"), e))?;
+            for (j, target) in cert.deploy.iter().enumerate() {
+                target
+                    .validate()
+                    .map_err(|e| err(key(&format!("deploy[{j}].{}", e.key)), e.message))?;
+            }
+        }
+        if self.renewal.concurrency == 0 || self.renewal.check_interval_seconds == 0 {
+            return Err(err(
+                "renewal.concurrency".into(),
+                "concurrency and check_interval_seconds must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_discovery(
         &mut self,
         path: &Path,

@@ -12,6 +12,7 @@ use super::{Store, StoreError};
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "inventory, sightings, jobs", V1),
     (2, "installation-check findings", V2),
+    (3, "managed certificates, connector state, event outbox", V3),
 ];
 
 const V1: &str = r#"
@@ -113,6 +114,13 @@ DEFINE INDEX IF NOT EXISTS finding_fingerprint ON finding FIELDS fingerprint;
 DEFINE INDEX IF NOT EXISTS finding_location ON finding FIELDS location;
 DEFINE INDEX IF NOT EXISTS finding_code ON finding FIELDS code, fingerprint;
 DEFINE INDEX IF NOT EXISTS sighting_kind ON sighting FIELDS kind;
+"#;
+
+const V3: &str = r#"
+DEFINE TABLE IF NOT EXISTS managed SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS connector_state SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS event SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS event_time ON event FIELDS time;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -14,7 +14,9 @@
 pub mod findings;
 pub mod inventory;
 pub mod jobs;
+pub mod managed;
 pub mod migrations;
+pub mod vault;
 
 use std::sync::Arc;
 

@@ -1,0 +1,205 @@
+//! Lifecycle routes: managed certificates, renew, revoke-and-replace,
+//! revoke, and the internal CAs' CRLs.
+//!
+//! Requests only record what is wanted and wake the renewal worker (202);
+//! the work itself runs in the worker, step by persisted step, and its
+//! progress shows in `GET /api/v1/managed`. Sealed keys never leave the
+//! store: the listing is a view without them.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use certkeeper_connectors::RevocationReason;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::renewal::{Renewer, RequestError};
+use crate::store::managed::{ManagedState, OperationKind};
+
+/// A managed certificate as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ManagedView {
+    /// The `[[certificate]]` name.
+    pub name: String,
+    /// `pending`, `issuing`, `renewing`, `replacing`, `valid`, `failing`.
+    pub state: &'static str,
+    /// Fingerprint of the certificate in service.
+    pub fingerprint: Option<String>,
+    /// Its end of validity (Unix seconds).
+    pub not_after: Option<i64>,
+    /// Issuances completed.
+    pub generation: u64,
+    /// When the next renewal is due (Unix seconds).
+    pub renew_at: Option<i64>,
+    /// The CA's suggested renewal window, if it offers one.
+    pub window: Option<(i64, i64)>,
+    /// The operation in progress and its step.
+    pub operation: Option<serde_json::Value>,
+    /// Failures since the last success.
+    pub attempts: u32,
+    /// When the next attempt is allowed (backoff).
+    pub next_attempt: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// Earlier certificates, newest first.
+    pub previous: Vec<String>,
+}
+
+impl From<&ManagedState> for ManagedView {
+    fn from(s: &ManagedState) -> Self {
+        let state = match (&s.operation, &s.current) {
+            (Some(_), _) if s.attempts > 0 => "failing",
+            (Some(op), _) => match op.kind {
+                OperationKind::Issue => "issuing",
+                OperationKind::Renew => "renewing",
+                OperationKind::Replace => "replacing",
+            },
+            (None, None) => "pending",
+            (None, Some(_)) if s.attempts > 0 => "failing",
+            (None, Some(_)) => "valid",
+        };
+        Self {
+            name: s.name.clone(),
+            state,
+            fingerprint: s.current.as_ref().map(|c| c.fingerprint.clone()),
+            not_after: s.current.as_ref().map(|c| c.not_after),
+            generation: s.generation,
+            renew_at: s.renew_at,
+            window: s.window,
+            operation: s.operation.as_ref().map(|op| {
+                json!({
+                    "kind": op.kind,
+                    "step": op.step,
+                    "reason": op.reason,
+                    "new_fingerprint": op.new.as_ref().map(|n| n.fingerprint.clone()),
+                    "started": op.started,
+                })
+            }),
+            attempts: s.attempts,
+            next_attempt: s.next_attempt,
+            last_error: s.last_error.clone(),
+            previous: s.previous.iter().map(|p| p.fingerprint.clone()).collect(),
+        }
+    }
+}
+
+fn renewer(state: &AppState) -> Result<&Renewer, ApiError> {
+    state.renewer.as_deref().ok_or_else(|| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "unavailable",
+        message: "the renewal worker is not running".into(),
+    })
+}
+
+fn request_error(e: RequestError) -> ApiError {
+    match e {
+        RequestError::NotFound(m) => ApiError::not_found(m),
+        RequestError::Conflict(m) => ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: m,
+        },
+        RequestError::Failed(m) => ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            code: "failed",
+            message: m,
+        },
+    }
+}
+
+/// `GET /api/v1/managed`.
+pub async fn list_managed(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let items = renewer(&state)?.list().await.map_err(ApiError::internal)?;
+    let items: Vec<ManagedView> = items.iter().map(ManagedView::from).collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+/// `POST /api/v1/managed/renew-all`.
+pub async fn renew_all(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let n = renewer(&state)?.renew(None).await.map_err(request_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "renewing": n }))).into_response())
+}
+
+/// `POST /api/v1/managed/{name}/renew`.
+pub async fn renew_one(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let names = [name];
+    let n = renewer(&state)?
+        .renew(Some(&names))
+        .await
+        .map_err(request_error)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "renewing": n }))).into_response())
+}
+
+/// Body of replace and revoke.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// RFC 5280 reason name (`keyCompromise`, `superseded`, ...).
+    pub reason: Option<String>,
+}
+
+fn reason(
+    body: Option<axum::Json<ReasonBody>>,
+    default: RevocationReason,
+) -> Result<RevocationReason, ApiError> {
+    match body.and_then(|b| b.0.reason) {
+        Some(text) => text.parse().map_err(ApiError::bad_request),
+        None => Ok(default),
+    }
+}
+
+/// `POST /api/v1/certificates/{fingerprint}/replace`.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    body: Option<axum::Json<ReasonBody>>,
+) -> Result<Response, ApiError> {
+    let reason = reason(body, RevocationReason::Superseded)?;
+    let name = renewer(&state)?
+        .replace(&fingerprint.to_ascii_lowercase(), reason)
+        .await
+        .map_err(request_error)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "managed": name, "replacing": fingerprint })),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/certificates/{fingerprint}/revoke`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(fingerprint): Path<String>,
+    body: Option<axum::Json<ReasonBody>>,
+) -> Result<Response, ApiError> {
+    let reason = reason(body, RevocationReason::CessationOfOperation)?;
+    let name = renewer(&state)?
+        .revoke(&fingerprint.to_ascii_lowercase(), reason)
+        .await
+        .map_err(request_error)?;
+    Ok(axum::Json(json!({ "managed": name, "revoked": fingerprint })).into_response())
+}
+
+/// `GET /crl/{connector}`: an internal CA's current CRL (DER), public as
+/// relying parties fetch it without credentials.
+pub async fn crl(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = connector.strip_suffix(".crl").unwrap_or(&connector);
+    let ca = renewer(&state)?
+        .registry()
+        .connectors
+        .get(name)
+        .and_then(|e| e.internal.clone())
+        .ok_or_else(|| ApiError::not_found(format!("no internal CA named `{name}`")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/pkix-crl")],
+        ca.crl_der(),
+    )
+        .into_response())
+}
