@@ -212,6 +212,10 @@ pub struct Pebble {
     pub directory_url: String,
     /// PEM of the CA that signed pebble's TLS certificate.
     pub root_pem: String,
+    /// Pebble's management interface (`/roots/0`, `/cert-status-by-serial/S`);
+    /// the daemon's issuance tests read revocation status from it.
+    #[allow(dead_code)]
+    pub management_url: String,
     _processes: Vec<Running>,
     _dir: tempfile::TempDir,
 }
@@ -228,10 +232,11 @@ impl Pebble {
         std::fs::write(&key, pki.leaf_key.private_key_to_pem_pkcs8().expect("pem"))
             .expect("write key");
         let port = free_port();
+        let management = free_port();
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{port}"),
-                "managementListenAddress": format!("127.0.0.1:{}", free_port()),
+                "managementListenAddress": format!("127.0.0.1:{management}"),
                 "certificate": cert,
                 "privateKey": key,
                 "httpPort": http_port,
@@ -286,6 +291,7 @@ impl Pebble {
         Self {
             directory_url: format!("https://127.0.0.1:{port}/dir"),
             root_pem: pki.ca_pem(),
+            management_url: format!("https://127.0.0.1:{management}"),
             _processes: processes,
             _dir: dir,
         }

@@ -314,6 +314,16 @@ fn find_tool(name: &str, candidates: &[&str]) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{name} not found (apt install {name})"))
 }
 
+/// A child's log file, opened for appending, so that its stdout and stderr
+/// (two handles) do not overwrite each other.
+fn log_file(path: &Path) -> anyhow::Result<File> {
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}", path.display()))
+}
+
 /// The last non-empty lines of a log file, for error messages.
 fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -329,14 +339,41 @@ fn log_tail(path: &Path, lines: usize) -> String {
 
 /// Free loopback TCP ports, all distinct: they are held until every one is
 /// found, then released for the children to bind.
+///
+/// They are taken below the kernel's ephemeral range: lego and the daemon
+/// bind their HTTP-01 ports again for every order, and thousands of client
+/// connections to pebble would otherwise sooner or later be using one of
+/// them as their local port at that moment.
 struct Ports(std::vec::IntoIter<u16>);
 
 impl Ports {
     fn new(n: usize) -> anyhow::Result<Ports> {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+        // A random start, so that concurrent runs rarely probe the same ports.
+        let mut start = [0u8; 2];
+        openssl::rand::rand_bytes(&mut start)?;
+        let span = u32::from(high - low);
+        let start = u32::from(u16::from_le_bytes(start)) % span;
         let mut held = Vec::with_capacity(n);
-        for _ in 0..n {
-            held.push(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("no free port")?);
+        for k in 0..span {
+            if held.len() == n {
+                break;
+            }
+            // Below `high`, so it fits.
+            let port = low + ((start + k) % span) as u16;
+            if let Ok(l) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
+                held.push(l);
+            }
         }
+        ensure!(
+            held.len() == n,
+            "only {} free ports in {low}..{high}",
+            held.len()
+        );
         let ports = held
             .iter()
             .map(|l| Ok(l.local_addr()?.port()))
@@ -547,6 +584,7 @@ fn start_pebbles(
         let management = ports.take()?;
         let config = work.join(format!("pebble-{i}.json"));
         let log = work.join(format!("pebble-{i}.log"));
+        let _ = std::fs::remove_file(&log);
         std::fs::write(
             &config,
             serde_json::to_vec_pretty(&json!({
@@ -573,8 +611,8 @@ fn start_pebbles(
             .env("PEBBLE_VA_ALWAYS_VALID", "1")
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdin(Stdio::null())
-            .stdout(File::create(&log)?)
-            .stderr(File::create(&log)?)
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
             .spawn()
             .context("starting pebble")?;
         let mut process = Guard(child);
@@ -639,7 +677,7 @@ fn diagnose(
             names.push_str(", ...");
         }
         report.push_str(&format!(
-            "  {} ({}): {} in flight{}; directory {}, store {}: {verdict}\n",
+            "  {} ({}): {} unfinished{}; directory {}, store {}: {verdict}\n",
             p.name,
             p.directory,
             work.len(),
@@ -673,8 +711,8 @@ fn stalled(
                 .to_owned()
         } else {
             format!(
-                "hung pebble instance(s): {} (pebble 2.4's store deadlock under load; \
-                 try more --pebbles or a lower --pebble-concurrency)",
+                "pebble instance(s) not answering: {} (pebble 2.4 deadlocks its store under \
+                 heavy load; try more --pebbles or a lower --pebble-concurrency)",
                 hung.join(", ")
             )
         }
@@ -814,6 +852,7 @@ fn run_certkeeper(
     std::fs::write(&config_file, config)?;
 
     let log = work.join("certkeeper.log");
+    let _ = std::fs::remove_file(&log);
     // The hard RLIMIT_NOFILE as soft limit: hundreds of orders in flight.
     let child = Command::new("sh")
         .arg("-c")
@@ -823,8 +862,8 @@ fn run_certkeeper(
         .arg("--config")
         .arg(&config_file)
         .stdin(Stdio::null())
-        .stdout(File::create(&log)?)
-        .stderr(File::create(&log)?)
+        .stdout(log_file(&log)?)
+        .stderr(log_file(&log)?)
         .spawn()
         .context("starting certkeeper run")?;
     let mut daemon = Guard(child);
@@ -1030,7 +1069,7 @@ impl Waiter<'_> {
                 }
             } else if last_progress.elapsed() >= self.args.stall {
                 bail!(
-                    "certkeeper {phase}: the API has not answered for {}s: {}\n{}",
+                    "certkeeper {phase}: no listing from GET /api/v1/managed for {}s: {}\n{}",
                     self.args.stall.as_secs(),
                     last_error.unwrap_or_default(),
                     log_tail(self.log, 20)
@@ -1082,8 +1121,8 @@ fn lego_command(
         .arg(path)
         .args(["--key-type", "ec256", "run"])
         .stdin(Stdio::null())
-        .stdout(File::create(log)?)
-        .stderr(File::create(log)?);
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?);
     Ok(c)
 }
 

@@ -189,6 +189,10 @@ pub struct InternalCaConfig {
     /// Validity of each CRL, in seconds. Default 7 days.
     #[serde(default = "default_crl_validity")]
     pub crl_validity_seconds: u64,
+    /// How far back notBefore is set, in seconds, so clients with a slow
+    /// clock accept new certificates. Default 300.
+    #[serde(default = "default_backdate")]
+    pub backdate_seconds: u64,
     /// Most issuances at once. Default 16.
     #[serde(default = "default_max_orders")]
     pub max_concurrent_orders: usize,
@@ -434,6 +438,7 @@ impl InternalCaConfig {
         settings.crl.distribution_url = self.crl_url.clone();
         settings.crl.path = self.crl_path.clone();
         settings.crl.validity = Duration::from_secs(self.crl_validity_seconds);
+        settings.backdate = Duration::from_secs(self.backdate_seconds);
         Ok(settings)
     }
 }
@@ -486,6 +491,9 @@ fn default_ca_key() -> String {
 }
 fn default_max_validity() -> u64 {
     90 * 86_400
+}
+fn default_backdate() -> u64 {
+    300
 }
 fn default_crl_validity() -> u64 {
     7 * 86_400

@@ -706,6 +706,7 @@ impl Renewer {
         }
         state.current = Some(new.clone());
         state.key_sealed = op.key_sealed.clone();
+        state.force = false;
         state.generation += 1;
         state.operation = None;
         state.attempts = 0;

@@ -1,0 +1,547 @@
+//! Issuance, renewal, deployment and revoke-and-replace end to end, with the
+//! real binary, a real nginx (Debian's package) serving what Certkeeper
+//! deploys, and real CAs: Certkeeper's own internal CA, and Debian's pebble
+//! (ACME, with real HTTP-01 validation against the built-in responder).
+//!
+//! What a user would notice is what is asserted: nginx serves the managed
+//! certificate, a new one after the scheduled renewal, a new one after a
+//! replacement; the old one is revoked (in the CRL, at pebble); a broken
+//! reload leaves the previous files; a SIGKILL between "deployed" and
+//! "revoked" resumes without a second order.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../connectors/tests/acme_support/mod.rs"]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+mod acme_support;
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Daemon, eventually, free_port, openssl};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use serde_json::Value;
+
+/// nginx with a master process (so SIGHUP reloads certificates), stopped on drop.
+struct Nginx {
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves one TLS site per `(port, dir)` from `dir/fullchain.pem` and
+/// `dir/key.pem`, which start as a self-signed placeholder.
+fn nginx(root: &Path, sites: &[(u16, &Path)]) -> Nginx {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("nginx is not installed; tests/run.sh installs it");
+    let mut servers = String::new();
+    for (port, dir) in sites {
+        std::fs::create_dir_all(dir).unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "fullchain.pem",
+                "-subj",
+                "/CN=placeholder",
+                "-days",
+                "1",
+            ],
+        );
+        servers.push_str(&format!(
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/fullchain.pem; \
+             ssl_certificate_key {d}/key.pem; return 200 ok; }}\n",
+            d = dir.display()
+        ));
+    }
+    std::fs::create_dir_all(root.join("logs")).unwrap();
+    let d = root.display();
+    std::fs::write(
+        root.join("nginx.conf"),
+        format!(
+            "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; \
+             error_log {d}/logs/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
+             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for (port, _) in sites {
+        let up = eventually(Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", *port)).ok()
+        });
+        assert!(up.is_some(), "nginx did not start");
+    }
+    Nginx { child }
+}
+
+/// Fingerprint of the leaf `127.0.0.1:port` serves for `sni`.
+fn served(port: u16, sni: &str) -> Option<String> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let stream = connector.connect(sni, tcp).ok()?;
+    let der = stream.ssl().peer_certificate()?.to_der().ok()?;
+    Some(hex(&openssl::sha::sha256(&der)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The managed certificate `name` as `certkeeper managed --format json` shows it.
+fn managed(daemon: &Daemon, name: &str) -> Value {
+    let all = daemon.cli_json(&["managed"]);
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn wait_managed(
+    daemon: &Daemon,
+    name: &str,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(Duration::from_secs(secs), || {
+        let m = managed(daemon, name);
+        ok(&m).then_some(m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name}: {what} did not happen; now {}\n--- daemon log ---\n{}",
+            managed(daemon, name),
+            daemon.log()
+        )
+    })
+}
+
+#[test]
+fn internal_ca_issues_deploys_renews_replaces_and_rolls_back_on_nginx() {
+    let mut daemon = Daemon::new("");
+    let root = daemon.path("nginx");
+    let (www_port, short_port) = (free_port(), free_port());
+    let (www_dir, short_dir) = (root.join("www"), root.join("short"));
+    let server = nginx(&root, &[(www_port, &www_dir), (short_port, &short_dir)]);
+    let pid = std::fs::read_to_string(root.join("nginx.pid"))
+        .ok()
+        .or_else(|| {
+            eventually(Duration::from_secs(5), || {
+                std::fs::read_to_string(root.join("nginx.pid")).ok()
+            })
+        })
+        .unwrap();
+    let pid = pid.trim();
+    let broken = daemon.path("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("cert.pem"), "previous certificate\n").unwrap();
+    let crl = daemon.path("corp.crl");
+    daemon.write_config(&format!(
+        r#"
+[renewal]
+check_interval_seconds = 1
+verify_timeout_seconds = 20
+
+[[connector]]
+name = "corp-ca"
+type = "internal_ca"
+passphrase = "correct horse battery staple"
+allowed_dns = [".corp.test"]
+backdate_seconds = 0
+crl_path = "{crl}"
+
+[[certificate]]
+name = "www"
+identifiers = ["www.corp.test"]
+connector = "corp-ca"
+org_unit = "web"
+[[certificate.deploy]]
+fullchain = "{www}/fullchain.pem"
+key = "{www}/key.pem"
+reload = ["kill", "-HUP", "{pid}"]
+verify = ["127.0.0.1:{www_port}"]
+sni = "www.corp.test"
+
+[[certificate]]
+name = "short"
+identifiers = ["short.corp.test"]
+connector = "corp-ca"
+validity_seconds = 24
+[[certificate.deploy]]
+fullchain = "{short}/fullchain.pem"
+key = "{short}/key.pem"
+reload = ["kill", "-HUP", "{pid}"]
+verify = ["127.0.0.1:{short_port}"]
+sni = "short.corp.test"
+
+[[certificate]]
+name = "broken"
+identifiers = ["broken.corp.test"]
+connector = "corp-ca"
+[[certificate.deploy]]
+cert = "{broken}/cert.pem"
+key = "{broken}/key.pem"
+reload = ["sh", "-c", "echo reload failed >&2; exit 3"]
+"#,
+        crl = crl.display(),
+        www = www_dir.display(),
+        short = short_dir.display(),
+        broken = broken.display(),
+    ));
+    daemon.start();
+
+    // Issued, deployed, and nginx serves it.
+    let www = wait_managed(&daemon, "www", 60, "first issuance", |m| {
+        m["generation"] == 1
+    });
+    let fp1 = www["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        served(www_port, "www.corp.test").as_deref(),
+        Some(fp1.as_str())
+    );
+    let shown = daemon.cli_json(&["certificates", "show", &fp1]);
+    assert_eq!(shown["certificate"]["org_unit"], "web", "{shown}");
+
+    // A 24-second certificate renews on schedule (inside its window, about
+    // 2/3 of the lifetime) and nginx serves the new one.
+    let first_short = wait_managed(&daemon, "short", 60, "first issuance", |m| {
+        m["generation"] == 1
+    });
+    let renewed = wait_managed(&daemon, "short", 90, "scheduled renewal", |m| {
+        m["generation"].as_u64() >= Some(2)
+    });
+    assert_ne!(renewed["fingerprint"], first_short["fingerprint"]);
+    let now_serving = eventually(Duration::from_secs(20), || {
+        let m = managed(&daemon, "short");
+        let fp = served(short_port, "short.corp.test")?;
+        (Some(fp.as_str()) == m["fingerprint"].as_str()).then_some(fp)
+    });
+    assert!(
+        now_serving.is_some(),
+        "nginx does not serve the renewed certificate"
+    );
+
+    // Revoke and replace: a new certificate with a new key serves, the old
+    // one is in the CRL as keyCompromise and revoked in the inventory.
+    let out = daemon.cli_ok(&["replace", &fp1, "--reason", "keyCompromise"]);
+    let fp2 = out.trim().to_owned();
+    assert_eq!(fp2.len(), 64, "{out}");
+    assert_ne!(fp2, fp1);
+    assert_eq!(
+        served(www_port, "www.corp.test").as_deref(),
+        Some(fp2.as_str())
+    );
+    let old = daemon.cli_json(&["certificates", "show", &fp1]);
+    assert_eq!(old["certificate"]["status"], "revoked", "{old}");
+    assert_eq!(old["certificate"]["replaced_by"], fp2.as_str(), "{old}");
+    let serial = old["certificate"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
+    let (status, _) = daemon.get("/crl/corp-ca");
+    assert_eq!(status, 200);
+    let text = openssl(
+        daemon.dir.path(),
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            crl.to_str().unwrap(),
+            "-noout",
+            "-text",
+        ],
+    );
+    assert!(
+        text.replace(':', "")
+            .contains(serial.trim_start_matches('0')),
+        "serial {serial} not in the CRL:\n{text}"
+    );
+    assert!(text.contains("Key Compromise"), "{text}");
+    // Revoking again through the CLI is refused clearly (already revoked, or
+    // no longer known as in service).
+    let again = daemon.cli(&["replace", &fp1]);
+    assert!(!again.status.success());
+
+    // A broken reload: the previous file is back, the key file that did not
+    // exist is gone, and the failure is reported, not retried in a loop.
+    let b = wait_managed(&daemon, "broken", 60, "a reported failure", |m| {
+        m["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("reload"))
+    });
+    assert_eq!(b["state"], "failing", "{b}");
+    assert!(b["next_attempt"].as_i64().is_some(), "{b}");
+    assert_eq!(
+        std::fs::read_to_string(broken.join("cert.pem")).unwrap(),
+        "previous certificate\n"
+    );
+    assert!(!broken.join("key.pem").exists());
+
+    // No private key anywhere a user can see.
+    let log = daemon.log();
+    assert!(!log.contains("PRIVATE KEY"), "a key reached the log");
+    let (_, listing) = daemon.get("/api/v1/managed");
+    assert!(
+        !listing.contains("PRIVATE") && !listing.contains("v1:"),
+        "{listing}"
+    );
+    assert!(
+        !log.contains("correct horse"),
+        "the CA passphrase reached the log"
+    );
+    drop(server);
+}
+
+/// A TCP forwarder the test can cut, to make a CA unreachable on demand.
+struct Switch {
+    port: u16,
+    up: Arc<AtomicBool>,
+}
+
+impl Switch {
+    fn start(target: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = up.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        from.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                        loop {
+                            if !flag.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e)
+                                    if e.kind() == std::io::ErrorKind::WouldBlock
+                                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Self { port, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+}
+
+/// GET over HTTPS without verification (pebble's management interface).
+fn https_get(url: &str) -> String {
+    let rest = url.strip_prefix("https://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    let tcp = TcpStream::connect(host).unwrap();
+    let mut tls = builder.build().connect("localhost", tcp).unwrap();
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn acme_issue_deploy_replace_resumes_after_sigkill_between_deployed_and_revoked() {
+    let http_port = free_port();
+    let pebble = acme_support::Pebble::start(http_port, acme_support::PebbleDns::ChallTestSrv);
+    let pebble_port: u16 = pebble
+        .directory_url
+        .trim_start_matches("https://127.0.0.1:")
+        .trim_end_matches("/dir")
+        .parse()
+        .unwrap();
+    let switch = Switch::start(pebble_port);
+    let mut daemon = Daemon::new("");
+    let roots = daemon.path("pebble-roots.pem");
+    std::fs::write(&roots, &pebble.root_pem).unwrap();
+    let root = daemon.path("nginx");
+    let site_port = free_port();
+    let site_dir = root.join("site");
+    let server = nginx(&root, &[(site_port, &site_dir)]);
+    let pid = eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(root.join("nginx.pid")).ok()
+    })
+    .unwrap();
+    let (reloaded, go) = (daemon.path("reloaded"), daemon.path("go"));
+    std::fs::write(&go, "").unwrap();
+    daemon.write_config(&format!(
+        r#"
+[renewal]
+check_interval_seconds = 1
+verify_timeout_seconds = 20
+
+[[connector]]
+name = "pebble"
+type = "acme"
+directory_url = "https://127.0.0.1:{switch}/dir"
+roots_file = "{roots}"
+contacts = ["ops@example.com"]
+request_timeout_seconds = 5
+[connector.challenge]
+type = "http01"
+listen = "127.0.0.1:{http_port}"
+
+[[certificate]]
+name = "site"
+identifiers = ["site.acme.test"]
+connector = "pebble"
+key_type = "rsa2048"
+[[certificate.deploy]]
+fullchain = "{dir}/fullchain.pem"
+key = "{dir}/key.pem"
+reload = ["sh", "-c", "kill -HUP {pid} && touch {reloaded} && while [ ! -e {go} ]; do sleep 0.1; done"]
+verify = ["127.0.0.1:{site_port}"]
+sni = "site.acme.test"
+"#,
+        switch = switch.port,
+        roots = roots.display(),
+        dir = site_dir.display(),
+        pid = pid.trim(),
+        reloaded = reloaded.display(),
+        go = go.display(),
+    ));
+    daemon.start();
+    let first = wait_managed(&daemon, "site", 90, "issuance through pebble", |m| {
+        m["generation"] == 1
+    });
+    let fp1 = first["fingerprint"].as_str().unwrap().to_owned();
+    assert_eq!(
+        served(site_port, "site.acme.test").as_deref(),
+        Some(fp1.as_str())
+    );
+    let serial1 = daemon.cli_json(&["certificates", "show", &fp1])["certificate"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Replace; while the reload runs, cut the CA off, so the old certificate
+    // cannot be revoked once the new one is deployed and verified.
+    std::fs::remove_file(&go).unwrap();
+    let _ = std::fs::remove_file(&reloaded);
+    daemon.cli_ok(&["replace", &fp1, "--no-wait", "--reason", "keyCompromise"]);
+    assert!(
+        eventually(Duration::from_secs(60), || reloaded.exists().then_some(())).is_some(),
+        "the replacement was never deployed: {}",
+        daemon.log()
+    );
+    switch.set(false);
+    std::fs::write(&go, "").unwrap();
+    let stuck = wait_managed(
+        &daemon,
+        "site",
+        60,
+        "a failed revocation at step deployed",
+        |m| m["operation"]["step"] == "deployed" && m["attempts"].as_u64() >= Some(1),
+    );
+    let fp2 = stuck["operation"]["new_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        served(site_port, "site.acme.test").as_deref(),
+        Some(fp2.as_str())
+    );
+    // The old one is still valid at the CA: nothing revoked before verification.
+    let status = https_get(&format!(
+        "{}/cert-status-by-serial/{serial1}",
+        pebble.management_url
+    ));
+    assert!(status.contains("Valid"), "{status}");
+
+    // SIGKILL here, bring the CA back, restart: the same new certificate
+    // stays (no second order) and the old one gets revoked.
+    daemon.signal("KILL");
+    daemon.wait_exit(Duration::from_secs(10));
+    switch.set(true);
+    daemon.start();
+    daemon.cli_ok(&["renew", "site"]); // skip the backoff
+    let done = wait_managed(&daemon, "site", 60, "the resumed replacement", |m| {
+        m["operation"].is_null() && m["generation"] == 2
+    });
+    assert_eq!(
+        done["fingerprint"],
+        fp2.as_str(),
+        "a second order was placed"
+    );
+    assert_eq!(done["previous"][0], fp1.as_str());
+    let status = https_get(&format!(
+        "{}/cert-status-by-serial/{serial1}",
+        pebble.management_url
+    ));
+    assert!(status.contains("Revoked"), "{status}");
+    assert_eq!(
+        served(site_port, "site.acme.test").as_deref(),
+        Some(fp2.as_str())
+    );
+    drop(server);
+}
