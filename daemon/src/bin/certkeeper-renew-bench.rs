@@ -753,11 +753,12 @@ struct Api<'a> {
 }
 
 impl Api<'_> {
-    async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
         let r = self
             .http
             .api
             .get(format!("{}{path}", self.base))
+            .query(query)
             .bearer_auth(&self.token)
             .send()
             .await?;
@@ -770,12 +771,9 @@ impl Api<'_> {
         let mut items = HashMap::new();
         let mut cursor: Option<String> = None;
         loop {
-            let path = match &cursor {
-                None => "/api/v1/managed".to_owned(),
-                Some(c) => format!("/api/v1/managed?cursor={c}"),
-            };
-            let (status, body) = self.http.block_on(self.get(&path))?;
-            ensure!(status == 200, "GET {path}: {status}: {body}");
+            let query: Vec<(&str, &str)> = cursor.iter().map(|c| ("cursor", c.as_str())).collect();
+            let (status, body) = self.http.block_on(self.get("/api/v1/managed", &query))?;
+            ensure!(status == 200, "GET /api/v1/managed: {status}: {body}");
             let page: Value =
                 serde_json::from_str(&body).context("GET /api/v1/managed: bad JSON")?;
             let list = page["items"]
@@ -876,7 +874,7 @@ fn run_certkeeper(
     loop {
         let health = http.block_on(async {
             for path in ["/api/v1/health", "/healthz"] {
-                if let Ok((200, _)) = api.get(path).await {
+                if let Ok((200, _)) = api.get(path, &[]).await {
                     return true;
                 }
             }

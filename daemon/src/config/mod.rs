@@ -819,6 +819,65 @@ mod tests {
     }
 
     #[test]
+    fn connectors_and_certificates_are_checked_key_by_key() {
+        let ca = "[[connector]]\ntype = \"internal_ca\"\nname = \"ca\"\npassphrase = \"hunter2\"\n";
+        let cert =
+            "[[certificate]]\nname = \"www\"\nconnector = \"ca\"\nidentifiers = [\"www.a.test\"]\n";
+        load_str(&format!("{ca}{cert}")).unwrap();
+        // A misspelt key in a type-tagged table is named.
+        let err = load_str(&format!("{ca}passphrse = \"x\"\n")).unwrap_err();
+        assert!(err.to_string().contains("passphrse"), "{err}");
+        let err = load_str(&format!("{ca}{cert}key_typ = \"rsa2048\"\n")).unwrap_err();
+        assert!(err.to_string().contains("key_typ"), "{err}");
+        // An unknown connector type lists the known ones.
+        let err = load_str("[[connector]]\ntype = \"digicert\"\nname = \"d\"\n").unwrap_err();
+        assert!(err.to_string().contains("acme"), "{err}");
+        let err = load_str(&format!(
+            "{ca}[[certificate]]\nname = \"www\"\nconnector = \"nope\"\nidentifiers = [\"a.test\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("certificate[0].connector"),
+            "{err}"
+        );
+        let err = load_str(&format!("{ca}{cert}key_type = \"rsa1024\"\n")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("certificate[0].key_type"), "{err}");
+        let err = load_str(&format!(
+            "{ca}[[certificate]]\nname = \"www\"\nconnector = \"ca\"\nidentifiers = [\"not a name\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("certificate[0].identifiers"),
+            "{err}"
+        );
+        let err = load_str(&format!(
+            "{ca}{cert}[[certificate.deploy]]\nreload = [\"true\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("certificate[0].deploy[0]")),
+            "{err}"
+        );
+        // The CA needs its passphrase; the error never shows a secret.
+        let err = load_str("[[connector]]\ntype = \"internal_ca\"\nname = \"ca\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("connector[0].passphrase"), "{err}");
+        let err = load_str(&format!("{ca}{ca}")).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("connector[1].name"), "{err}");
+        assert!(!err.to_string().contains("hunter2"));
+        let err = load_str(
+            "[[connector]]\ntype = \"acme\"\nname = \"le\"\ndirectory_url = \"https://a.test/dir\"\n\
+             [connector.challenge]\ntype = \"dns01\"\nserver = \"127.0.0.1:53\"\nzones = [\"a.test\"]\n\
+             tsig_key_name = \"k\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("tsig_secret"), "{err}");
+    }
+
+    #[test]
     fn discovery_sources_are_checked_key_by_key() {
         let source = "[[discovery.network]]\nname = \"n\"\nschedule = \"0 * * * * *\"\n";
         let err = load_str(&format!("{source}targets = [\"10.0.0.0/33\"]\n")).unwrap_err();
