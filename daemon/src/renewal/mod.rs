@@ -192,6 +192,7 @@ pub struct Renewer {
     wake: Notify,
     running: Mutex<HashSet<String>>,
     limit: Arc<Semaphore>,
+    inventory_writes: tokio::sync::Mutex<()>,
 }
 
 impl Renewer {
@@ -219,6 +220,7 @@ impl Renewer {
             wake: Notify::new(),
             limit: Arc::new(Semaphore::new(config.renewal.concurrency)),
             running: Mutex::new(HashSet::new()),
+            inventory_writes: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -463,19 +465,45 @@ impl Renewer {
         // Saved before anything else: a restart from here deploys this
         // certificate instead of ordering another.
         self.store.save_managed(state).await?;
+        tracing::info!(managed = %cert.name, cert = %parsed.fingerprint, "certificate issued");
+        Ok(())
+    }
+
+    /// Puts a newly issued certificate into the inventory with its owner and
+    /// lineage, once (idempotent: it runs again if a later step is retried).
+    async fn record_issued(
+        &self,
+        cert: &CertificateConfig,
+        state: &ManagedState,
+        new: &Held,
+    ) -> Result<(), Failure> {
+        let der = pem_to_der(&new.chain_pem)
+            .ok_or_else(|| Failure::permanent("stored certificate unreadable"))?;
+        let parsed = parse::parse_der(&der)
+            .map_err(|e| Failure::permanent(format!("stored certificate unreadable: {e}")))?;
         let now = Utc::now().timestamp();
         let mut record = CertificateRecord::discovered(parsed, now, self.expiring_days);
         record.org_unit = cert.org_unit.clone();
         record.contacts = cert.contacts.clone();
         record.replaces = state.current.as_ref().map(|c| c.fingerprint.clone());
         let location = format!("{}: {}", cert.connector, cert.name);
-        self.store
-            .record_certificates(&[record.clone()], SightingKind::Connector, &location, now)
-            .await?;
-        if let Some(old) = &record.replaces {
+        {
+            // Inventory writes touch shared counters: one at a time from here
+            // rather than hundreds of conflicting transactions.
+            let _writing = self.inventory_writes.lock().await;
             self.store
-                .set_lineage(old, &record.cert.fingerprint)
+                .record_certificates(
+                    std::slice::from_ref(&record),
+                    SightingKind::Connector,
+                    &location,
+                    now,
+                )
                 .await?;
+            if let Some(old) = &record.replaces {
+                self.store
+                    .set_lineage(old, &record.cert.fingerprint)
+                    .await?;
+            }
         }
         self.event(
             EventKind::CertificateIssued {
@@ -485,7 +513,6 @@ impl Renewer {
             &format!("issued:{}", record.cert.fingerprint),
         )
         .await;
-        tracing::info!(managed = %cert.name, cert = %record.cert.fingerprint, "certificate issued");
         Ok(())
     }
 
@@ -503,6 +530,7 @@ impl Renewer {
             .key_sealed
             .as_ref()
             .ok_or_else(|| Failure::permanent("issued step without a key"))?;
+        self.record_issued(cert, state, new).await?;
         let key = self
             .vault
             .open(&key_context(&cert.name), sealed)
