@@ -41,6 +41,11 @@
 //! `--skip-lego`, `--skip-certkeeper`. Needs pebble, lego and the `certkeeper`
 //! binary beside this one.
 
+#[path = "bench/common.rs"]
+mod common;
+
+use common::{WorkDir, ec_key, find_tool, random_serial};
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::future::Future;
@@ -51,11 +56,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
@@ -127,45 +128,13 @@ fn args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// The work directory; a temporary one is removed on drop.
-struct WorkDir {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = args()?;
-    let mut work = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("--dir {}", dir.display()))?;
-            WorkDir {
-                path: dir.canonicalize()?,
-                temporary: false,
-            }
-        }
-        None => {
-            let path =
-                std::env::temp_dir().join(format!("certkeeper-renew-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&path)?;
-            WorkDir {
-                path,
-                temporary: true,
-            }
-        }
-    };
+    let mut work = WorkDir::new(args.dir.as_deref(), "certkeeper-renew-bench")?;
     let result = bench(&args, &work.path);
-    if result.is_err() && work.temporary {
+    if result.is_err() {
         // The logs of pebble, the daemon and lego say what went wrong.
-        work.temporary = false;
-        eprintln!("work dir kept for inspection: {}", work.path.display());
+        work.keep();
     }
     result
 }
@@ -299,19 +268,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn find_tool(name: &str, candidates: &[&str]) -> anyhow::Result<PathBuf> {
-    for c in candidates {
-        if Path::new(c).exists() {
-            return Ok(PathBuf::from(c));
-        }
-    }
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-        .with_context(|| format!("{name} not found (apt install {name})"))
 }
 
 /// A child's log file, opened for appending, so that its stdout and stderr
@@ -479,17 +435,6 @@ struct PebbleTls {
     ca_file: PathBuf,
     cert_file: PathBuf,
     key_file: PathBuf,
-}
-
-fn ec_key() -> anyhow::Result<PKey<Private>> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
-}
-
-fn random_serial() -> anyhow::Result<openssl::asn1::Asn1Integer> {
-    let mut serial = BigNum::new()?;
-    serial.rand(120, MsbOption::MAYBE_ZERO, false)?;
-    Ok(serial.to_asn1_integer()?)
 }
 
 impl PebbleTls {

@@ -29,6 +29,11 @@
 //! binary beside this one; both nginx and certkeeper get the hard
 //! `RLIMIT_NOFILE` as their soft limit.
 
+#[path = "bench/common.rs"]
+mod common;
+
+use common::{WorkDir, ec_key, find_tool, random_serial};
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -37,10 +42,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
@@ -114,20 +116,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// The work directory; a temporary one is removed on drop.
-struct WorkDir {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let certkeeper = std::env::current_exe()?.with_file_name("certkeeper");
@@ -136,24 +124,7 @@ fn main() -> anyhow::Result<()> {
         "{} not found: build it first (cargo build --release -p certkeeper --bins)",
         certkeeper.display()
     );
-    let work = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("--dir {}", dir.display()))?;
-            WorkDir {
-                path: dir.canonicalize()?,
-                temporary: false,
-            }
-        }
-        None => {
-            let path =
-                std::env::temp_dir().join(format!("certkeeper-scan-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&path)?;
-            WorkDir {
-                path,
-                temporary: true,
-            }
-        }
-    };
+    let work = WorkDir::new(args.dir.as_deref(), "certkeeper-scan-bench")?;
     println!(
         "certkeeper-scan-bench: {} ({} profile), work dir {}, best of {} runs",
         certkeeper.display(),
@@ -188,17 +159,6 @@ struct Ca {
 struct Leaf {
     cert: X509,
     key: PKey<Private>,
-}
-
-fn ec_key() -> anyhow::Result<PKey<Private>> {
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
-}
-
-fn random_serial() -> anyhow::Result<openssl::asn1::Asn1Integer> {
-    let mut serial = BigNum::new()?;
-    serial.rand(120, MsbOption::MAYBE_ZERO, false)?;
-    Ok(serial.to_asn1_integer()?)
 }
 
 impl Ca {
@@ -289,19 +249,6 @@ fn with_nofile(program: &Path) -> Command {
         .arg(r#"ulimit -n "$(ulimit -Hn)" && exec "$0" "$@""#)
         .arg(program);
     command
-}
-
-fn find_tool(name: &str, candidates: &[&str]) -> anyhow::Result<PathBuf> {
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .with_context(|| {
-            format!(
-                "{name} is not installed (looked for {}); apt-get install {name}",
-                candidates.join(", ")
-            )
-        })
 }
 
 /// Runs `command` `runs` times; returns the best wall time and the output of
