@@ -19,9 +19,10 @@
 //! `unprotected` (plain HTTP, no TLS) is raised by the network scanner, not
 //! here: it has no chain to check.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openssl::error::ErrorStack;
 use openssl::stack::Stack;
@@ -99,7 +100,14 @@ pub struct Trust {
     system: bool,
     /// Number of private roots added.
     private_roots: usize,
+    /// Verdicts of chains already checked, keyed by their fingerprints: the
+    /// same certificate behind many endpoints (load balancers, wildcards,
+    /// copies on disk) is verified once. Cleared when full.
+    verdicts: Arc<Mutex<HashMap<String, Verdict>>>,
 }
+
+/// Chains whose verdicts are kept at once.
+const VERDICT_CACHE: usize = 16_384;
 
 impl Trust {
     /// The system roots only.
@@ -178,6 +186,7 @@ impl Trust {
             store: Some(Arc::new(builder.build())),
             system,
             private_roots: roots.len(),
+            verdicts: Arc::default(),
         })
     }
 }
@@ -225,6 +234,7 @@ impl Default for Policy {
                 store: None,
                 system: false,
                 private_roots: 0,
+                verdicts: Arc::default(),
             })
         });
         Policy {
@@ -253,6 +263,9 @@ pub struct Context<'a> {
     /// `incomplete_chain`. For a file it is only `untrusted`, since chain
     /// files are often kept apart from leaves.
     pub network: bool,
+    /// The same chain as OpenSSL already decoded it (a probe's handshake),
+    /// so the chain check does not decode it again; `None` decodes from PEM.
+    pub presented: Option<&'a [X509]>,
 }
 
 /// Checks the chain a place presented (`chain[0]` is the leaf, the rest in
@@ -291,7 +304,7 @@ pub fn check(chain: &[ParsedCertificate], context: &Context<'_>, policy: &Policy
             findings.push(Finding::new(FindingCode::SelfSigned));
         }
     } else {
-        findings.extend(chain_finding(chain, context.network, &policy.trust));
+        findings.extend(chain_finding(chain, context, &policy.trust));
     }
 
     if let Some(name) = context.name
@@ -433,8 +446,13 @@ fn detailed(code: FindingCode, detail: String) -> Finding {
 
 /// `incomplete_chain`, `untrusted` or nothing, for a leaf that is not
 /// self-signed.
-fn chain_finding(chain: &[ParsedCertificate], network: bool, trust: &Trust) -> Option<Finding> {
-    match verify(chain, trust) {
+fn chain_finding(
+    chain: &[ParsedCertificate],
+    context: &Context<'_>,
+    trust: &Trust,
+) -> Option<Finding> {
+    let network = context.network;
+    match trust.verdict(chain, context) {
         Ok(Verdict::Trusted) => None,
         Ok(Verdict::IssuerMissing(reason)) if network => {
             Some(detailed(FindingCode::IncompleteChain, reason))
@@ -453,7 +471,36 @@ fn chain_finding(chain: &[ParsedCertificate], network: bool, trust: &Trust) -> O
     }
 }
 
+impl Trust {
+    /// The chain's verdict, from the cache when this chain was verified
+    /// before (in the same hour: verification ignores time, but the cache
+    /// should not outlive a changed trust store by much in a daemon).
+    fn verdict(
+        &self,
+        chain: &[ParsedCertificate],
+        context: &Context<'_>,
+    ) -> Result<Verdict, ErrorStack> {
+        let mut key = (context.now / 3600).to_string();
+        for cert in chain {
+            key.push(':');
+            key.push_str(&cert.fingerprint);
+        }
+        if let Some(verdict) = self.verdicts.lock().ok().and_then(|v| v.get(&key).cloned()) {
+            return Ok(verdict);
+        }
+        let verdict = verify(chain, context.presented, self)?;
+        if let Ok(mut cache) = self.verdicts.lock() {
+            if cache.len() >= VERDICT_CACHE {
+                cache.clear();
+            }
+            cache.insert(key, verdict.clone());
+        }
+        Ok(verdict)
+    }
+}
+
 /// The outcome of OpenSSL's chain verification.
+#[derive(Debug, Clone)]
 enum Verdict {
     /// The chain verifies to the trust store.
     Trusted,
@@ -463,24 +510,39 @@ enum Verdict {
     Failed(String),
 }
 
-fn verify(chain: &[ParsedCertificate], trust: &Trust) -> Result<Verdict, ErrorStack> {
+fn verify(
+    chain: &[ParsedCertificate],
+    decoded: Option<&[X509]>,
+    trust: &Trust,
+) -> Result<Verdict, ErrorStack> {
     let Some((leaf, rest)) = chain.split_first() else {
         return Ok(Verdict::Trusted);
     };
     let Some(store) = &trust.store else {
         return Ok(Verdict::Failed("no trust store could be built".to_owned()));
     };
-    let leaf = X509::from_pem(leaf.pem.as_bytes())?;
     let mut presented = Stack::new()?;
-    for cert in rest {
-        match X509::from_pem(cert.pem.as_bytes()) {
-            Ok(x509) => presented.push(x509)?,
-            // Treated as not sent: the chain then fails on the gap it leaves.
-            Err(error) => {
-                tracing::debug!(cert = %cert.fingerprint, error = %error, "chain certificate unreadable by OpenSSL");
+    let leaf = match decoded.filter(|d| d.len() == chain.len()) {
+        // The handshake's own objects: no second decode.
+        Some(decoded) => {
+            for x509 in &decoded[1..] {
+                presented.push(x509.clone())?;
             }
+            decoded[0].clone()
         }
-    }
+        None => {
+            for cert in rest {
+                match X509::from_pem(cert.pem.as_bytes()) {
+                    Ok(x509) => presented.push(x509)?,
+                    // Treated as not sent: the chain then fails on the gap it leaves.
+                    Err(error) => {
+                        tracing::debug!(cert = %cert.fingerprint, error = %error, "chain certificate unreadable by OpenSSL");
+                    }
+                }
+            }
+            X509::from_pem(leaf.pem.as_bytes())?
+        }
+    };
     let mut context = X509StoreContext::new()?;
     context.init(store, &leaf, &presented, |context| {
         if context.verify_cert()? {
@@ -874,6 +936,7 @@ mod tests {
             name: Some(name),
             tls_version: Some("TLSv1.3"),
             network: true,
+            presented: None,
         }
     }
 
@@ -909,6 +972,7 @@ mod tests {
             name: None,
             tls_version: None,
             network: false,
+            presented: None,
         };
         assert_eq!(check(&chain, &file, &policy()), vec![]);
         assert_eq!(check(&[], &file, &policy()), vec![]);

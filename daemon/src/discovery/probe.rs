@@ -27,6 +27,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use openssl::ssl::{ErrorCode, SslConnector, SslMethod, SslOptions, SslRef, SslVerifyMode};
+use openssl::x509::X509;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
@@ -77,6 +78,8 @@ pub struct Probed {
     /// The peer's certificates, DER, in presented order (leaf first); never
     /// empty.
     pub chain_der: Vec<Vec<u8>>,
+    /// The same certificates as OpenSSL decoded them in the handshake.
+    pub chain: Vec<X509>,
 }
 
 /// Why a probe did not yield a chain.
@@ -233,16 +236,19 @@ fn presented(ssl: &SslRef) -> Result<Probed, ProbeError> {
         ProbeError::Handshake(format!("cannot encode a peer certificate: {e}"))
     };
     let mut chain_der = Vec::new();
+    let mut decoded = Vec::new();
     // On the client side OpenSSL's peer chain includes the leaf.
     if let Some(chain) = ssl.peer_cert_chain() {
         for cert in chain {
             chain_der.push(cert.to_der().map_err(encode)?);
+            decoded.push(cert.to_owned());
         }
     }
     if chain_der.is_empty()
         && let Some(leaf) = ssl.peer_certificate()
     {
         chain_der.push(leaf.to_der().map_err(encode)?);
+        decoded.push(leaf);
     }
     if chain_der.is_empty() {
         return Err(ProbeError::Handshake(
@@ -256,6 +262,7 @@ fn presented(ssl: &SslRef) -> Result<Probed, ProbeError> {
             .map(|c| c.name().to_owned())
             .unwrap_or_default(),
         chain_der,
+        chain: decoded,
     })
 }
 

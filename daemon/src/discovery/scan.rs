@@ -232,6 +232,7 @@ pub async fn probe_endpoint(
                 name: sni,
                 tls_version: Some(&probed.tls_version),
                 network: true,
+                presented: Some(&probed.chain),
             };
             let findings = findings::check(&chain, &context, policy);
             Some(ScanRecord {
@@ -420,6 +421,7 @@ fn file_record(hit: files::FileHit, policy: &Policy, progress: &Progress) -> Sca
         name: None,
         tls_version: None,
         network: false,
+        presented: None,
     };
     let findings = findings::check(&hit.certificates, &context, policy);
     progress
