@@ -545,3 +545,85 @@ sni = "site.acme.test"
     );
     drop(server);
 }
+
+#[test]
+fn acme_certificate_renews_on_schedule_with_replaces_and_lineage() {
+    // Pebble issues 40-second certificates: with no ARI (pebble 2.4 has
+    // none), the daemon renews at half the lifetime (under ten days).
+    let http_port = free_port();
+    let pebble = acme_support::Pebble::start_with_validity(
+        http_port,
+        acme_support::PebbleDns::ChallTestSrv,
+        Some(40),
+    );
+    let mut daemon = Daemon::new("");
+    let roots = daemon.path("pebble-roots.pem");
+    std::fs::write(&roots, &pebble.root_pem).unwrap();
+    let root = daemon.path("nginx");
+    let port = free_port();
+    let dir = root.join("short");
+    let server = nginx(&root, &[(port, &dir)]);
+    let pid = eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(root.join("nginx.pid")).ok()
+    })
+    .unwrap();
+    daemon.write_config(&format!(
+        r#"
+[renewal]
+check_interval_seconds = 1
+
+[[connector]]
+name = "pebble"
+type = "acme"
+directory_url = "{url}"
+roots_file = "{roots}"
+[connector.challenge]
+type = "http01"
+listen = "127.0.0.1:{http_port}"
+
+[[certificate]]
+name = "short"
+identifiers = ["short.acme.test"]
+connector = "pebble"
+[[certificate.deploy]]
+fullchain = "{dir}/fullchain.pem"
+key = "{dir}/key.pem"
+reload = ["kill", "-HUP", "{pid}"]
+verify = ["127.0.0.1:{port}"]
+sni = "short.acme.test"
+"#,
+        url = pebble.directory_url,
+        roots = roots.display(),
+        dir = dir.display(),
+        pid = pid.trim(),
+    ));
+    daemon.start();
+    let first = wait_managed(&daemon, "short", 90, "issuance", |m| m["generation"] == 1);
+    let lifetime = first["not_after"].as_i64().unwrap() - first["renew_at"].as_i64().unwrap();
+    assert!(
+        (15..=25).contains(&lifetime),
+        "renewal is not scheduled at half of a 40 s lifetime: {first}"
+    );
+    let second = wait_managed(&daemon, "short", 120, "the scheduled renewal", |m| {
+        m["generation"].as_u64() >= Some(2)
+    });
+    let (old, new) = (
+        first["fingerprint"].as_str().unwrap(),
+        second["fingerprint"].as_str().unwrap(),
+    );
+    assert_ne!(old, new);
+    let served_now = eventually(Duration::from_secs(20), || {
+        let m = managed(&daemon, "short");
+        let fp = served(port, "short.acme.test")?;
+        (Some(fp.as_str()) == m["fingerprint"].as_str()).then_some(fp)
+    });
+    assert!(
+        served_now.is_some(),
+        "nginx does not serve the renewed certificate"
+    );
+    let shown = daemon.cli_json(&["certificates", "show", new]);
+    if second["generation"] == 2 {
+        assert_eq!(shown["certificate"]["replaces"], old, "{shown}");
+    }
+    drop(server);
+}

@@ -224,6 +224,16 @@ impl Pebble {
     /// Starts pebble validating HTTP-01 on `http_port`, refusing any name
     /// under `blocked.test`.
     pub fn start(http_port: u16, dns: PebbleDns) -> Self {
+        Self::start_with_validity(http_port, dns, None)
+    }
+
+    /// Like [`Pebble::start`], issuing certificates valid for
+    /// `validity_seconds` (pebble's `certificateValidityPeriod`).
+    pub fn start_with_validity(
+        http_port: u16,
+        dns: PebbleDns,
+        validity_seconds: Option<u64>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = TestPki::new();
         let cert = dir.path().join("cert.pem");
@@ -246,6 +256,10 @@ impl Pebble {
                 "domainBlocklist": ["blocked.test"],
             }
         });
+        let mut config = config;
+        if let Some(validity) = validity_seconds {
+            config["pebble"]["certificateValidityPeriod"] = serde_json::json!(validity);
+        }
         let config_path = dir.path().join("pebble.json");
         std::fs::write(&config_path, config.to_string()).expect("write config");
 
