@@ -301,6 +301,51 @@ reload = ["sh", "-c", "echo reload failed >&2; exit 3"]
     let again = daemon.cli(&["replace", &fp1]);
     assert!(!again.status.success());
 
+    // A managed certificate created through the API is issued too; one
+    // with deploy targets is refused (the API cannot make this host write
+    // files or run commands); the config's own cannot be deleted.
+    let body = br#"{"name": "api-made", "identifiers": ["api.corp.test"], "connector": "corp-ca"}"#;
+    let (status, answer) = common::http(
+        "POST",
+        &daemon.url("/api/v1/managed"),
+        Some(body),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 201, "{answer}");
+    let made = wait_managed(
+        &daemon,
+        "api-made",
+        60,
+        "issuance of an API-created certificate",
+        |m| m["generation"] == 1,
+    );
+    assert!(made["fingerprint"].is_string());
+    let body = format!(
+        r#"{{"name": "api-deploy", "identifiers": ["x.corp.test"], "connector": "corp-ca", "deploy": [{{"cert": "{}/x.pem", "reload": ["touch", "/tmp/pwned"]}}]}}"#,
+        broken.display()
+    );
+    let (status, answer) = common::http(
+        "POST",
+        &daemon.url("/api/v1/managed"),
+        Some(body.as_bytes()),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("deploy"), "{answer}");
+    let body = br#"{"name": "bad", "identifiers": ["www.other.test"], "connector": "nope"}"#;
+    let (status, answer) = common::http(
+        "POST",
+        &daemon.url("/api/v1/managed"),
+        Some(body),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.contains("connector"), "{answer}");
+    let (status, _) = common::http("DELETE", &daemon.url("/api/v1/managed/www"), None, &[]);
+    assert_eq!(status, 409);
+    let (status, _) = common::http("DELETE", &daemon.url("/api/v1/managed/api-made"), None, &[]);
+    assert_eq!(status, 204);
+
     // A broken reload: the previous file is back, the key file that did not
     // exist is gone, and the failure is reported, not retried in a loop.
     let b = wait_managed(&daemon, "broken", 60, "a reported failure", |m| {

@@ -36,6 +36,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             .context("cannot set up the connectors")?,
     );
     let renewer = crate::renewal::Renewer::new(&config, store.clone(), vault, registry)?;
+    renewer
+        .load_api_certificates()
+        .await
+        .context("cannot load managed certificates")?;
 
     let listen = config.api.listen;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {

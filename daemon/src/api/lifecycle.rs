@@ -100,6 +100,7 @@ fn request_error(e: RequestError) -> ApiError {
             code: "conflict",
             message: m,
         },
+        RequestError::Invalid(m) => ApiError::unprocessable(m),
         RequestError::Failed(m) => ApiError {
             status: StatusCode::BAD_GATEWAY,
             code: "failed",
@@ -113,6 +114,28 @@ pub async fn list_managed(State(state): State<AppState>) -> Result<Response, Api
     let items = renewer(&state)?.list().await.map_err(ApiError::internal)?;
     let items: Vec<ManagedView> = items.iter().map(ManagedView::from).collect();
     Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
+/// `POST /api/v1/managed`: a `[[certificate]]` table as JSON (no deploy
+/// targets); issued at once.
+pub async fn create_managed(
+    State(state): State<AppState>,
+    axum::Json(spec): axum::Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let name = renewer(&state)?.create(spec).await.map_err(request_error)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "managed": name }))).into_response())
+}
+
+/// `DELETE /api/v1/managed/{name}`: stop managing one created through the API.
+pub async fn delete_managed(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    renewer(&state)?
+        .remove(&name)
+        .await
+        .map_err(request_error)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `POST /api/v1/managed/renew-all`.

@@ -127,7 +127,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{name}/runs", get(job_runs))
         .route("/api/v1/jobs/{name}/run", post(run_job))
         .route("/api/v1/findings", get(list_findings))
-        .route("/api/v1/managed", get(lifecycle::list_managed))
+        .route(
+            "/api/v1/managed",
+            get(lifecycle::list_managed).post(lifecycle::create_managed),
+        )
+        .route(
+            "/api/v1/managed/{name}",
+            axum::routing::delete(lifecycle::delete_managed),
+        )
         .route("/api/v1/managed/renew-all", post(lifecycle::renew_all))
         .route("/api/v1/managed/{name}/renew", post(lifecycle::renew_one))
         .route(

@@ -240,6 +240,34 @@ pub struct CertificateConfig {
 }
 
 impl CertificateConfig {
+    /// Checks what serde cannot, given the connectors' names; the error is
+    /// (key relative to this table, message).
+    pub fn validate(
+        &self,
+        connectors: &std::collections::HashSet<String>,
+    ) -> Result<(), (String, String)> {
+        if self.name.is_empty() {
+            return Err(("name".into(), "expected a non-empty, unique name".into()));
+        }
+        self.parsed_identifiers()
+            .map_err(|e| ("identifiers".to_owned(), e))?;
+        if !connectors.contains(&self.connector) {
+            return Err((
+                "connector".into(),
+                format!("no [[connector]] is named `{}`", self.connector),
+            ));
+        }
+        self.key_type
+            .parse::<KeyType>()
+            .map_err(|e| ("key_type".to_owned(), e))?;
+        for (j, target) in self.deploy.iter().enumerate() {
+            target
+                .validate()
+                .map_err(|e| (format!("deploy[{j}].{}", e.key), e.message))?;
+        }
+        Ok(())
+    }
+
     /// The identifiers, parsed.
     pub fn parsed_identifiers(&self) -> Result<Vec<Identifier>, String> {
         if self.identifiers.is_empty() {

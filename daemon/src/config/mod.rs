@@ -591,26 +591,14 @@ impl Config {
         }
         let mut certs = std::collections::HashSet::new();
         for (i, cert) in self.certificates.iter().enumerate() {
-            let key = |k: &str| format!("certificate[{i}].{k}");
-            if cert.name.is_empty() || !certs.insert(cert.name.clone()) {
-                return Err(err(key("name"), "expected a non-empty, unique name".into()));
-            }
-            cert.parsed_identifiers()
-                .map_err(|e| err(key("identifiers"), e))?;
-            if !names.contains(&cert.connector) {
+            if !certs.insert(cert.name.clone()) {
                 return Err(err(
-                    key("connector"),
-                    format!("no [[connector]] is named `{}`", cert.connector),
+                    format!("certificate[{i}].name"),
+                    "expected a non-empty, unique name".into(),
                 ));
             }
-            cert.key_type
-                .parse::<KeyType>()
-                .map_err(|e| err(key("key_type"), e))?;
-            for (j, target) in cert.deploy.iter().enumerate() {
-                target
-                    .validate()
-                    .map_err(|e| err(key(&format!("deploy[{j}].{}", e.key)), e.message))?;
-            }
+            cert.validate(&names)
+                .map_err(|(key, msg)| err(format!("certificate[{i}].{key}"), msg))?;
         }
         if self.renewal.concurrency == 0 || self.renewal.check_interval_seconds == 0 {
             return Err(err(

@@ -175,6 +175,9 @@ pub enum RequestError {
     /// The request cannot be done in this state.
     #[error("{0}")]
     Conflict(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
     /// The CA or store failed.
     #[error("{0}")]
     Failed(String),
@@ -185,7 +188,11 @@ pub struct Renewer {
     store: Store,
     vault: Vault,
     registry: Arc<Registry>,
-    certificates: HashMap<String, CertificateConfig>,
+    /// Managed certificates by name: the config's and those created
+    /// through the API (`from_api`).
+    certificates: std::sync::RwLock<HashMap<String, CertificateConfig>>,
+    from_api: std::sync::RwLock<HashSet<String>>,
+    connector_names: HashSet<String>,
     settings: RenewalConfig,
     expiring_days: u32,
     prober: Prober,
@@ -209,10 +216,18 @@ impl Renewer {
             store,
             vault,
             registry,
-            certificates: config
-                .certificates
+            certificates: std::sync::RwLock::new(
+                config
+                    .certificates
+                    .iter()
+                    .map(|c| (c.name.clone(), c.clone()))
+                    .collect(),
+            ),
+            from_api: std::sync::RwLock::default(),
+            connector_names: config
+                .connectors
                 .iter()
-                .map(|c| (c.name.clone(), c.clone()))
+                .map(|c| c.name().to_owned())
                 .collect(),
             settings: config.renewal.clone(),
             expiring_days: config.inventory.expiring_days,
@@ -267,7 +282,8 @@ impl Renewer {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect();
-        for (name, cert) in &self.certificates {
+        for cert in self.all_certificates() {
+            let (name, cert) = (&cert.name, &cert);
             let spec = spec_digest(cert);
             let state = match states.remove(name) {
                 Some(state) => state,
@@ -317,9 +333,10 @@ impl Renewer {
 
     /// Drives one certificate's operation as far as it goes.
     async fn drive(&self, name: &str) {
-        let Some(cert) = self.certificates.get(name) else {
+        let Some(cert) = self.certificate(name) else {
             return;
         };
+        let cert = &cert;
         let mut state = match self.store.managed(name).await {
             Ok(Some(state)) => state,
             Ok(None) => return,
@@ -861,7 +878,7 @@ impl Renewer {
     /// Marks managed certificates (all, or those named) for renewal now.
     pub async fn renew(&self, names: Option<&[String]>) -> Result<u64, RequestError> {
         if let Some(names) = names
-            && let Some(unknown) = names.iter().find(|n| !self.certificates.contains_key(*n))
+            && let Some(unknown) = names.iter().find(|n| self.certificate(n).is_none())
         {
             return Err(RequestError::NotFound(format!(
                 "no managed certificate named `{unknown}`"
@@ -897,7 +914,7 @@ impl Renewer {
                     "{fingerprint} is not the current certificate of any managed certificate"
                 ))
             })?;
-        if !self.certificates.contains_key(&state.name) {
+        if self.certificate(&state.name).is_none() {
             return Err(RequestError::Conflict(format!(
                 "`{}` is no longer in the config",
                 state.name
@@ -948,7 +965,7 @@ impl Renewer {
         let failed = |e: StoreError| RequestError::Failed(e.to_string());
         let states = self.store.managed_all().await.map_err(failed)?;
         for state in states {
-            let configured = self.certificates.get(&state.name);
+            let configured = self.certificate(&state.name);
             if let Some(current) = &state.current
                 && current.fingerprint == fingerprint
                 && configured.is_some()
@@ -981,6 +998,116 @@ impl Renewer {
         Err(RequestError::NotFound(format!(
             "{fingerprint} was not issued through Certkeeper; revoke it at its CA"
         )))
+    }
+
+    fn certificate(&self, name: &str) -> Option<CertificateConfig> {
+        self.certificates.read().ok()?.get(name).cloned()
+    }
+
+    fn all_certificates(&self) -> Vec<CertificateConfig> {
+        self.certificates
+            .read()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Loads the managed certificates created through the API (at start).
+    pub async fn load_api_certificates(&self) -> Result<(), StoreError> {
+        for spec in self.store.managed_specs().await? {
+            match serde_json::from_value::<CertificateConfig>(spec) {
+                Ok(cert) => {
+                    if self.certificate(&cert.name).is_some() {
+                        tracing::warn!(managed = %cert.name, "a [[certificate]] in the config has the name of one created through the API; the config's wins");
+                        continue;
+                    }
+                    if let Err((key, e)) = cert.validate(&self.connector_names) {
+                        tracing::error!(managed = %cert.name, key = %key, error = %e, "managed certificate created through the API no longer fits the config; not renewed");
+                        continue;
+                    }
+                    if let Ok(mut names) = self.from_api.write() {
+                        names.insert(cert.name.clone());
+                    }
+                    if let Ok(mut all) = self.certificates.write() {
+                        all.insert(cert.name.clone(), cert);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "unreadable managed certificate in the store")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a managed certificate from a `[[certificate]]` table sent to
+    /// the API. It may not carry deploy targets: writing files and running
+    /// commands on this host is for the config file, not API clients.
+    pub async fn create(&self, spec: serde_json::Value) -> Result<String, RequestError> {
+        let cert: CertificateConfig = serde_json::from_value(spec.clone())
+            .map_err(|e| RequestError::Invalid(format!("not a certificate: {e}")))?;
+        cert.validate(&self.connector_names)
+            .map_err(|(key, e)| RequestError::Invalid(format!("{key}: {e}")))?;
+        if !cert.deploy.is_empty() {
+            return Err(RequestError::Invalid(
+                "deploy: deploy targets (files, reload commands) are configured in the config \
+                 file, not through the API"
+                    .into(),
+            ));
+        }
+        if self.certificate(&cert.name).is_some() {
+            return Err(RequestError::Conflict(format!(
+                "a managed certificate named `{}` exists",
+                cert.name
+            )));
+        }
+        let created = self
+            .store
+            .create_managed_spec(&cert.name, &spec)
+            .await
+            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        if !created {
+            return Err(RequestError::Conflict(format!(
+                "a managed certificate named `{}` exists",
+                cert.name
+            )));
+        }
+        let name = cert.name.clone();
+        if let Ok(mut names) = self.from_api.write() {
+            names.insert(name.clone());
+        }
+        if let Ok(mut all) = self.certificates.write() {
+            all.insert(name.clone(), cert);
+        }
+        self.wake();
+        Ok(name)
+    }
+
+    /// Stops managing a certificate created through the API (its state and
+    /// certificates stay, so it can still be revoked).
+    pub async fn remove(&self, name: &str) -> Result<(), RequestError> {
+        let from_api = self
+            .from_api
+            .read()
+            .map(|n| n.contains(name))
+            .unwrap_or(false);
+        if !from_api {
+            return Err(if self.certificate(name).is_some() {
+                RequestError::Conflict(format!("`{name}` is in the config file; remove it there"))
+            } else {
+                RequestError::NotFound(format!("no managed certificate named `{name}`"))
+            });
+        }
+        self.store
+            .delete_managed_spec(name)
+            .await
+            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        if let Ok(mut names) = self.from_api.write() {
+            names.remove(name);
+        }
+        if let Ok(mut all) = self.certificates.write() {
+            all.remove(name);
+        }
+        Ok(())
     }
 
     /// Every managed certificate's state.

@@ -186,6 +186,51 @@ impl Store {
         Ok(())
     }
 
+    /// Managed certificates created through the API: their `[[certificate]]`
+    /// tables as JSON, by name.
+    pub async fn managed_specs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.rows(
+            "SELECT VALUE spec FROM managed_spec ORDER BY name",
+            json!({}),
+            0,
+        )
+        .await
+    }
+
+    /// Saves a managed certificate created through the API; false when the
+    /// name is taken.
+    pub async fn create_managed_spec(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let vars = json!({ "name": name, "spec": spec });
+        match self
+            .run(
+                "CREATE type::record('managed_spec', $name) CONTENT { name: $name, spec: $spec } RETURN NONE",
+                vars,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("already exists") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a managed certificate created through the API; false when
+    /// there was none.
+    pub async fn delete_managed_spec(&self, name: &str) -> Result<bool, StoreError> {
+        let gone: Vec<String> = self
+            .rows(
+                "DELETE type::record('managed_spec', $name) RETURN BEFORE.name",
+                json!({ "name": name }),
+                0,
+            )
+            .await?;
+        Ok(!gone.is_empty())
+    }
+
     /// Sets `force` on every managed certificate (or those named) so the
     /// worker renews them at its next check; returns how many.
     pub async fn force_renewal(&self, names: Option<&[String]>) -> Result<u64, StoreError> {
