@@ -2,7 +2,8 @@
 //! how each is installed.
 //!
 //! [`targets`] parses what to scan; [`dns`] resolves names (A/AAAA through
-//! CNAMEs, configurable servers); [`probe`] reads one TLS endpoint
+//! CNAMEs, configurable servers); [`probe`] reads one TLS endpoint (rustls
+//! first, `modern.rs`, then OpenSSL for legacy peers)
 //! (STARTTLS included, legacy peers recorded); [`files`] reads certificate
 //! files of every format; [`findings`] is the installation check; [`scan`]
 //! runs them concurrently and streams [`model::ScanRecord`]s; [`sources`]
@@ -13,6 +14,7 @@ pub mod dns;
 pub mod files;
 pub mod findings;
 pub mod model;
+mod modern;
 pub mod probe;
 pub mod scan;
 pub mod sources;

@@ -7,11 +7,14 @@
 //! certificate chain as presented ([`Probed`]). Nothing is verified here: the
 //! installation check works on the recorded chain later.
 //!
-//! The probe must see what legacy peers present, so it uses OpenSSL (not
-//! rustls, which refuses them) at security level 0: TLS 1.0 and 1.1, RSA-1024,
-//! SHA-1 signatures, expired and self-signed chains all complete the
-//! handshake. Anonymous cipher suites are left out so that a handshake always
-//! yields a certificate when the server has one.
+//! Most servers are probed with rustls (`modern.rs`), whose handshake costs a
+//! fraction of OpenSSL 3's. The probe must still see what legacy peers
+//! present, so when rustls cannot complete a handshake the probe connects
+//! again with OpenSSL at security level 0: TLS 1.0 and 1.1, RSA-1024, SHA-1
+//! signatures, expired and self-signed chains all complete the handshake.
+//! Anonymous cipher suites are left out so that a handshake always yields a
+//! certificate when the server has one. Timeouts, refusals and byte-cap
+//! breaches are final: only a refused handshake is tried again.
 //!
 //! Peers are untrusted, so every phase is bounded: the TCP connect by
 //! [`ProbeOptions::connect_timeout`], the STARTTLS dialogue and handshake
@@ -124,6 +127,7 @@ impl ProbeError {
 #[derive(Clone)]
 pub struct Prober {
     connector: SslConnector,
+    modern: Option<super::modern::Modern>,
     options: ProbeOptions,
 }
 
@@ -160,10 +164,25 @@ impl Prober {
         builder.set_options(SslOptions::ALLOW_UNSAFE_LEGACY_RENEGOTIATION);
         // We record, we do not trust: verification is the checks' job.
         builder.set_verify(SslVerifyMode::NONE);
+        let modern = match super::modern::Modern::new() {
+            Ok(modern) => Some(modern),
+            Err(e) => {
+                tracing::warn!(error = %e, "rustls probing unavailable; every probe uses OpenSSL");
+                None
+            }
+        };
         Ok(Self {
             connector: builder.build(),
+            modern,
             options,
         })
+    }
+
+    /// Like [`Prober::new`], probing with OpenSSL only (no rustls first).
+    pub fn openssl_only(options: ProbeOptions) -> Result<Self, ProbeError> {
+        let mut prober = Self::new(options)?;
+        prober.modern = None;
+        Ok(prober)
     }
 
     /// Connects to `addr`, speaks `starttls` if given, runs the TLS handshake
@@ -176,6 +195,82 @@ impl Prober {
         starttls: Option<Starttls>,
     ) -> Result<Probed, ProbeError> {
         let sni = sni.filter(|name| !name.is_empty());
+        if let Some(modern) = &self.modern {
+            match self.probe_modern(modern, addr, sni, starttls).await {
+                Ok(Some(probed)) => return Ok(probed),
+                // Connect failures, timeouts and byte caps are final.
+                Err(e) => return Err(e),
+                // rustls could not do it: OpenSSL tries.
+                Ok(None) => {}
+            }
+        }
+        self.probe_openssl(addr, sni, starttls).await
+    }
+
+    /// The rustls attempt: `Ok(None)` when the handshake itself failed and
+    /// OpenSSL should try.
+    async fn probe_modern(
+        &self,
+        modern: &super::modern::Modern,
+        addr: SocketAddr,
+        sni: Option<&str>,
+        starttls: Option<Starttls>,
+    ) -> Result<Option<Probed>, ProbeError> {
+        let tcp = self.connect(addr).await?;
+        let limit = self.options.max_handshake_bytes;
+        let session = async move {
+            let tcp = match starttls {
+                Some(protocol) => upgrade(tcp, protocol).await?,
+                None => tcp,
+            };
+            let bounded = Bounded {
+                inner: tcp,
+                read: 0,
+                limit,
+            };
+            match modern.handshake(bounded, sni, addr.ip()).await {
+                None => Ok(None),
+                Some(Ok(done)) if !done.chain_der.is_empty() => Ok(Some(Probed {
+                    tls_version: done.tls_version,
+                    cipher: done.cipher,
+                    chain_der: done.chain_der,
+                    chain: Vec::new(),
+                })),
+                Some(Ok(_)) => Ok(None),
+                Some(Err(e)) if e.get_ref().is_some_and(|inner| inner.is::<TooManyBytes>()) => {
+                    Err(ProbeError::Handshake(format!(
+                        "peer sent more than {limit} bytes during the handshake"
+                    )))
+                }
+                Some(Err(_)) => Ok(None),
+            }
+        };
+        tokio::time::timeout(self.options.handshake_timeout, session)
+            .await
+            .map_err(|_| ProbeError::Timeout)?
+    }
+
+    /// Opens the TCP connection within the connect timeout.
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, ProbeError> {
+        let tcp = match tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr))
+            .await
+        {
+            Err(_) => return Err(ProbeError::ConnectTimeout),
+            Ok(Err(e)) => return Err(connect_error(e)),
+            Ok(Ok(tcp)) => tcp,
+        };
+        // Dialogue lines are small and wait for replies.
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// The OpenSSL handshake at security level 0.
+    async fn probe_openssl(
+        &self,
+        addr: SocketAddr,
+        sni: Option<&str>,
+        starttls: Option<Starttls>,
+    ) -> Result<Probed, ProbeError> {
         let mut config = self
             .connector
             .configure()
@@ -186,16 +281,7 @@ impl Prober {
             .into_ssl(sni.unwrap_or(""))
             .map_err(|e| ProbeError::Io(format!("OpenSSL setup: {e}")))?;
 
-        let tcp = match tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr))
-            .await
-        {
-            Err(_) => return Err(ProbeError::ConnectTimeout),
-            Ok(Err(e)) => return Err(connect_error(e)),
-            Ok(Ok(tcp)) => tcp,
-        };
-        // Dialogue lines are small and wait for replies.
-        let _ = tcp.set_nodelay(true);
-
+        let tcp = self.connect(addr).await?;
         let limit = self.options.max_handshake_bytes;
         let session = async move {
             let tcp = match starttls {
@@ -890,17 +976,18 @@ mod tests {
         assert!(leaf.self_signed);
     }
 
-    /// A listener whose connections are handed to `serve`.
+    /// A listener whose every connection is handed to `serve` (the probe
+    /// connects twice when rustls gives up and OpenSSL tries).
     async fn fake<F, Fut>(serve: F) -> SocketAddr
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send,
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            if let Ok((tcp, _)) = listener.accept().await {
-                serve(tcp).await;
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
             }
         });
         addr
@@ -1003,12 +1090,15 @@ mod tests {
 
     #[tokio::test]
     async fn endless_handshake_is_cut_off() {
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let addr = fake(|mut tcp| async move {
-            let mut hello = [0u8; 5];
-            let _ = tcp.read_exact(&mut hello).await;
-            let sent = tcp.write_all(&endless_handshake()).await;
-            let _ = done_tx.send(sent.is_ok());
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let addr = fake(move |mut tcp| {
+            let done_tx = done_tx.clone();
+            async move {
+                let mut hello = [0u8; 5];
+                let _ = tcp.read_exact(&mut hello).await;
+                let sent = tcp.write_all(&endless_handshake()).await;
+                let _ = done_tx.send(sent.is_ok());
+            }
         })
         .await;
         let start = Instant::now();
@@ -1029,7 +1119,7 @@ mod tests {
             start.elapsed()
         );
         // The server could not deliver its 10 MB: we stopped reading.
-        let delivered = tokio::time::timeout(Duration::from_secs(5), done_rx)
+        let delivered = tokio::time::timeout(Duration::from_secs(5), done_rx.recv())
             .await
             .unwrap()
             .unwrap();
@@ -1104,6 +1194,7 @@ mod tests {
     }
 
     /// One step of a fake server's plain-text script.
+    #[derive(Clone)]
     enum Step {
         /// Send these bytes.
         Say(&'static [u8]),
@@ -1114,30 +1205,33 @@ mod tests {
     /// A fake server that plays `script`, then (if the client followed it)
     /// accepts TLS with [`identity`].
     async fn scripted(script: Vec<Step>) -> SocketAddr {
-        fake(|mut tcp| async move {
-            for step in script {
-                match step {
-                    Step::Say(bytes) => tcp.write_all(bytes).await.unwrap(),
-                    Step::Hear(expected) => {
-                        let mut got = vec![0u8; expected.len()];
-                        if tcp.read_exact(&mut got).await.is_err() {
-                            return;
+        fake(move |mut tcp| {
+            let script = script.clone();
+            async move {
+                for step in script {
+                    match step {
+                        Step::Say(bytes) => tcp.write_all(bytes).await.unwrap(),
+                        Step::Hear(expected) => {
+                            let mut got = vec![0u8; expected.len()];
+                            if tcp.read_exact(&mut got).await.is_err() {
+                                return;
+                            }
+                            assert_eq!(got, expected, "{}", quote(&got));
                         }
-                        assert_eq!(got, expected, "{}", quote(&got));
                     }
                 }
-            }
-            let (cert, key) = identity();
-            let mut acceptor =
-                SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
-            acceptor.set_certificate(cert).unwrap();
-            acceptor.set_private_key(key).unwrap();
-            let ssl = openssl::ssl::Ssl::new(acceptor.build().context()).unwrap();
-            let mut tls = SslStream::new(ssl, tcp).unwrap();
-            if Pin::new(&mut tls).accept().await.is_ok() {
-                // Hold the connection until the client goes away.
-                let mut sink = [0u8; 64];
-                let _ = tls.read(&mut sink).await;
+                let (cert, key) = identity();
+                let mut acceptor =
+                    SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+                acceptor.set_certificate(cert).unwrap();
+                acceptor.set_private_key(key).unwrap();
+                let ssl = openssl::ssl::Ssl::new(acceptor.build().context()).unwrap();
+                let mut tls = SslStream::new(ssl, tcp).unwrap();
+                if Pin::new(&mut tls).accept().await.is_ok() {
+                    // Hold the connection until the client goes away.
+                    let mut sink = [0u8; 64];
+                    let _ = tls.read(&mut sink).await;
+                }
             }
         })
         .await
