@@ -602,9 +602,29 @@ fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>, FileError> {
 pub fn scan(
     options: &FileScanOptions,
 ) -> Result<impl Iterator<Item = Result<FileHit, FileError>> + use<>, FileError> {
+    let options = options.clone();
+    Ok(
+        walk(&options)?.filter_map(move |candidate| match candidate {
+            Ok(candidate) => visit(&candidate, &options),
+            Err(e) => Some(Err(e)),
+        }),
+    )
+}
+
+/// A file the walk found that the filters let through, not yet read.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Its path.
+    pub path: PathBuf,
+    symlink: bool,
+}
+
+/// The walk alone: every file under the roots that the filters let through,
+/// in order, for [`visit`] to read (on as many threads as the caller likes).
+pub fn walk(
+    options: &FileScanOptions,
+) -> Result<impl Iterator<Item = Result<Candidate, FileError>> + use<>, FileError> {
     let filters = Filters::new(options)?;
-    let passwords = options.pkcs12_passwords.clone();
-    let max_bytes = options.max_file_bytes;
     let follow = options.follow_symlinks;
     let mut walks = options.roots.clone().into_iter().map(move |root| {
         let walk = WalkDir::new(&root)
@@ -648,11 +668,26 @@ pub fn scan(
             if filters.excluded(rel, name, false) || !filters.included(rel, name) {
                 continue;
             }
-            if let Some(result) = visit_file(path, file_type.is_symlink(), &passwords, max_bytes) {
-                return Some(result);
-            }
+            return Some(Ok(Candidate {
+                path: path.to_owned(),
+                symlink: file_type.is_symlink(),
+            }));
         }
     }))
+}
+
+/// Reads one file the walk found; `None` when it is skipped (too big, not
+/// a certificate file, a dangling link).
+pub fn visit(
+    candidate: &Candidate,
+    options: &FileScanOptions,
+) -> Option<Result<FileHit, FileError>> {
+    visit_file(
+        &candidate.path,
+        candidate.symlink,
+        &options.pkcs12_passwords,
+        options.max_file_bytes,
+    )
 }
 
 /// Reads one file found by the walk; `None` when it is skipped.

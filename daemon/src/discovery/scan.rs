@@ -350,8 +350,9 @@ async fn answers_plain_http(addr: SocketAddr, name: &str, timeout: Duration) -> 
 }
 
 /// Reads file trees, sending one record per certificate file (and per
-/// malformed one, with its error). The walk and parse run on one blocking
-/// thread; the installation checks, most of the CPU, on one worker per core.
+/// malformed one, with its error). The walk runs on one blocking thread;
+/// reading, parsing and the installation check, most of the work, on one
+/// worker per core, so records come out in no particular order.
 pub async fn scan_files(
     options: FileScanOptions,
     policy: Arc<Policy>,
@@ -360,44 +361,51 @@ pub async fn scan_files(
 ) -> Result<(), ScanError> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let hits = files::scan(&options).map_err(|e| ScanError::Files(e.to_string()))?;
+        let candidates = files::walk(&options).map_err(|e| ScanError::Files(e.to_string()))?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (to_check, checks) = std::sync::mpsc::sync_channel::<files::FileHit>(256);
-        let checks = std::sync::Mutex::new(checks);
+        let (to_visit, visits) = std::sync::mpsc::sync_channel::<files::Candidate>(1024);
+        let visits = std::sync::Mutex::new(visits);
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                let (checks, policy, progress, out, handle) =
-                    (&checks, &policy, &progress, &out, &handle);
+                let (visits, policy, progress, out, handle, options) =
+                    (&visits, &policy, &progress, &out, &handle, &options);
                 scope.spawn(move || {
                     // Once the consumer is gone, keep draining (without
-                    // checking) so the walker never blocks on a full queue.
+                    // reading) so the walker never blocks on a full queue.
                     let mut closed = false;
                     loop {
-                        let next = match checks.lock() {
+                        let next = match visits.lock() {
                             Ok(queue) => queue.recv(),
                             Err(_) => break,
                         };
-                        let Ok(hit) = next else { break };
+                        let Ok(candidate) = next else { break };
                         if closed {
                             continue;
                         }
-                        let record = file_record(hit, policy, progress);
-                        closed = handle.block_on(out.send(record)).is_err();
+                        let record = match files::visit(&candidate, options) {
+                            None => None,
+                            Some(Ok(hit)) => Some(file_record(hit, policy, progress)),
+                            Some(Err(e)) => file_error_record(&e),
+                        };
+                        progress.done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(record) = record {
+                            closed = handle.block_on(out.send(record)).is_err();
+                        }
                     }
                 });
             }
-            for hit in hits {
+            for candidate in candidates {
                 if out.is_closed() {
                     break;
                 }
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                match hit {
-                    Ok(hit) => {
-                        if to_check.send(hit).is_err() {
+                match candidate {
+                    Ok(candidate) => {
+                        if to_visit.send(candidate).is_err() {
                             break;
                         }
                     }
                     Err(e) => {
+                        progress.done.fetch_add(1, Ordering::Relaxed);
                         if let Some(record) = file_error_record(&e)
                             && handle.block_on(out.send(record)).is_err()
                         {
@@ -406,7 +414,7 @@ pub async fn scan_files(
                     }
                 }
             }
-            drop(to_check);
+            drop(to_visit);
         });
         Ok(())
     })
