@@ -633,6 +633,36 @@ fn discovery_jobs_fill_the_inventory_and_answer_where() {
     );
     let (status, body) = daemon.get("/api/v1/findings?code=bogus");
     assert_eq!(status, 400, "{body}");
+    // A new finding is an event for alerting, once: a rescan that finds the
+    // same problem at the same place raises none.
+    let finding_events = || -> Vec<Value> {
+        let (_, body) = daemon.get("/api/v1/events");
+        let events: Value = serde_json::from_str(&body).unwrap();
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"]["type"] == "discovery_finding")
+            .cloned()
+            .collect()
+    };
+    let events = finding_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["kind"]["code"], "incomplete_chain");
+    assert_eq!(
+        events[0]["certificate"]["fingerprint"],
+        fingerprint(d, "bare.pem")
+    );
+    daemon.cli_ok(&["jobs", "--run-now", "estate"]);
+    common::eventually(Duration::from_secs(30), || {
+        (runs("estate") >= 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("estate did not run again; log:\n{}", daemon.log()));
+    assert_eq!(
+        finding_events().len(),
+        1,
+        "a known finding raised a second event"
+    );
     let shown = daemon.cli_json(&["certificates", "show", &fingerprint(d, "bare.pem")]);
     assert_eq!(shown["findings"][0]["code"], "incomplete_chain");
     // The intermediate the good site sent is in the inventory too.

@@ -360,6 +360,32 @@ reload = ["sh", "-c", "echo reload failed >&2; exit 3"]
         "previous certificate\n"
     );
     assert!(!broken.join("key.pem").exists());
+    // The failure and the lifecycle are events for alerting.
+    let (_, body) = daemon.get("/api/v1/events?limit=1000");
+    let events: Value = serde_json::from_str(&body).unwrap();
+    let kinds: Vec<(String, String)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"]["type"].as_str().unwrap_or_default().to_owned(),
+                e["kind"]["managed"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("deployment_failed", "broken"),
+        ("renewal_failed", "broken"),
+        ("certificate_issued", "www"),
+        ("renewal_succeeded", "short"),
+        ("certificate_revoked", ""),
+    ] {
+        assert!(
+            kinds.iter().any(|(k, m)| k == wanted.0 && m == wanted.1),
+            "no {wanted:?} event in {kinds:?}"
+        );
+    }
 
     // No private key anywhere a user can see.
     let log = daemon.log();

@@ -83,6 +83,17 @@ pub enum EventKind {
         /// When it is tried again.
         next_attempt: DateTime<Utc>,
     },
+    /// The installation check raised a finding not seen at that place before
+    /// (rogue or unapproved issuer, weak key, incomplete chain, hostname
+    /// mismatch, ...).
+    DiscoveryFinding {
+        /// The finding's code (`weak_key`, `hostname_mismatch`, ...).
+        code: String,
+        /// Where: `ip:port (sni)` or a file path.
+        location: String,
+        /// What exactly, for people.
+        detail: Option<String>,
+    },
     /// Deploying to a target failed and the previous files were restored.
     DeploymentFailed {
         /// The managed certificate's name.

@@ -138,6 +138,29 @@ pub async fn delete_managed(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// `GET /api/v1/events?limit=N`: the newest lifecycle events (the outbox
+/// alerting delivers from), newest first.
+pub async fn list_events(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit: expected 1 to 1000"))?,
+        None => 100,
+    };
+    let events = state
+        .store
+        .recent_events(limit)
+        .await
+        .map_err(ApiError::internal)?;
+    let items: Vec<serde_json::Value> = events.into_iter().map(|e| e.event).collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
 /// `POST /api/v1/managed/renew-all`.
 pub async fn renew_all(State(state): State<AppState>) -> Result<Response, ApiError> {
     let n = renewer(&state)?.renew(None).await.map_err(request_error)?;

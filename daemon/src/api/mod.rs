@@ -136,6 +136,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(lifecycle::delete_managed),
         )
         .route("/api/v1/managed/renew-all", post(lifecycle::renew_all))
+        .route("/api/v1/events", get(lifecycle::list_events))
         .route("/api/v1/managed/{name}/renew", post(lifecycle::renew_one))
         .route(
             "/api/v1/certificates/{fingerprint}/replace",

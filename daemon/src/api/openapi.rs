@@ -200,6 +200,15 @@ pub fn document() -> Value {
                 "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "responses": { "204": { "description": "removed" }, "404": error_response("no such managed certificate"),
                     "409": error_response("defined in the config file") } } },
+            "/api/v1/events": { "get": { "summary": "The newest lifecycle events (issued, renewed, renewal failed, deployment failed, revoked, discovery findings), newest first",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }],
+                "responses": { "200": { "description": "events", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "at": { "type": "string", "format": "date-time" },
+                        "kind": { "type": "object", "properties": { "type": { "type": "string" } } },
+                        "certificate": { "type": ["object", "null"] } } } } } } } } },
+                    "400": error_response("bad limit") } } },
             "/api/v1/managed/renew-all": { "post": { "summary": "Renew every managed certificate now (clears backoff)", "security": [{ "bearer": [] }],
                 "responses": { "202": { "description": "marked for renewal; progress in GET /api/v1/managed" } } } },
             "/api/v1/managed/{name}/renew": { "post": { "summary": "Renew one managed certificate now", "security": [{ "bearer": [] }],

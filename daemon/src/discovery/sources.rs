@@ -50,6 +50,52 @@ pub fn policy(config: &PolicyConfig, expiring_days: u32) -> Result<Policy, Strin
     })
 }
 
+/// Records a `discovery_finding` event for a finding new at `place`.
+async fn finding_event(
+    store: &Store,
+    place: &str,
+    code: &str,
+    finding: Option<&crate::discovery::Finding>,
+    leaf: &CertificateRecord,
+    now: i64,
+) {
+    let id = format!("finding:{place}:{code}:{}:{now}", leaf.cert.fingerprint);
+    let event = certkeeper_integrations::Event {
+        id: id.clone(),
+        at: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+        kind: certkeeper_integrations::EventKind::DiscoveryFinding {
+            code: code.to_owned(),
+            location: place.to_owned(),
+            detail: finding.and_then(|f| f.detail.clone()),
+        },
+        certificate: Some(certkeeper_integrations::CertificateSummary {
+            fingerprint: leaf.cert.fingerprint.clone(),
+            subject: leaf.cert.subject.clone(),
+            sans: leaf
+                .cert
+                .san_dns
+                .iter()
+                .chain(&leaf.cert.san_ip)
+                .cloned()
+                .collect(),
+            issuer: leaf.cert.issuer.clone(),
+            serial: leaf.cert.serial.clone(),
+            not_after: chrono::DateTime::from_timestamp(leaf.cert.not_after, 0),
+            seen_at: vec![place.to_owned()],
+            org_unit: leaf.org_unit.clone(),
+            contacts: leaf.contacts.clone(),
+        }),
+    };
+    let stored = crate::store::managed::StoredEvent {
+        id,
+        time: now,
+        event: serde_json::to_value(&event).unwrap_or_default(),
+    };
+    if let Err(e) = store.push_event(&stored).await {
+        tracing::warn!(place = %place, code = %code, error = %e, "cannot record the finding event");
+    }
+}
+
 /// The sighting location text of a place: `ip:port`, `ip:port (sni)`, or a path.
 pub fn location(origin: &Origin) -> String {
     match origin {
@@ -145,10 +191,19 @@ pub async fn run(
             .record_certificates(&records, kind, &place, now)
             .await
             .map_err(|e| e.to_string())?;
-        store
-            .record_findings(&place, &leaf.fingerprint, &record.findings, now)
+        let new = store
+            .record_findings_new(&place, &leaf.fingerprint, &record.findings, now)
             .await
             .map_err(|e| e.to_string())?;
+        for code in new {
+            let finding = record.findings.iter().find(|f| {
+                serde_json::to_value(f.code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    == Some(code.clone())
+            });
+            finding_event(store, &place, &code, finding, &records[0], now).await;
+        }
         summary.places += 1;
         summary.added += outcome.added.len() as u64;
     }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Store, StoreError, with_conflict_retry};
+use super::{Store, StoreError, take_returned, with_conflict_retry};
 use crate::discovery::model::{Finding, FindingCode};
 
 /// A finding as stored.
@@ -67,14 +67,32 @@ impl Store {
         findings: &[Finding],
         now: i64,
     ) -> Result<(), StoreError> {
+        self.record_findings_new(location, fingerprint, findings, now)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like [`Store::record_findings`], returning the codes that are new at
+    /// this place (not raised by its previous scan).
+    pub async fn record_findings_new(
+        &self,
+        location: &str,
+        fingerprint: &str,
+        findings: &[Finding],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let rows: Vec<serde_json::Value> = findings
             .iter()
             .map(|f| json!({ "code": f.code, "days": f.days, "detail": f.detail }))
             .collect();
         let vars =
             json!({ "location": location, "fingerprint": fingerprint, "rows": rows, "now": now });
-        with_conflict_retry(|| self.run(REPLACE, vars.clone())).await?;
-        Ok(())
+        let new: Vec<Vec<String>> = with_conflict_retry(|| async {
+            let mut response = self.run(REPLACE, vars.clone()).await?;
+            take_returned(&mut response)
+        })
+        .await?;
+        Ok(new.into_iter().flatten().collect())
     }
 
     /// Names seen on endpoints: `(address, name)` for every endpoint sighting
@@ -137,8 +155,9 @@ FOR $f IN $rows {
         days: $f.days, detail: $f.detail,
         first_seen: ($old[WHERE code = $f.code].first_seen)[0] ?? $now,
         last_seen: $now
-    };
+    } RETURN NONE;
 };
+RETURN [$rows.filter(|$f| $f.code NOT IN $old.code).map(|$f| $f.code)];
 COMMIT TRANSACTION;
 "#;
 

@@ -309,7 +309,7 @@ impl Store {
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut response = self
             .run(
-                "SELECT * OMIT id FROM event ORDER BY time DESC LIMIT $limit",
+                "SELECT record::id(id) AS id, time, event FROM event ORDER BY time DESC LIMIT $limit",
                 json!({ "limit": limit }),
             )
             .await?;
@@ -416,5 +416,35 @@ mod tests {
         // Another connector's rows are apart.
         let other = store.connector_state("other", vault);
         assert_eq!(other.load("account").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn events_are_kept_once_and_listed_newest_first() {
+        let store = Store::memory().await.unwrap();
+        for (id, time) in [("a", 10), ("b", 30), ("c", 20)] {
+            let event = StoredEvent {
+                id: id.into(),
+                time,
+                event: json!({ "id": id, "kind": { "type": "certificate_revoked" } }),
+            };
+            store.push_event(&event).await.unwrap();
+        }
+        let again = StoredEvent {
+            id: "a".into(),
+            time: 40,
+            event: json!({}),
+        };
+        assert!(
+            store.push_event(&again).await.is_err(),
+            "an id is recorded once"
+        );
+        let ids: Vec<String> = store
+            .recent_events(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, ["b", "c", "a"]);
     }
 }
