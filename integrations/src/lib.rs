@@ -6,6 +6,29 @@
 //! added as submodules by later work; each sends its vendor's own payload.
 //!
 //! This crate never depends on the daemon.
+//!
+//! Channels: [`webhook`] (signed JSON or CloudEvents), [`slack`], [`teams`],
+//! [`mattermost`], [`discord`], [`pagerduty`], [`opsgenie`] and [`sms`]
+//! (Twilio). They share [`http`] (sending and retry classes), [`render`] (the
+//! text people read), [`incident`] (open/resolve keys for paging channels)
+//! and [`secret`]; [`config`] is the `type`-tagged configuration that builds
+//! them, and [`conformance`] holds the sample events of the shared
+//! conformance tests.
+
+pub mod config;
+pub mod conformance;
+pub mod discord;
+pub mod http;
+pub mod incident;
+pub mod mattermost;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod render;
+pub mod secret;
+pub mod slack;
+pub mod sms;
+pub mod teams;
+pub mod webhook;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,0 +1,120 @@
+//! Channel configuration: one closed enum tagged by `type`.
+//!
+//! ```toml
+//! [[notifiers]]
+//! name = "ops-slack"
+//! type = "slack"
+//! webhook_url = "https://hooks.slack.com/services/..."
+//! ```
+//!
+//! Each variant's settings struct refuses unknown keys, so a misspelt key is
+//! an error naming it rather than a silently ignored setting.
+//! [`ChannelConfig::build`] turns a configuration into a running
+//! [`Notifier`].
+
+use serde::Deserialize;
+
+use crate::discord::{DiscordNotifier, DiscordSettings};
+use crate::mattermost::{MattermostNotifier, MattermostSettings};
+use crate::opsgenie::{OpsgenieNotifier, OpsgenieSettings};
+use crate::pagerduty::{PagerDutyNotifier, PagerDutySettings};
+use crate::slack::{SlackNotifier, SlackSettings};
+use crate::sms::{SmsNotifier, SmsSettings};
+use crate::teams::{TeamsNotifier, TeamsSettings};
+use crate::webhook::{WebhookNotifier, WebhookSettings};
+use crate::{Notifier, NotifyError};
+
+/// The settings of one channel, by `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChannelConfig {
+    /// Signed JSON or CloudEvents POST.
+    Webhook(WebhookSettings),
+    /// Slack incoming webhook.
+    Slack(SlackSettings),
+    /// Microsoft Teams Workflows webhook.
+    Teams(TeamsSettings),
+    /// Mattermost incoming webhook.
+    Mattermost(MattermostSettings),
+    /// Discord webhook.
+    Discord(DiscordSettings),
+    /// PagerDuty Events API v2.
+    Pagerduty(PagerDutySettings),
+    /// Opsgenie Alert API.
+    Opsgenie(OpsgenieSettings),
+    /// SMS through a Twilio-shaped Messages API.
+    Sms(SmsSettings),
+}
+
+impl ChannelConfig {
+    /// The running notifier called `name`.
+    pub fn build(self, name: &str) -> Result<Box<dyn Notifier>, NotifyError> {
+        Ok(match self {
+            ChannelConfig::Webhook(s) => Box::new(WebhookNotifier::new(name, s)?),
+            ChannelConfig::Slack(s) => Box::new(SlackNotifier::new(name, s)?),
+            ChannelConfig::Teams(s) => Box::new(TeamsNotifier::new(name, s)?),
+            ChannelConfig::Mattermost(s) => Box::new(MattermostNotifier::new(name, s)?),
+            ChannelConfig::Discord(s) => Box::new(DiscordNotifier::new(name, s)?),
+            ChannelConfig::Pagerduty(s) => Box::new(PagerDutyNotifier::new(name, s)?),
+            ChannelConfig::Opsgenie(s) => Box::new(OpsgenieNotifier::new(name, s)?),
+            ChannelConfig::Sms(s) => Box::new(SmsNotifier::new(name, s)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: serde_json::Value) -> Result<ChannelConfig, serde_json::Error> {
+        serde_json::from_value(value)
+    }
+
+    #[test]
+    fn every_type_builds_from_its_minimal_settings() {
+        let configs = [
+            json!({"type": "webhook", "url": "https://example.com/h", "secret": "s"}),
+            json!({"type": "slack", "webhook_url": "https://hooks.slack.com/services/x"}),
+            json!({"type": "teams", "webhook_url": "https://example.com/workflows/x"}),
+            json!({"type": "mattermost", "webhook_url": "https://chat.example.com/hooks/x"}),
+            json!({"type": "discord", "webhook_url": "https://discord.com/api/webhooks/1/x"}),
+            json!({"type": "pagerduty", "routing_key": "k"}),
+            json!({"type": "opsgenie", "api_key": "k"}),
+            json!({"type": "sms", "account_sid": "AC1", "auth_token": "t", "from": "+1", "to": "+2"}),
+        ];
+        for config in configs {
+            let built = parse(config.clone())
+                .unwrap_or_else(|e| panic!("{config}: {e}"))
+                .build("n")
+                .unwrap();
+            assert_eq!(built.name(), "n");
+        }
+    }
+
+    #[test]
+    fn a_misspelt_key_is_refused_with_its_name() {
+        let err = parse(json!({
+            "type": "slack",
+            "webhook_url": "https://hooks.slack.com/services/x",
+            "timeout_sec": 5,
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("timeout_sec"), "{err}");
+        let err =
+            parse(json!({"type": "pagerduty", "routing_key": "k", "rooting": 1})).unwrap_err();
+        assert!(err.to_string().contains("rooting"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_type_is_refused() {
+        let err = parse(json!({"type": "pager", "routing_key": "k"})).unwrap_err();
+        assert!(err.to_string().contains("pager"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = parse(json!({"type": "opsgenie", "api_key": "genie-secret-key"})).unwrap();
+        assert!(!format!("{config:?}").contains("genie-secret-key"));
+    }
+}

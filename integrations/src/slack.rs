@@ -1,0 +1,131 @@
+//! Slack: an incoming webhook carrying a Block Kit message.
+//!
+//! Follows Slack's references for incoming webhooks
+//! (<https://api.slack.com/messaging/webhooks>: `POST` of a JSON body to the
+//! webhook URL, answered `200 ok`, or 400/403/404/410 with an error code) and
+//! Block Kit (<https://api.slack.com/reference/block-kit/blocks>): a `header`
+//! block (plain text, at most 150 characters), a `section` with the summary
+//! (mrkdwn, at most 3000) and sections of `fields` (at most 10 per section,
+//! 2000 characters each), a `context` block with the severity, and a
+//! top-level `text` that notifications and screen readers show.
+//!
+//! The webhook URL is the credential (anyone holding it can post), so it is a
+//! [`Secret`] and never appears in errors or `Debug` output.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::{HttpSender, default_timeout_secs};
+use crate::render::{Severity, render, truncate};
+use crate::secret::Secret;
+use crate::{Event, Notifier, NotifyError};
+
+/// Settings of a Slack channel (`type = "slack"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// The incoming webhook URL (`https://hooks.slack.com/services/...`).
+    pub webhook_url: Secret,
+    /// Seconds to wait for an answer.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl SlackSettings {
+    /// Settings for `webhook_url` with the default timeout.
+    pub fn new(webhook_url: Secret) -> Self {
+        Self {
+            webhook_url,
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// Posts events to a Slack channel.
+#[derive(Debug)]
+pub struct SlackNotifier {
+    name: String,
+    settings: SlackSettings,
+    http: HttpSender,
+}
+
+impl SlackNotifier {
+    /// A Slack notifier called `name`.
+    pub fn new(name: impl Into<String>, settings: SlackSettings) -> Result<Self, NotifyError> {
+        let name = name.into();
+        let http = HttpSender::new(&name, Duration::from_secs(settings.timeout_secs))?
+            .redacting(&settings.webhook_url);
+        Ok(Self {
+            name,
+            settings,
+            http,
+        })
+    }
+}
+
+/// The Block Kit message for `event`.
+pub fn payload(event: &Event) -> Value {
+    let r = render(event);
+    let emoji = match r.severity {
+        Severity::Critical => ":rotating_light:",
+        Severity::Warning => ":warning:",
+        Severity::Info => ":information_source:",
+    };
+    let mut blocks = vec![
+        json!({
+            "type": "header",
+            "text": { "type": "plain_text", "text": truncate(&r.title, 150), "emoji": true },
+        }),
+        json!({
+            "type": "section",
+            "text": { "type": "mrkdwn", "text": truncate(&escape(&r.summary), 3000) },
+        }),
+    ];
+    for chunk in r.details.chunks(10) {
+        let fields: Vec<Value> = chunk
+            .iter()
+            .map(|(label, value)| {
+                json!({
+                    "type": "mrkdwn",
+                    "text": truncate(&format!("*{label}*\n{}", escape(value)), 2000),
+                })
+            })
+            .collect();
+        blocks.push(json!({ "type": "section", "fields": fields }));
+    }
+    blocks.push(json!({
+        "type": "context",
+        "elements": [{
+            "type": "mrkdwn",
+            "text": format!("{emoji} {} · Certkeeper · event `{}`", r.severity, escape(&event.id)),
+        }],
+    }));
+    json!({
+        "text": truncate(&format!("{}: {}", r.title, r.summary), 3000),
+        "blocks": blocks,
+    })
+}
+
+/// Slack's mrkdwn treats `&`, `<` and `>` as control characters
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[async_trait]
+impl Notifier for SlackNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, event: &Event) -> Result<(), NotifyError> {
+        let url = self.http.parse_url(self.settings.webhook_url.expose())?;
+        let request = self.http.client().post(url).json(&payload(event));
+        self.http.send(request).await
+    }
+}

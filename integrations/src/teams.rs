@@ -1,0 +1,128 @@
+//! Microsoft Teams: a Workflows ("When a Teams webhook request is received")
+//! webhook carrying an Adaptive Card.
+//!
+//! Follows Microsoft's references for Workflows webhooks and cards
+//! (<https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using#send-adaptive-cards-using-an-incoming-webhook>,
+//! <https://adaptivecards.io/explorer/>): `POST` of a JSON message to the
+//! workflow URL, `{"type":"message","attachments":[{"contentType":
+//! "application/vnd.microsoft.card.adaptive","contentUrl":null,"content":
+//! <AdaptiveCard>}]}`, where the card has `$schema`, `type: "AdaptiveCard"`,
+//! `version` (1.4, the newest Teams renders everywhere) and a `body` of
+//! `TextBlock`s and a `FactSet`. The workflow answers 202 Accepted.
+//!
+//! The workflow URL carries its signature (`sig=...`) and is the credential,
+//! so it is a [`Secret`].
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::http::{HttpSender, default_timeout_secs};
+use crate::render::{Severity, render};
+use crate::secret::Secret;
+use crate::{Event, Notifier, NotifyError};
+
+/// Settings of a Teams channel (`type = "teams"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsSettings {
+    /// The Workflows webhook URL.
+    pub webhook_url: Secret,
+    /// Seconds to wait for an answer.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl TeamsSettings {
+    /// Settings for `webhook_url` with the default timeout.
+    pub fn new(webhook_url: Secret) -> Self {
+        Self {
+            webhook_url,
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// Posts events to a Teams channel through a workflow.
+#[derive(Debug)]
+pub struct TeamsNotifier {
+    name: String,
+    settings: TeamsSettings,
+    http: HttpSender,
+}
+
+impl TeamsNotifier {
+    /// A Teams notifier called `name`.
+    pub fn new(name: impl Into<String>, settings: TeamsSettings) -> Result<Self, NotifyError> {
+        let name = name.into();
+        let http = HttpSender::new(&name, Duration::from_secs(settings.timeout_secs))?
+            .redacting(&settings.webhook_url);
+        Ok(Self {
+            name,
+            settings,
+            http,
+        })
+    }
+}
+
+/// The message with its Adaptive Card for `event`.
+pub fn payload(event: &Event) -> Value {
+    let r = render(event);
+    let color = match r.severity {
+        Severity::Critical => "Attention",
+        Severity::Warning => "Warning",
+        Severity::Info => "Default",
+    };
+    let facts: Vec<Value> = r
+        .details
+        .iter()
+        .map(|(label, value)| json!({ "title": label, "value": value }))
+        .collect();
+    let card = json!({
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": r.title,
+                "weight": "Bolder",
+                "size": "Medium",
+                "color": color,
+                "wrap": true,
+            },
+            { "type": "TextBlock", "text": r.summary, "wrap": true },
+            { "type": "FactSet", "facts": facts },
+            {
+                "type": "TextBlock",
+                "text": format!("{} · Certkeeper · event {}", r.severity, event.id),
+                "isSubtle": true,
+                "size": "Small",
+                "wrap": true,
+            },
+        ],
+    });
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": card,
+        }],
+    })
+}
+
+#[async_trait]
+impl Notifier for TeamsNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send(&self, event: &Event) -> Result<(), NotifyError> {
+        let url = self.http.parse_url(self.settings.webhook_url.expose())?;
+        let request = self.http.client().post(url).json(&payload(event));
+        self.http.send(request).await
+    }
+}
