@@ -59,6 +59,9 @@ pub(crate) enum CaError {
     /// The request was refused: policy, bad CSR, foreign certificate.
     #[error("{0}")]
     Refused(String),
+    /// The certificate to revoke is already revoked.
+    #[error("{0}")]
+    AlreadyRevoked(String),
     /// The configuration or the stored state is unusable.
     #[error("{0}")]
     Config(String),
@@ -72,6 +75,9 @@ pub(crate) enum CaError {
 
 impl CaError {
     fn into_connector(self, connector: &str) -> ConnectorError {
+        if let Self::AlreadyRevoked(message) = self {
+            return ConnectorError::already_revoked(connector, message);
+        }
         let class = match self {
             Self::Store(_) => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
@@ -416,7 +422,7 @@ impl InternalCa {
         let hex = crl::hex_encode(&serial.to_vec());
         let mut revocations = self.revocations.lock().await;
         if revocations.revoked.contains_key(&hex) {
-            return Err(CaError::Refused(format!(
+            return Err(CaError::AlreadyRevoked(format!(
                 "certificate {hex} is already revoked"
             )));
         }

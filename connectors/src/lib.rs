@@ -255,9 +255,21 @@ pub struct ConnectorError {
     pub message: String,
     /// Whether retrying can help.
     pub class: ErrorClass,
+    /// The CA refused a revocation because the certificate is already
+    /// revoked: a revocation that happened before (a run killed after it)
+    /// counts as done.
+    pub already_revoked: bool,
 }
 
 impl ConnectorError {
+    /// The permanent "already revoked" answer to a revocation.
+    pub fn already_revoked(connector: &str, message: impl Into<String>) -> Self {
+        Self {
+            already_revoked: true,
+            ..Self::permanent(connector, message)
+        }
+    }
+
     /// A permanent error of `connector`.
     pub fn permanent(connector: &str, message: impl Into<String>) -> Self {
         Self::new(connector, message, ErrorClass::Permanent)
@@ -274,6 +286,7 @@ impl ConnectorError {
             connector: connector.to_owned(),
             message: message.into(),
             class,
+            already_revoked: false,
         }
     }
 
@@ -330,6 +343,7 @@ mod tests {
             connector: "x".into(),
             message: "m".into(),
             class,
+            already_revoked: false,
         };
         assert!(!err(ErrorClass::Permanent).is_retryable());
         assert!(err(ErrorClass::Transient).is_retryable());

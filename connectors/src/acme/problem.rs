@@ -43,7 +43,11 @@ pub fn map(connector: &str, doing: &str, error: instant_acme::Error) -> Connecto
     {
         class = ErrorClass::RetryAfter(delay);
     }
-    ConnectorError::new(connector, format!("{doing}: {}", describe(&error)), class)
+    let mut mapped =
+        ConnectorError::new(connector, format!("{doing}: {}", describe(&error)), class);
+    mapped.already_revoked = matches!(&error, instant_acme::Error::Api(problem)
+        if problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:alreadyRevoked"));
+    mapped
 }
 
 /// The error with its causes, which `hyper`'s errors hide behind "client error".

@@ -54,17 +54,21 @@ pub fn policy(config: &PolicyConfig, expiring_days: u32) -> Result<Policy, Strin
 async fn finding_event(
     store: &Store,
     place: &str,
-    code: &str,
+    code: crate::discovery::FindingCode,
     finding: Option<&crate::discovery::Finding>,
     leaf: &CertificateRecord,
     now: i64,
 ) {
+    let code = serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
     let id = format!("finding:{place}:{code}:{}:{now}", leaf.cert.fingerprint);
     let event = certkeeper_integrations::Event {
         id: id.clone(),
         at: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
         kind: certkeeper_integrations::EventKind::DiscoveryFinding {
-            code: code.to_owned(),
+            code: code.clone(),
             location: place.to_owned(),
             detail: finding.and_then(|f| f.detail.clone()),
         },
@@ -196,13 +200,8 @@ pub async fn run(
             .await
             .map_err(|e| e.to_string())?;
         for code in new {
-            let finding = record.findings.iter().find(|f| {
-                serde_json::to_value(f.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    == Some(code.clone())
-            });
-            finding_event(store, &place, &code, finding, &records[0], now).await;
+            let finding = record.findings.iter().find(|f| f.code == code);
+            finding_event(store, &place, code, finding, &records[0], now).await;
         }
         summary.places += 1;
         summary.added += outcome.added.len() as u64;

@@ -716,9 +716,7 @@ impl Renewer {
             .await
         {
             Ok(()) => {}
-            Err(e)
-                if e.message.to_ascii_lowercase().contains("already revoked")
-                    || e.message.contains("alreadyRevoked") => {}
+            Err(e) if e.already_revoked => {}
             Err(e) => return Err(e.into()),
         }
         self.store

@@ -80,14 +80,14 @@ impl Store {
         fingerprint: &str,
         findings: &[Finding],
         now: i64,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<FindingCode>, StoreError> {
         let rows: Vec<serde_json::Value> = findings
             .iter()
             .map(|f| json!({ "code": f.code, "days": f.days, "detail": f.detail }))
             .collect();
         let vars =
             json!({ "location": location, "fingerprint": fingerprint, "rows": rows, "now": now });
-        let new: Vec<Vec<String>> = with_conflict_retry(|| async {
+        let new: Vec<Vec<FindingCode>> = with_conflict_retry(|| async {
             let mut response = self.run(REPLACE, vars.clone()).await?;
             take_returned(&mut response)
         })
