@@ -43,7 +43,16 @@ pub fn sample_certificate() -> CertificateSummary {
 /// One event of each kind, ids `sample-<kind>`.
 pub fn sample_events() -> Vec<Event> {
     let with_cert = |kind: EventKind| {
-        Some(sample_certificate()).filter(|_| !matches!(kind, EventKind::JobFailed { .. }))
+        Some(sample_certificate()).filter(|_| {
+            !matches!(
+                kind,
+                EventKind::JobFailed { .. }
+                    | EventKind::UnitsLow { .. }
+                    | EventKind::ReportReady { .. }
+                    | EventKind::RequestPendingApproval { .. }
+                    | EventKind::RequestRejected { .. }
+            )
+        })
     };
     let kinds = vec![
         EventKind::CertificateDiscovered,
@@ -79,6 +88,34 @@ pub fn sample_events() -> Vec<Event> {
             managed: "www".into(),
             target: "nginx-web-1".into(),
             error: "reload failed: exit status 1".into(),
+        },
+        EventKind::RequestPendingApproval {
+            request: "req-42".into(),
+            requester: "alice@example.com".into(),
+            identifiers: vec!["shop.example.com".into()],
+        },
+        EventKind::RequestApproved {
+            request: "req-42".into(),
+            approver: "bob@example.com".into(),
+        },
+        EventKind::RequestRejected {
+            request: "req-43".into(),
+            reason: "domain blocked.example is blocked".into(),
+        },
+        EventKind::UnitsLow {
+            connector: "digicert-ov".into(),
+            remaining: 4,
+            threshold: 10,
+        },
+        EventKind::ReportReady {
+            report: "expiring".into(),
+            location: "/var/lib/certkeeper/reports/expiring-2026-11-27.csv".into(),
+        },
+        EventKind::AlertEscalated {
+            alert: "alert-0001".into(),
+            threshold_days: 30,
+            days_left: 23,
+            unacknowledged_days: 7,
         },
     ];
     kinds

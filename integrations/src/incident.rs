@@ -78,6 +78,14 @@ pub fn incident_action(event: &Event) -> IncidentAction {
         EventKind::CertificateIssued { managed } => IncidentAction::Resolve {
             keys: vec![dedup_key("renewal", &format!("managed:{managed}"))],
         },
+        EventKind::AlertEscalated { .. } => trigger("expiry", cert_subject()),
+        EventKind::UnitsLow { connector, .. } => {
+            trigger("units", format!("connector:{connector}"))
+        }
+        EventKind::RequestPendingApproval { .. }
+        | EventKind::RequestApproved { .. }
+        | EventKind::RequestRejected { .. }
+        | EventKind::ReportReady { .. } => IncidentAction::Ignore,
     }
 }
 

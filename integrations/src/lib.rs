@@ -126,6 +126,58 @@ pub enum EventKind {
         /// The error, for operators.
         error: String,
     },
+    /// An enrollment request waits for an approver.
+    RequestPendingApproval {
+        /// The request's id.
+        request: String,
+        /// Who asked.
+        requester: String,
+        /// The identifiers asked for.
+        identifiers: Vec<String>,
+    },
+    /// An enrollment request was approved.
+    RequestApproved {
+        /// The request's id.
+        request: String,
+        /// Who approved it (`rules` when a rule did).
+        approver: String,
+    },
+    /// An enrollment request was rejected.
+    RequestRejected {
+        /// The request's id.
+        request: String,
+        /// Why, for the requester.
+        reason: String,
+    },
+    /// A connector account's purchased units fell below the replenishment
+    /// threshold.
+    UnitsLow {
+        /// The connector (account) whose units run low.
+        connector: String,
+        /// Units left.
+        remaining: u64,
+        /// The configured threshold.
+        threshold: u64,
+    },
+    /// A report was produced.
+    ReportReady {
+        /// The report's kind (`expiring`, `inventory`, ...).
+        report: String,
+        /// Where to get it (file path or URL).
+        location: String,
+    },
+    /// An expiry alert went unacknowledged for too long: ticketing
+    /// integrations open a ticket, escalation contacts are told.
+    AlertEscalated {
+        /// The alert's id (`certkeeper alerts ack ID`).
+        alert: String,
+        /// The threshold the alert was raised at, in days.
+        threshold_days: u32,
+        /// Whole days left until `not_after`.
+        days_left: i64,
+        /// Days since the alert was raised.
+        unacknowledged_days: u32,
+    },
 }
 
 /// One lifecycle happening, with a stable id for deduplication downstream.
@@ -171,6 +223,13 @@ pub trait Notifier: Send + Sync {
     fn name(&self) -> &str;
     /// Delivers one event.
     async fn send(&self, event: &Event) -> Result<(), NotifyError>;
+    /// Delivers one event to these recipients as well as the channel's
+    /// configured ones. Person-addressed channels (e-mail, SMS) override it;
+    /// the others have one destination and ignore `recipients`.
+    async fn send_to(&self, event: &Event, recipients: &[String]) -> Result<(), NotifyError> {
+        let _ = recipients;
+        self.send(event).await
+    }
 }
 
 #[cfg(test)]

@@ -69,18 +69,23 @@ pub fn severity(kind: &EventKind) -> Severity {
     match kind {
         EventKind::CertificateExpired
         | EventKind::RenewalFailed { .. }
-        | EventKind::DeploymentFailed { .. } => Severity::Critical,
+        | EventKind::DeploymentFailed { .. }
+        | EventKind::AlertEscalated { .. } => Severity::Critical,
         EventKind::CertificateExpiring { days_left, .. } if *days_left <= CRITICAL_DAYS_LEFT => {
             Severity::Critical
         }
-        EventKind::CertificateExpiring { .. } | EventKind::DiscoveryFinding { .. } => {
-            Severity::Warning
-        }
+        EventKind::CertificateExpiring { .. }
+        | EventKind::DiscoveryFinding { .. }
+        | EventKind::RequestPendingApproval { .. }
+        | EventKind::UnitsLow { .. } => Severity::Warning,
         EventKind::CertificateDiscovered
         | EventKind::CertificateRevoked
         | EventKind::JobFailed { .. }
         | EventKind::CertificateIssued { .. }
-        | EventKind::RenewalSucceeded { .. } => Severity::Info,
+        | EventKind::RenewalSucceeded { .. }
+        | EventKind::RequestApproved { .. }
+        | EventKind::RequestRejected { .. }
+        | EventKind::ReportReady { .. } => Severity::Info,
     }
 }
 
@@ -97,6 +102,12 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::RenewalFailed { .. } => "renewal_failed",
         EventKind::DiscoveryFinding { .. } => "discovery_finding",
         EventKind::DeploymentFailed { .. } => "deployment_failed",
+        EventKind::RequestPendingApproval { .. } => "request_pending_approval",
+        EventKind::RequestApproved { .. } => "request_approved",
+        EventKind::RequestRejected { .. } => "request_rejected",
+        EventKind::UnitsLow { .. } => "units_low",
+        EventKind::ReportReady { .. } => "report_ready",
+        EventKind::AlertEscalated { .. } => "alert_escalated",
     }
 }
 
@@ -206,6 +217,76 @@ pub fn render(event: &Event) -> Rendered {
                 format!(
                     "Deploying {managed} to {target} failed ({}); the previous files were restored.",
                     one_line(error)
+                ),
+            )
+        }
+        EventKind::RequestPendingApproval {
+            request,
+            requester,
+            identifiers,
+        } => {
+            details.push(("Request", request.clone()));
+            details.push(("Requester", requester.clone()));
+            details.push(("Identifiers", identifiers.join(", ")));
+            (
+                format!("Approval needed: request {request}"),
+                format!(
+                    "{requester} asked for a certificate for {}; it waits for an approver.",
+                    identifiers.join(", ")
+                ),
+            )
+        }
+        EventKind::RequestApproved { request, approver } => {
+            details.push(("Request", request.clone()));
+            details.push(("Approver", approver.clone()));
+            (
+                format!("Request approved: {request}"),
+                format!("Request {request} was approved by {approver}."),
+            )
+        }
+        EventKind::RequestRejected { request, reason } => {
+            details.push(("Request", request.clone()));
+            details.push(("Reason", one_line(reason)));
+            (
+                format!("Request rejected: {request}"),
+                format!("Request {request} was rejected: {}.", one_line(reason)),
+            )
+        }
+        EventKind::UnitsLow {
+            connector,
+            remaining,
+            threshold,
+        } => {
+            details.push(("Connector", connector.clone()));
+            details.push(("Units left", remaining.to_string()));
+            (
+                format!("Units running low: {connector}"),
+                format!(
+                    "{connector} has {remaining} certificate units left (threshold {threshold}); buy more before issuance stops."
+                ),
+            )
+        }
+        EventKind::ReportReady { report, location } => {
+            details.push(("Report", report.clone()));
+            details.push(("Location", location.clone()));
+            (
+                format!("Report ready: {report}"),
+                format!("The {report} report is ready at {location}."),
+            )
+        }
+        EventKind::AlertEscalated {
+            alert,
+            threshold_days,
+            days_left,
+            unacknowledged_days,
+        } => {
+            details.push(("Alert", alert.clone()));
+            (
+                format!("Escalated: {name} expires {}", in_days(*days_left)),
+                format!(
+                    "Nobody acknowledged the {threshold_days}-day expiry alert for {name} in {unacknowledged_days} days; it expires {}{}.",
+                    in_days(*days_left),
+                    on_date(cert)
                 ),
             )
         }

@@ -45,7 +45,11 @@ fn non_empty_str(v: &Value, what: &str) -> String {
 /// Events the paging channels act on, and how many requests each makes.
 fn paging_requests(event: &Event) -> usize {
     match kind_name(&event.kind) {
-        "certificate_discovered" => 0,
+        "certificate_discovered"
+        | "request_pending_approval"
+        | "request_approved"
+        | "request_rejected"
+        | "report_ready" => 0,
         // Expiry and revocation of the replaced certificate, renewal and
         // deployment of the managed one.
         "renewal_succeeded" => 4,
