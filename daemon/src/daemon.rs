@@ -41,6 +41,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot load managed certificates")?;
 
+    let alerts = crate::alerts::Alerts::new(&config, store.clone())?;
+
     let listen = config.api.listen;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
         (Some(cert), Some(key)) => Some(api::tls::server_config(cert, key)?),
@@ -63,6 +65,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let app = api::router(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
     let renewals = tokio::spawn(renewer.run(cancel.clone()));
+    let alerting = tokio::spawn(alerts.run(cancel.clone()));
     let scheduler = tokio::spawn(crate::scheduler::run(
         store,
         config_rx,
@@ -91,6 +94,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         let _ = server.await;
         let _ = scheduler.await;
         let _ = renewals.await;
+        let _ = alerting.await;
     })
     .await;
     if finished.is_err() {

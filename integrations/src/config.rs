@@ -1,8 +1,7 @@
 //! Channel configuration: one closed enum tagged by `type`.
 //!
 //! ```toml
-//! [[notifiers]]
-//! name = "ops-slack"
+//! [notifier.ops-slack]
 //! type = "slack"
 //! webhook_url = "https://hooks.slack.com/services/..."
 //! ```
@@ -15,9 +14,12 @@
 use serde::Deserialize;
 
 use crate::discord::{DiscordNotifier, DiscordSettings};
+use crate::email::{EmailNotifier, EmailSettings};
+use crate::jira::{JiraNotifier, JiraSettings};
 use crate::mattermost::{MattermostNotifier, MattermostSettings};
 use crate::opsgenie::{OpsgenieNotifier, OpsgenieSettings};
 use crate::pagerduty::{PagerDutyNotifier, PagerDutySettings};
+use crate::servicenow::{ServiceNowNotifier, ServiceNowSettings};
 use crate::slack::{SlackNotifier, SlackSettings};
 use crate::sms::{SmsNotifier, SmsSettings};
 use crate::teams::{TeamsNotifier, TeamsSettings};
@@ -44,9 +46,21 @@ pub enum ChannelConfig {
     Opsgenie(OpsgenieSettings),
     /// SMS through a Twilio-shaped Messages API.
     Sms(SmsSettings),
+    /// Jira issues (REST API v2 or v3).
+    Jira(JiraSettings),
+    /// ServiceNow incidents (Table API).
+    Servicenow(ServiceNowSettings),
+    /// E-mail through an SMTP relay.
+    Email(EmailSettings),
 }
 
 impl ChannelConfig {
+    /// Whether the channel addresses people (each message goes to the
+    /// recipients it is given) rather than one fixed destination.
+    pub fn addresses_people(&self) -> bool {
+        matches!(self, ChannelConfig::Email(_))
+    }
+
     /// The running notifier called `name`.
     pub fn build(self, name: &str) -> Result<Box<dyn Notifier>, NotifyError> {
         Ok(match self {
@@ -58,6 +72,9 @@ impl ChannelConfig {
             ChannelConfig::Pagerduty(s) => Box::new(PagerDutyNotifier::new(name, s)?),
             ChannelConfig::Opsgenie(s) => Box::new(OpsgenieNotifier::new(name, s)?),
             ChannelConfig::Sms(s) => Box::new(SmsNotifier::new(name, s)?),
+            ChannelConfig::Jira(s) => Box::new(JiraNotifier::new(name, s)?),
+            ChannelConfig::Servicenow(s) => Box::new(ServiceNowNotifier::new(name, s)?),
+            ChannelConfig::Email(s) => Box::new(EmailNotifier::new(name, s)?),
         })
     }
 }
@@ -82,6 +99,11 @@ mod tests {
             json!({"type": "pagerduty", "routing_key": "k"}),
             json!({"type": "opsgenie", "api_key": "k"}),
             json!({"type": "sms", "account_sid": "AC1", "auth_token": "t", "from": "+1", "to": "+2"}),
+            json!({"type": "jira", "base_url": "https://example.atlassian.net", "project": "OPS",
+                   "auth": {"type": "basic", "username": "ops@example.com", "token": "t"}}),
+            json!({"type": "servicenow", "instance_url": "https://example.service-now.com",
+                   "auth": {"type": "bearer", "token": "t"}}),
+            json!({"type": "email", "host": "smtp.example.com", "from": "certkeeper@example.com"}),
         ];
         for config in configs {
             let built = parse(config.clone())

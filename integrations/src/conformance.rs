@@ -37,6 +37,7 @@ pub fn sample_certificate() -> CertificateSummary {
         ],
         org_unit: Some("Web Platform".into()),
         contacts: vec!["web-oncall@example.com".into()],
+        tags: vec!["pci".into()],
     }
 }
 

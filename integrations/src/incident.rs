@@ -79,9 +79,7 @@ pub fn incident_action(event: &Event) -> IncidentAction {
             keys: vec![dedup_key("renewal", &format!("managed:{managed}"))],
         },
         EventKind::AlertEscalated { .. } => trigger("expiry", cert_subject()),
-        EventKind::UnitsLow { connector, .. } => {
-            trigger("units", format!("connector:{connector}"))
-        }
+        EventKind::UnitsLow { connector, .. } => trigger("units", format!("connector:{connector}")),
         EventKind::RequestPendingApproval { .. }
         | EventKind::RequestApproved { .. }
         | EventKind::RequestRejected { .. }

@@ -14,17 +14,26 @@
 //! and [`secret`]; [`config`] is the `type`-tagged configuration that builds
 //! them, and [`conformance`] holds the sample events of the shared
 //! conformance tests.
+//! Ticketing: [`jira`] (issues) and [`servicenow`] (incidents) open one
+//! ticket per [`incident`] key, comment on it while the problem lasts and
+//! resolve it on renewal, finding it again by searching the ticket system
+//! itself rather than keeping state.
+//! [`email`] mails events through an SMTP relay, to the configured
+//! addresses and the people an event names.
 
 pub mod config;
 pub mod conformance;
 pub mod discord;
+pub mod email;
 pub mod http;
 pub mod incident;
+pub mod jira;
 pub mod mattermost;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod render;
 pub mod secret;
+pub mod servicenow;
 pub mod slack;
 pub mod sms;
 pub mod teams;
@@ -55,6 +64,9 @@ pub struct CertificateSummary {
     pub org_unit: Option<String>,
     /// Contacts responsible for it.
     pub contacts: Vec<String>,
+    /// The inventory's labels on it (routing rules match them).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// What happened.

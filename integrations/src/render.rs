@@ -429,6 +429,7 @@ mod tests {
                 seen_at: vec!["10.0.0.5:443".into()],
                 org_unit: Some("Web".into()),
                 contacts: vec!["web@example.com".into()],
+                tags: vec![],
             }),
         };
         let r = render(&event);

@@ -6,6 +6,7 @@
 //! `api.token` is set, `/api/` and `/metrics` need `Authorization: Bearer`.
 //! The CLI uses these same routes when a daemon holds the embedded store.
 
+pub mod alerts;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
@@ -87,6 +88,14 @@ impl ApiError {
         }
     }
 
+    fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+
     fn unprocessable(message: String) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -137,6 +146,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/managed/renew-all", post(lifecycle::renew_all))
         .route("/api/v1/events", get(lifecycle::list_events))
+        .route("/api/v1/alerts", get(alerts::list_alerts))
+        .route("/api/v1/alerts/{id}/ack", post(alerts::ack_alert))
+        .route("/api/v1/deliveries", get(alerts::list_deliveries))
         .route("/api/v1/managed/{name}/renew", post(lifecycle::renew_one))
         .route(
             "/api/v1/certificates/{fingerprint}/replace",

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod alerts;
 mod lifecycle;
 mod output;
 mod scan;
@@ -106,6 +107,9 @@ pub enum Command {
     Replace(lifecycle::ReplaceArgs),
     /// Revoke a certificate Certkeeper issued that is no longer in service.
     Revoke(lifecycle::RevokeArgs),
+    /// Expiry alerts (list, acknowledge) and the notification delivery log.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
 }
 
 /// `certificates` subcommands.
@@ -376,6 +380,7 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         Command::Renew { names, all } => lifecycle::renew(backend, &names, all).await,
         Command::Replace(args) => lifecycle::replace(backend, &args).await,
         Command::Revoke(args) => lifecycle::revoke(backend, &args).await,
+        Command::Alerts(command) => alerts::answer(command, backend).await,
         Command::Jobs {
             run_now: Some(name),
             ..

@@ -6,7 +6,7 @@ use crate::inventory::CertificateRecord;
 use crate::store::findings::CertificateDetail;
 use crate::store::jobs::{JobRun, JobState};
 
-fn timestamp(t: i64) -> String {
+pub(super) fn timestamp(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|| t.to_string())
@@ -232,7 +232,7 @@ pub(super) fn print_certificate(detail: &CertificateDetail, format: Format) -> a
 
 /// Prints `rows` under `columns` (snake_case; the table shows them in capitals),
 /// or `json` as JSON.
-fn emit(
+pub(super) fn emit(
     format: Format,
     json: &impl serde::Serialize,
     columns: &[&str],

@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+pub mod alerts;
 pub mod discovery;
 pub mod issuance;
 
@@ -87,6 +88,13 @@ pub struct Config {
     /// How managed certificates are renewed.
     #[serde(default)]
     pub renewal: RenewalConfig,
+    /// Alert ledger, routing and delivery.
+    #[serde(default)]
+    pub alerts: alerts::AlertsConfig,
+    /// Notification channels (`[notifier.NAME]` tables, `type`-tagged).
+    #[serde(default, rename = "notifier")]
+    pub notifiers:
+        std::collections::BTreeMap<String, certkeeper_integrations::config::ChannelConfig>,
 }
 
 /// `[renewal]`: the renewal worker.
@@ -507,6 +515,8 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         self.check_discovery(path, &mut names)?;
         self.check_issuance(path)?;
+        alerts::check(&self.alerts, &self.notifiers)
+            .map_err(|(key, message)| ConfigError::new(path, Some(key), message))?;
         for (i, job) in self.jobs.iter().enumerate() {
             if job.name().is_empty() || job.name() == crate::scheduler::REFRESH_JOB {
                 return Err(err(

@@ -72,23 +72,7 @@ async fn finding_event(
             location: place.to_owned(),
             detail: finding.and_then(|f| f.detail.clone()),
         },
-        certificate: Some(certkeeper_integrations::CertificateSummary {
-            fingerprint: leaf.cert.fingerprint.clone(),
-            subject: leaf.cert.subject.clone(),
-            sans: leaf
-                .cert
-                .san_dns
-                .iter()
-                .chain(&leaf.cert.san_ip)
-                .cloned()
-                .collect(),
-            issuer: leaf.cert.issuer.clone(),
-            serial: leaf.cert.serial.clone(),
-            not_after: chrono::DateTime::from_timestamp(leaf.cert.not_after, 0),
-            seen_at: vec![place.to_owned()],
-            org_unit: leaf.org_unit.clone(),
-            contacts: leaf.contacts.clone(),
-        }),
+        certificate: Some(leaf.summary(vec![place.to_owned()])),
     };
     let stored = crate::store::managed::StoredEvent {
         id,

@@ -151,6 +151,30 @@ impl CertificateRecord {
         }
     }
 
+    /// The certificate as events and alerts carry it, seen at `seen_at`.
+    pub fn summary(&self, seen_at: Vec<String>) -> certkeeper_integrations::CertificateSummary {
+        certkeeper_integrations::CertificateSummary {
+            fingerprint: self.cert.fingerprint.clone(),
+            subject: self.cert.subject.clone(),
+            sans: self
+                .cert
+                .san_dns
+                .iter()
+                .chain(&self.cert.san_ip)
+                .chain(&self.cert.san_email)
+                .chain(&self.cert.san_uri)
+                .cloned()
+                .collect(),
+            issuer: self.cert.issuer.clone(),
+            serial: self.cert.serial.clone(),
+            not_after: chrono::DateTime::from_timestamp(self.cert.not_after, 0),
+            seen_at,
+            org_unit: self.org_unit.clone(),
+            contacts: self.contacts.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
     /// Lowercase text that `q=` searches: names, issuer, serial, fingerprint.
     pub fn search_text(&self) -> String {
         let c = &self.cert;

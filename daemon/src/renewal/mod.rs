@@ -33,7 +33,7 @@ use certkeeper_connectors::{
     Connector, ConnectorError, ErrorClass, IssueRequest, RevocationReason, RevokeRequest,
 };
 use certkeeper_integrations::{Event, EventKind};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use openssl::x509::X509;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
@@ -837,23 +837,7 @@ impl Renewer {
 
     async fn event(&self, kind: EventKind, record: Option<&CertificateRecord>, id: &str) {
         let now = Utc::now();
-        let certificate = record.map(|r| certkeeper_integrations::CertificateSummary {
-            fingerprint: r.cert.fingerprint.clone(),
-            subject: r.cert.subject.clone(),
-            sans: r
-                .cert
-                .san_dns
-                .iter()
-                .chain(&r.cert.san_ip)
-                .cloned()
-                .collect(),
-            issuer: r.cert.issuer.clone(),
-            serial: r.cert.serial.clone(),
-            not_after: DateTime::from_timestamp(r.cert.not_after, 0),
-            seen_at: Vec::new(),
-            org_unit: r.org_unit.clone(),
-            contacts: r.contacts.clone(),
-        });
+        let certificate = record.map(|r| r.summary(Vec::new()));
         let event = Event {
             id: id.to_owned(),
             at: now,

@@ -294,7 +294,9 @@ impl Store {
 
     /// Appends an event to the outbox.
     pub async fn push_event(&self, event: &StoredEvent) -> Result<(), StoreError> {
-        let vars = json!({ "id": event.id, "doc": event });
+        let mut doc = serde_json::to_value(event)?;
+        doc["routed"] = json!(false);
+        let vars = json!({ "id": event.id, "doc": doc });
         with_conflict_retry(|| {
             self.run(
                 "CREATE type::record('event', $id) CONTENT $doc RETURN NONE",

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "inventory, sightings, jobs", V1),
     (2, "installation-check findings", V2),
     (3, "managed certificates, connector state, event outbox", V3),
+    (4, "alert ledger and delivery outbox", V4),
 ];
 
 const V1: &str = r#"
@@ -122,6 +123,18 @@ DEFINE TABLE IF NOT EXISTS managed_spec SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS connector_state SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS event SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS event_time ON event FIELDS time;
+"#;
+
+const V4: &str = r#"
+DEFINE TABLE IF NOT EXISTS alert SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS alert_fingerprint ON alert FIELDS fingerprint;
+DEFINE INDEX IF NOT EXISTS alert_state ON alert FIELDS state, raised_at;
+DEFINE TABLE IF NOT EXISTS delivery SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS delivery_due ON delivery FIELDS state, next_attempt;
+DEFINE INDEX IF NOT EXISTS delivery_event ON delivery FIELDS event;
+DEFINE INDEX IF NOT EXISTS delivery_created ON delivery FIELDS created;
+DEFINE INDEX IF NOT EXISTS event_routed ON event FIELDS routed, time;
+UPDATE event SET routed = true WHERE routed = NONE RETURN NONE;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -11,6 +11,7 @@
 //! Timestamps are stored as Unix seconds (`int`), which index and compare
 //! cheaply and cross the JSON boundary unchanged.
 
+pub mod alerts;
 pub mod findings;
 pub mod inventory;
 pub mod jobs;

@@ -8,10 +8,19 @@
 //! from that vendor's public API reference, field by field (method, path,
 //! headers, auth, required JSON fields); [`run`] drives a notifier through
 //! the behaviour all channels share.
+//!
+//! Channels that read what the vendor answers (ticketing: search, then
+//! create or comment) start the receiver with a [`Responder`] instead of a
+//! fixed answer: [`jira::FakeJira`] and [`servicenow::FakeServiceNow`] are
+//! small in-memory fakes of those vendors' APIs, written from their public
+//! references field by field.
 
 // Test scaffolding: a failed unwrap is a failed test (see clippy.toml), and
 // helper functions are outside the reach of `allow-unwrap-in-tests`.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod jira;
+pub mod servicenow;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -84,17 +93,31 @@ impl RecordedRequest {
     }
 }
 
+/// Answers a request the receiver lets through: status and JSON (or other)
+/// body. Refused and hung requests never reach it, so a fake's state only
+/// changes for requests the notifier saw succeed.
+pub type Responder = Arc<dyn Fn(&RecordedRequest) -> (u16, String) + Send + Sync>;
+
 struct Refusal {
     status: u16,
     retry_after: Option<String>,
+    /// Refuse only a request with this method and path prefix.
+    only: Option<(String, String)>,
+}
+
+impl Refusal {
+    fn applies_to(&self, request: &RecordedRequest) -> bool {
+        self.only.as_ref().is_none_or(|(method, prefix)| {
+            request.method == *method && request.path.starts_with(prefix.as_str())
+        })
+    }
 }
 
 struct Shared {
     requests: Vec<RecordedRequest>,
     refusals: VecDeque<Refusal>,
     hang: bool,
-    success_status: u16,
-    success_body: String,
+    responder: Responder,
 }
 
 /// A local stand-in for a vendor's HTTP API.
@@ -114,14 +137,22 @@ impl Receiver {
     /// Starts a receiver answering `success_status` with `success_body`, as
     /// the vendor does for an accepted request.
     pub async fn start(success_status: u16, success_body: &str) -> Self {
+        let body = success_body.to_owned();
+        Self::start_with(Arc::new(move |_: &RecordedRequest| {
+            (success_status, body.clone())
+        }))
+        .await
+    }
+
+    /// Starts a receiver whose answers come from `responder` (a vendor fake).
+    pub async fn start_with(responder: Responder) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {
             requests: Vec::new(),
             refusals: VecDeque::new(),
             hang: false,
-            success_status,
-            success_body: success_body.to_owned(),
+            responder,
         }));
         let state = shared.clone();
         let task = tokio::spawn(async move {
@@ -148,6 +179,24 @@ impl Receiver {
         self.shared.lock().unwrap().refusals.push_back(Refusal {
             status,
             retry_after: retry_after.map(str::to_owned),
+            only: None,
+        });
+    }
+
+    /// Refuses the next request with `method` whose path starts with
+    /// `path_prefix`, letting others through: a failure half-way through a
+    /// multi-request delivery.
+    pub fn refuse_next_matching(
+        &self,
+        method: &str,
+        path_prefix: &str,
+        status: u16,
+        retry_after: Option<&str>,
+    ) {
+        self.shared.lock().unwrap().refusals.push_back(Refusal {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            only: Some((method.to_owned(), path_prefix.to_owned())),
         });
     }
 
@@ -188,18 +237,23 @@ async fn handle(
             .collect(),
         body,
     };
-    let (hang, refusal, status, success_body) = {
+    let (hang, refusal, responder) = {
         let mut s = shared.lock().unwrap();
-        s.requests.push(recorded);
-        (
-            s.hang,
-            s.refusals.pop_front(),
-            s.success_status,
-            s.success_body.clone(),
-        )
+        let refusal = s
+            .refusals
+            .iter()
+            .position(|r| r.applies_to(&recorded))
+            .and_then(|i| s.refusals.remove(i));
+        s.requests.push(recorded.clone());
+        (s.hang, refusal, s.responder.clone())
     };
     if hang {
+        // The notifier has given up by then; its request must not count.
         tokio::time::sleep(Duration::from_secs(60)).await;
+        return Ok(Response::builder()
+            .status(StatusCode::GATEWAY_TIMEOUT)
+            .body(Full::new(Bytes::new()))
+            .unwrap());
     }
     let response = match refusal {
         Some(refusal) => {
@@ -220,9 +274,14 @@ async fn handle(
             );
             builder.body(Full::new(Bytes::from(echo)))
         }
-        None => Response::builder()
-            .status(StatusCode::from_u16(status).unwrap())
-            .body(Full::new(Bytes::from(success_body))),
+        None => {
+            let (status, body) = responder(&recorded);
+            let mut builder = Response::builder().status(StatusCode::from_u16(status).unwrap());
+            if serde_json::from_str::<serde_json::Value>(&body).is_ok() {
+                builder = builder.header("content-type", "application/json");
+            }
+            builder.body(Full::new(Bytes::from(body)))
+        }
     };
     Ok(response.unwrap())
 }
@@ -259,8 +318,9 @@ pub async fn run<N: Notifier + Debug>(notifier: &N, receiver: &Receiver, channel
         (channel.check)(&event, &receiver.take());
     }
 
-    // Refusals map to delivery classes. `certificate_expired` makes exactly
-    // one request on every channel.
+    // Refusals map to delivery classes. The first request `certificate_expired`
+    // makes is refused (the only one on most channels; the ticket search on
+    // ticketing channels, which then stop).
     let probe = sample_event("certificate_expired").unwrap();
     let cases: [(u16, Option<&str>, DeliveryClass); 6] = [
         (500, None, DeliveryClass::Transient),

@@ -1,0 +1,335 @@
+//! Delivery: the router turns outbox events into deliveries, one sender
+//! loop per channel sends them.
+//!
+//! - **Nothing is lost.** An event is in the store before anything is sent;
+//!   the router creates its deliveries and marks it routed in one
+//!   transaction; a delivery is claimed by pushing its `next_attempt` one
+//!   lease ahead, and its outcome is written after the send. A SIGKILL at
+//!   any point leaves either an unrouted event (routed again) or a due or
+//!   leased delivery (sent again once due): at least once, with the event id
+//!   as the idempotency or dedup key every channel sends.
+//! - **One channel down blocks no other.** Each channel has its own loop,
+//!   its own concurrency and its own backoff; a channel that times out only
+//!   holds its own slots.
+//! - **Retries.** Transient failures back off exponentially
+//!   (`backoff_initial_seconds`, doubling, capped at `backoff_max_seconds`,
+//!   with jitter) until `give_up_after_hours`; a vendor's `Retry-After` is
+//!   honoured; a permanent refusal (bad credentials, bad payload) fails at
+//!   once. Every attempt is logged on the delivery.
+//! - **Rate limits.** A channel with `[alerts.rate_limits]` sends at most
+//!   that many messages per minute; the rest wait their turn.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use certkeeper_integrations::render::kind_name;
+use certkeeper_integrations::{DeliveryClass, Event, Notifier};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::routing::Router;
+use crate::config::alerts::DeliveryConfig;
+use crate::store::Store;
+use crate::store::alerts::{AttemptLog, AttemptResult, DeliveryRow};
+
+/// How long a claimed delivery is held before it comes due again (a send
+/// that outlives it may be repeated; channels time out well before).
+pub const LEASE_SECONDS: i64 = 30;
+
+/// Events routed per transaction.
+const ROUTE_BATCH: usize = 500;
+
+/// Outcomes written per transaction.
+const WRITE_BATCH: usize = 500;
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Routes outbox events into deliveries until cancelled.
+pub async fn route_loop(
+    store: Store,
+    router: Router,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let routed = match route_pass(&store, &router).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot route events; retrying");
+                0
+            }
+        };
+        if routed > 0 {
+            wake.notify_waiters();
+            if routed == ROUTE_BATCH {
+                continue;
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Routes one batch of events; returns how many.
+pub async fn route_pass(store: &Store, router: &Router) -> Result<usize, crate::store::StoreError> {
+    let events = store.unrouted_events(ROUTE_BATCH).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let now = now();
+    let mut ids = Vec::with_capacity(events.len());
+    let mut rows = Vec::new();
+    for stored in events {
+        ids.push(stored.id.clone());
+        let event: Event = match serde_json::from_value(stored.event.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(event = %stored.id, error = %e, "event cannot be read; not delivered");
+                continue;
+            }
+        };
+        for target in router.targets(&event, now) {
+            rows.push(DeliveryRow {
+                id: format!("{}|{}", stored.id, target.channel),
+                event: stored.id.clone(),
+                kind: kind_name(&event.kind).to_owned(),
+                channel: target.channel,
+                recipients: target.recipients,
+                state: "pending".into(),
+                attempts: 0,
+                created: now,
+                next_attempt: target.not_before,
+                delivered_at: None,
+                last_error: None,
+                log: Vec::new(),
+                payload: stored.event.clone(),
+            });
+        }
+    }
+    store.route_events(&ids, &rows).await?;
+    Ok(ids.len())
+}
+
+/// Sends every channel's deliveries until cancelled.
+pub async fn send_loops(
+    store: Store,
+    notifiers: HashMap<String, Arc<dyn Notifier>>,
+    config: DeliveryConfig,
+    rate_limits: HashMap<String, u32>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let (tx, rx) = mpsc::channel::<AttemptResult>(4096);
+    let writer = tokio::spawn(write_loop(store.clone(), rx));
+    let mut loops = Vec::new();
+    for (name, notifier) in notifiers {
+        loops.push(tokio::spawn(channel_loop(ChannelLoop {
+            store: store.clone(),
+            rate: rate_limits.get(&name).copied(),
+            name,
+            notifier,
+            config: config.clone(),
+            results: tx.clone(),
+            wake: wake.clone(),
+            cancel: cancel.clone(),
+        })));
+    }
+    drop(tx);
+    for l in loops {
+        let _ = l.await;
+    }
+    let _ = writer.await;
+}
+
+struct ChannelLoop {
+    store: Store,
+    name: String,
+    notifier: Arc<dyn Notifier>,
+    config: DeliveryConfig,
+    rate: Option<u32>,
+    results: mpsc::Sender<AttemptResult>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+async fn channel_loop(ch: ChannelLoop) {
+    let limit = ch.config.per_channel_concurrency;
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(Notify::new());
+    let mut window = (now() / 60, 0u32);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let mut free = limit.saturating_sub(in_flight.load(Ordering::Acquire));
+        if let Some(rate) = ch.rate {
+            let minute = now() / 60;
+            if minute != window.0 {
+                window = (minute, 0);
+            }
+            free = free.min(rate.saturating_sub(window.1) as usize);
+        }
+        let mut claimed = 0;
+        if free > 0 {
+            let t = now();
+            match ch
+                .store
+                .claim_deliveries(&ch.name, t, t + LEASE_SECONDS, free)
+                .await
+            {
+                Ok(rows) => {
+                    claimed = rows.len();
+                    window.1 += claimed as u32;
+                    for row in rows {
+                        in_flight.fetch_add(1, Ordering::AcqRel);
+                        let notifier = ch.notifier.clone();
+                        let results = ch.results.clone();
+                        let config = ch.config.clone();
+                        let in_flight = in_flight.clone();
+                        let done = done.clone();
+                        tasks.spawn(async move {
+                            let result = attempt(notifier.as_ref(), &row, &config).await;
+                            let _ = results.send(result).await;
+                            in_flight.fetch_sub(1, Ordering::AcqRel);
+                            done.notify_one();
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(channel = %ch.name, error = %e, "cannot claim deliveries"),
+            }
+        }
+        if claimed > 0 && claimed == free {
+            continue;
+        }
+        tokio::select! {
+            () = ch.cancel.cancelled() => break,
+            () = ch.wake.notified() => {}
+            () = done.notified(), if free == 0 => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+    // Sends in flight finish (they time out on their own); unsent claims
+    // come due again after the lease.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Sends one delivery and decides what happens next.
+async fn attempt(
+    notifier: &dyn Notifier,
+    row: &DeliveryRow,
+    config: &DeliveryConfig,
+) -> AttemptResult {
+    let started = now();
+    let result =
+        |state: &'static str, next: i64, outcome: &str, detail: Option<String>| AttemptResult {
+            id: row.id.clone(),
+            state,
+            next_attempt: next,
+            attempted: true,
+            entry: AttemptLog {
+                at: started,
+                outcome: outcome.to_owned(),
+                detail,
+            },
+        };
+    let event: Event = match serde_json::from_value(row.payload.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            return result(
+                "failed",
+                started,
+                "failed",
+                Some(format!("unreadable event: {e}")),
+            );
+        }
+    };
+    match notifier.send_to(&event, &row.recipients).await {
+        Ok(()) => result("delivered", started, "delivered", None),
+        Err(e) => {
+            let finished = now();
+            let give_up = row.created + (config.give_up_after_hours as i64) * 3600;
+            match e.class {
+                DeliveryClass::Permanent => result("failed", finished, "failed", Some(e.message)),
+                _ if finished >= give_up => result(
+                    "failed",
+                    finished,
+                    "failed",
+                    Some(format!(
+                        "{} (gave up after {} hours)",
+                        e.message, config.give_up_after_hours
+                    )),
+                ),
+                DeliveryClass::RetryAfterSecs(secs) => result(
+                    "pending",
+                    finished + (secs.clamp(1, 86_400) as i64),
+                    "retry",
+                    Some(e.message),
+                ),
+                DeliveryClass::Transient => {
+                    let next = finished + backoff(row.attempts, config);
+                    result("pending", next, "retry", Some(e.message))
+                }
+            }
+        }
+    }
+}
+
+/// Seconds before retry number `attempts + 1`: doubling from the initial
+/// delay, capped, plus up to one initial delay of jitter so a recovered
+/// receiver is not hit by every retry in the same second.
+fn backoff(attempts: u32, config: &DeliveryConfig) -> i64 {
+    let base = config
+        .backoff_initial_seconds
+        .saturating_mul(1u64 << attempts.min(30))
+        .min(config.backoff_max_seconds);
+    let jitter = (uuid::Uuid::new_v4().as_u128() as u64) % config.backoff_initial_seconds.max(1);
+    (base + jitter) as i64
+}
+
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<AttemptResult>) {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        // Whatever else is ready goes in the same transaction.
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let mut tries = 0;
+        while let Err(e) = store.record_attempts(&batch).await {
+            tries += 1;
+            tracing::warn!(error = %e, tries, "cannot record delivery outcomes; retrying");
+            if tries >= 5 {
+                // The deliveries stay leased and are sent again once due.
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let config = DeliveryConfig {
+            backoff_initial_seconds: 2,
+            backoff_max_seconds: 60,
+            ..DeliveryConfig::default()
+        };
+        for (attempts, low) in [(0, 2), (1, 4), (2, 8), (3, 16), (10, 60), (40, 60)] {
+            let b = backoff(attempts, &config);
+            assert!(b >= low && b < low + 2, "attempt {attempts}: {b}");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The alert ledger: expiry thresholds that fire exactly once.
+//!
+//! The check is state-based, not edge-based: at every pass it asks which
+//! thresholds each certificate has crossed *by now* and raises those the
+//! ledger has no row for. So a daemon that was down on the day a threshold
+//! was crossed raises it at its next pass (catch-up), a restart raises
+//! nothing twice (the rows are there), and a certificate that was renewed
+//! (`replaced_by` set), revoked or taken out of management is not a
+//! candidate at all; its open alerts are resolved.
+//!
+//! When several thresholds are crossed at one pass (a certificate first seen
+//! with 10 days left, or a daemon down for weeks), each gets its ledger row,
+//! but only the tightest raises a message; the others are recorded as
+//! `folded` into it. Nobody wants a "30 days left" message next to a "7 days
+//! left" one.
+//!
+//! Escalation: an alert still `open` (not acknowledged, not resolved)
+//! `after_days` after it was raised escalates once: `escalated_at` is set in
+//! the same transaction as the `alert_escalated` event is written.
+
+use certkeeper_integrations::{Event, EventKind};
+use chrono::DateTime;
+
+use crate::config::alerts::AlertsConfig;
+use crate::inventory::CertificateRecord;
+use crate::store::alerts::{AlertRow, EXPIRED_THRESHOLD};
+use crate::store::{Store, StoreError};
+
+const DAY: i64 = 86_400;
+const PAGE: usize = 500;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Ledger rows created.
+    pub raised: usize,
+    /// Messages (events) raised.
+    pub events: usize,
+    /// Alerts resolved because their certificate was renewed or retired.
+    pub resolved: usize,
+    /// Alerts escalated.
+    pub escalated: usize,
+}
+
+/// The ledger id of a (certificate, threshold) pair.
+pub fn alert_id(fingerprint: &str, threshold: u32) -> String {
+    format!("{fingerprint}_{threshold}")
+}
+
+/// One pass of the ledger at `now` (Unix seconds).
+pub async fn pass(
+    store: &Store,
+    config: &AlertsConfig,
+    now: i64,
+) -> Result<PassReport, StoreError> {
+    let mut report = PassReport::default();
+    let mut thresholds = config.thresholds_days.clone();
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    let widest = i64::from(thresholds.last().copied().unwrap_or(0));
+    // Certificates that expired before the widest window are history, not
+    // news: a backup file expired in 2019 raises nothing.
+    let from = now - widest.max(1) * DAY;
+    let horizon = now + widest * DAY;
+    let mut after = (i64::MIN, String::new());
+    loop {
+        let page = store
+            .expiry_candidates(from, horizon, (after.0, &after.1), PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = (last.cert.not_after, last.cert.fingerprint.clone());
+        raise_page(store, &thresholds, &page, now, &mut report).await?;
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    report.resolved = resolve_finished(store, now).await?;
+    if let Some(escalation) = &config.escalation {
+        report.escalated = escalate(store, escalation.after_days, now).await?;
+    }
+    Ok(report)
+}
+
+async fn raise_page(
+    store: &Store,
+    thresholds: &[u32],
+    page: &[CertificateRecord],
+    now: i64,
+    report: &mut PassReport,
+) -> Result<(), StoreError> {
+    let fps: Vec<String> = page.iter().map(|c| c.cert.fingerprint.clone()).collect();
+    let known: std::collections::HashSet<String> = store
+        .alerts_of(&fps)
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let mut places = store.locations_of(&fps).await?;
+    let mut alerts = Vec::new();
+    let mut events = Vec::new();
+    for cert in page {
+        let seen_at = places.remove(&cert.cert.fingerprint).unwrap_or_default();
+        let (new, event) = due(cert, thresholds, now, &known, seen_at);
+        if let Some(event) = event {
+            events.push(event);
+        }
+        alerts.extend(new);
+    }
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    match store.raise_alerts(&alerts, &events).await {
+        Ok(()) => {}
+        // Another daemon on the same store raised some of them between our
+        // read and our write: the transaction raised nothing, so go one
+        // certificate at a time and skip what exists.
+        Err(e) if e.to_string().contains("already exists") => {
+            for cert in page {
+                let known: std::collections::HashSet<String> = store
+                    .alerts_of(std::slice::from_ref(&cert.cert.fingerprint))
+                    .await?
+                    .into_iter()
+                    .map(|a| a.id)
+                    .collect();
+                let (new, event) = due(cert, thresholds, now, &known, Vec::new());
+                if new.is_empty() {
+                    continue;
+                }
+                if let Err(e) = store.raise_alerts(&new, event.as_slice()).await
+                    && !e.to_string().contains("already exists")
+                {
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+    report.raised += alerts.len();
+    report.events += events.len();
+    Ok(())
+}
+
+/// The ledger rows `cert` needs at `now` and the one event they raise.
+fn due(
+    cert: &CertificateRecord,
+    thresholds: &[u32],
+    now: i64,
+    known: &std::collections::HashSet<String>,
+    seen_at: Vec<String>,
+) -> (Vec<AlertRow>, Option<(String, i64, serde_json::Value)>) {
+    let left = cert.cert.not_after - now;
+    let crossed: Vec<u32> = if left <= 0 {
+        vec![EXPIRED_THRESHOLD]
+    } else {
+        thresholds
+            .iter()
+            .copied()
+            .filter(|&t| left <= i64::from(t) * DAY)
+            .collect()
+    };
+    let fp = &cert.cert.fingerprint;
+    let new: Vec<u32> = crossed
+        .into_iter()
+        .filter(|&t| !known.contains(&alert_id(fp, t)))
+        .collect();
+    // The tightest new threshold speaks; the others fold into it. A looser
+    // threshold newly crossed after a tighter one already fired (thresholds
+    // changed in the config) is recorded silently too.
+    let tightest_known = thresholds
+        .iter()
+        .chain(std::iter::once(&EXPIRED_THRESHOLD))
+        .filter(|&&t| known.contains(&alert_id(fp, t)))
+        .min()
+        .copied();
+    let speaker = new
+        .iter()
+        .copied()
+        .min()
+        .filter(|&t| tightest_known.is_none_or(|k| t < k));
+    let days_left = left.div_euclid(DAY);
+    let rows: Vec<AlertRow> = new
+        .iter()
+        .map(|&t| AlertRow {
+            id: alert_id(fp, t),
+            fingerprint: fp.clone(),
+            subject: cert.cert.subject.clone(),
+            threshold: t,
+            raised_at: now,
+            not_after: cert.cert.not_after,
+            state: "open".into(),
+            folded: Some(t) != speaker,
+            event: (Some(t) == speaker).then(|| event_id(fp, t)),
+            acked_by: None,
+            acked_at: None,
+            escalated_at: None,
+            resolved_at: None,
+        })
+        .collect();
+    let event = speaker.map(|t| {
+        let kind = if t == EXPIRED_THRESHOLD {
+            EventKind::CertificateExpired
+        } else {
+            EventKind::CertificateExpiring {
+                threshold_days: t,
+                days_left,
+            }
+        };
+        let event = Event {
+            id: event_id(fp, t),
+            at: DateTime::from_timestamp(now, 0).unwrap_or_default(),
+            kind,
+            certificate: Some(cert.summary(seen_at)),
+        };
+        (
+            event.id.clone(),
+            now,
+            serde_json::to_value(&event).unwrap_or_default(),
+        )
+    });
+    (rows, event)
+}
+
+fn event_id(fingerprint: &str, threshold: u32) -> String {
+    format!("expiry:{fingerprint}:{threshold}")
+}
+
+async fn resolve_finished(store: &Store, now: i64) -> Result<usize, StoreError> {
+    let mut resolved = 0;
+    let mut after = String::new();
+    loop {
+        let page = store.unresolved_alerts(&after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        let mut fps: Vec<String> = page.iter().map(|a| a.fingerprint.clone()).collect();
+        fps.dedup();
+        let finished = store.finished_certificates(&fps).await?;
+        if !finished.is_empty() {
+            resolved += page
+                .iter()
+                .filter(|a| finished.contains(&a.fingerprint))
+                .count();
+            store.resolve_alerts(&finished, now).await?;
+        }
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    Ok(resolved)
+}
+
+async fn escalate(store: &Store, after_days: u32, now: i64) -> Result<usize, StoreError> {
+    let cutoff = now - i64::from(after_days) * DAY;
+    let due = store.alerts_to_escalate(cutoff).await?;
+    let mut escalated = 0;
+    for alert in due {
+        let Some((cert, sightings)) = store.certificate(&alert.fingerprint).await? else {
+            continue;
+        };
+        let seen_at = sightings.into_iter().map(|s| s.location).collect();
+        let event = Event {
+            id: format!("escalation:{}", alert.id),
+            at: DateTime::from_timestamp(now, 0).unwrap_or_default(),
+            kind: EventKind::AlertEscalated {
+                alert: alert.id.clone(),
+                threshold_days: alert.threshold,
+                days_left: (alert.not_after - now).div_euclid(DAY),
+                unacknowledged_days: u32::try_from((now - alert.raised_at) / DAY).unwrap_or(0),
+            },
+            certificate: Some(cert.summary(seen_at)),
+        };
+        store
+            .escalate_alert(
+                &alert.id,
+                now,
+                (
+                    event.id.clone(),
+                    serde_json::to_value(&event).unwrap_or_default(),
+                ),
+            )
+            .await?;
+        escalated += 1;
+    }
+    Ok(escalated)
+}

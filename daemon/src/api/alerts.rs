@@ -1,0 +1,122 @@
+//! Alert routes: the ledger (`/api/v1/alerts`), acknowledgement, and the
+//! delivery log (`/api/v1/deliveries`).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::store::alerts::{AckOutcome, DeliveryFilter};
+
+fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit: expected 1 to 1000")),
+        None => Ok(100),
+    }
+}
+
+fn one_of(
+    query: &HashMap<String, String>,
+    key: &str,
+    allowed: &[&str],
+) -> Result<Option<String>, ApiError> {
+    match query.get(key) {
+        Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "{key}: `{v}` is not one of {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// `GET /api/v1/alerts?state=open|acknowledged|resolved&limit=N`: the alert
+/// ledger, newest first.
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let filter = one_of(&query, "state", &["open", "acknowledged", "resolved"])?;
+    let items = state
+        .store
+        .list_alerts(filter.as_deref(), limit(&query)?)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// Body of an acknowledgement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// Who acknowledges it.
+    pub by: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/ack`: acknowledges an open alert (and the
+/// looser-threshold alerts of the same certificate), which stops its
+/// escalation.
+pub async fn ack_alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Option<Json<AckBody>>,
+) -> Result<Response, ApiError> {
+    let by = body
+        .and_then(|Json(b)| b.by)
+        .unwrap_or_else(|| "api".to_owned());
+    if by.is_empty() || by.len() > 200 {
+        return Err(ApiError::bad_request("by: expected 1 to 200 characters"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    match state
+        .store
+        .ack_alert(&id, &by, now)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        AckOutcome::Acknowledged(alert) => Ok(Json(alert).into_response()),
+        AckOutcome::NotOpen(alert) => Err(ApiError::conflict(format!(
+            "alert `{id}` is {}, not open: nothing to acknowledge",
+            alert.state
+        ))),
+        AckOutcome::Missing => Err(ApiError::not_found(format!(
+            "no alert `{id}` (ids are listed by GET /api/v1/alerts)"
+        ))),
+    }
+}
+
+/// `GET /api/v1/deliveries?state=&event=&channel=&limit=`: the delivery
+/// log, newest first, with counts by state.
+pub async fn list_deliveries(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let filter = DeliveryFilter {
+        state: one_of(&query, "state", &["pending", "delivered", "failed"])?,
+        event: query.get("event").cloned(),
+        channel: query.get("channel").cloned(),
+        limit: limit(&query)?,
+    };
+    let items = state
+        .store
+        .list_deliveries(&filter)
+        .await
+        .map_err(ApiError::internal)?;
+    let counts: serde_json::Map<String, serde_json::Value> = state
+        .store
+        .delivery_counts()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(s, n)| (s, json!(n)))
+        .collect();
+    Ok(Json(json!({ "items": items, "counts": counts })).into_response())
+}
