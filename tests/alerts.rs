@@ -623,3 +623,57 @@ fn a_daemon_killed_mid_delivery_delivers_everything_after_restart() {
     );
     drop(runtime);
 }
+
+#[test]
+fn alert_config_mistakes_name_the_key_and_never_the_secret() {
+    let daemon = common::Daemon::new("");
+    let cases = [
+        (
+            "[notifier.hook]\ntype = \"webhook\"\nurl = \"https://h.example.com/x\"\nsecret = \"whsec-do-not-print\"\n\n[[alerts.route]]\nchannels = [\"hoook\"]\n",
+            "alerts.route[0].channels",
+            "no notifier `hoook`",
+        ),
+        (
+            "[notifier.hook]\ntype = \"webhook\"\nurll = \"https://h.example.com/x\"\nsecret = \"whsec-do-not-print\"\n",
+            "notifier.hook",
+            "urll",
+        ),
+        (
+            "[notifier.hook]\ntype = \"pager\"\nsecret = \"whsec-do-not-print\"\n",
+            "notifier.hook",
+            "pager",
+        ),
+        (
+            "[alerts]\nthresholds_days = [30, 0]\n",
+            "alerts.thresholds_days",
+            "1 to 3650",
+        ),
+        (
+            "[[alerts.route]]\nevents = [\"certificate_expiring\", \"cert_expired\"]\ncontacts = [\"a@example.com\"]\n",
+            "alerts.route[0].events",
+            "cert_expired",
+        ),
+        (
+            "[[alerts.route]]\nchannels = []\nquiet_hours = \"22-07\"\ncontacts = [\"a@example.com\"]\n",
+            "alerts.route[0].quiet_hours",
+            "HH:MM-HH:MM",
+        ),
+    ];
+    for (config, key, what) in cases {
+        daemon.write_config(config);
+        let out = daemon.cli(&["validate"]);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "accepted:\n{config}");
+        assert!(text.contains(key), "no key {key} in: {text}");
+        assert!(text.contains(what), "no {what} in: {text}");
+        assert!(text.contains("certkeeper.toml"), "no file in: {text}");
+        assert!(
+            !text.contains("whsec-do-not-print"),
+            "secret leaked: {text}"
+        );
+    }
+}

@@ -209,6 +209,45 @@ pub fn document() -> Value {
                         "kind": { "type": "object", "properties": { "type": { "type": "string" } } },
                         "certificate": { "type": ["object", "null"] } } } } } } } } },
                     "400": error_response("bad limit") } } },
+            "/api/v1/alerts": { "get": { "summary": "The alert ledger (one row per certificate and expiry threshold; threshold 0 is expired), newest first",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["open", "acknowledged", "resolved"] } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }],
+                "responses": { "200": { "description": "alerts", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "fingerprint": { "type": "string" }, "subject": { "type": "string" },
+                        "threshold": { "type": "integer" }, "raised_at": { "type": "integer" }, "not_after": { "type": "integer" },
+                        "state": { "type": "string" }, "folded": { "type": "boolean" }, "event": { "type": ["string", "null"] },
+                        "acked_by": { "type": ["string", "null"] }, "acked_at": { "type": ["integer", "null"] },
+                        "escalated_at": { "type": ["integer", "null"] }, "resolved_at": { "type": ["integer", "null"] } } } } } } } } },
+                    "400": error_response("bad state or limit") } } },
+            "/api/v1/alerts/{id}/ack": { "post": { "summary": "Acknowledge an open alert (and the looser-threshold alerts of the same certificate); it stops escalating",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": false, "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "by": { "type": "string" } } } } } },
+                "responses": { "200": { "description": "the acknowledged alert" }, "404": error_response("no such alert"),
+                    "409": error_response("not open") } } },
+            "/api/v1/deliveries": { "get": { "summary": "The notification delivery log: each message to each channel, its state, attempts and the channel's answers, newest first, with counts by state",
+                "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "delivered", "failed"] } },
+                    { "name": "event", "in": "query", "schema": { "type": "string" } },
+                    { "name": "channel", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }],
+                "responses": { "200": { "description": "deliveries", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": {
+                        "counts": { "type": "object", "additionalProperties": { "type": "integer" } },
+                        "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "event": { "type": "string" }, "kind": { "type": "string" },
+                        "channel": { "type": "string" }, "recipients": { "type": "array", "items": { "type": "string" } },
+                        "state": { "type": "string" }, "attempts": { "type": "integer" }, "created": { "type": "integer" },
+                        "next_attempt": { "type": "integer" }, "delivered_at": { "type": ["integer", "null"] },
+                        "last_error": { "type": ["string", "null"] },
+                        "log": { "type": "array", "items": { "type": "object", "properties": {
+                            "at": { "type": "integer" }, "outcome": { "type": "string" }, "detail": { "type": ["string", "null"] } } } } } } } } } } } },
+                    "400": error_response("bad filter") } } },
             "/api/v1/managed/renew-all": { "post": { "summary": "Renew every managed certificate now (clears backoff)", "security": [{ "bearer": [] }],
                 "responses": { "202": { "description": "marked for renewal; progress in GET /api/v1/managed" } } } },
             "/api/v1/managed/{name}/renew": { "post": { "summary": "Renew one managed certificate now", "security": [{ "bearer": [] }],

@@ -9,8 +9,9 @@
 //!   `Retry-After`: the sender backs off on its own).
 //! - **certkeeper**: `--events` events (default 10,000) are written to the
 //!   outbox of an embedded store (untimed), then the daemon's alerting loops
-//!   (router and webhook sender, `per_channel_concurrency` 64, retries from
-//!   1 s) start: timed until the receiver has every event, and until the
+//!   (router and webhook sender, `per_channel_concurrency` 64, retries
+//!   after 1 s, then 2 s: the smallest backoff the config allows, so the
+//!   run with refusals mostly measures the waits it asks for) start: timed until the receiver has every event, and until the
 //!   store has recorded every delivery as delivered. Run once with no
 //!   failures and once with `--fail-rate` (default 0.3).
 //! - **curl**: `curl --parallel --parallel-max 64` posts the same number of
@@ -180,7 +181,7 @@ async fn run_certkeeper(
         "alerts": {
             "check_interval_seconds": 3600,
             "route": [{ "channels": ["hook"] }],
-            "delivery": { "per_channel_concurrency": 64, "backoff_initial_seconds": 1, "backoff_max_seconds": 4 },
+            "delivery": { "per_channel_concurrency": 64, "backoff_initial_seconds": 1, "backoff_max_seconds": 2 },
         },
     }))?;
     let store = Store::open(&config.store).await?;
@@ -245,8 +246,11 @@ fn run_curl(
     std::fs::write(&body, serde_json::to_vec(&event(0))?)?;
     let mut cfg = String::new();
     for i in 0..n {
+        if i > 0 {
+            cfg.push_str("next\n");
+        }
         cfg.push_str(&format!(
-            "url = \"{url}\"\ndata-binary = \"@{}\"\nheader = \"Content-Type: application/json\"\nheader = \"Idempotency-Key: curl-{i}\"\noutput = \"/dev/null\"\nnext\n",
+            "url = \"{url}\"\ndata-binary = \"@{}\"\nheader = \"Content-Type: application/json\"\nheader = \"Idempotency-Key: curl-{i}\"\noutput = \"/dev/null\"\n",
             body.display()
         ));
     }
@@ -255,7 +259,14 @@ fn run_curl(
     receiver.reset(0.0);
     let start = Instant::now();
     let status = std::process::Command::new(curl)
-        .args(["--silent", "--parallel", "--parallel-max", "64", "--config"])
+        .args([
+            "--silent",
+            "--no-progress-meter",
+            "--parallel",
+            "--parallel-max",
+            "64",
+            "--config",
+        ])
         .arg(&cfg_path)
         .status()?;
     let took = start.elapsed();
@@ -290,7 +301,7 @@ fn main() -> anyhow::Result<()> {
                 run_certkeeper(&work.path.join("store-run"), &url, &receiver, n, fail_rate).await?;
             let lost = n - o.distinct;
             println!(
-                "certkeeper, receiver failing {:>2.0}% of requests: all {} received in {:.3} s \
+                "certkeeper (retries after 1 s, then 2 s), receiver failing {:>2.0}% of requests: all {} received in {:.3} s \
                  ({:.0} events/s), all recorded delivered at {:.3} s; {} requests, {} refused; \
                  lost {lost}; {:.2}x curl's time",
                 fail_rate * 100.0,
