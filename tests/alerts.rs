@@ -435,6 +435,13 @@ async fn events_are_delivered_once_each_through_retries_and_permanent_refusals_a
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].event, ids[59]);
     assert_eq!(failed[0].attempts, 1, "a permanent refusal is not retried");
+    // Retention: delivered messages go, the failed one stays.
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(store.prune_deliveries(now - 3600).await.unwrap(), 0);
+    assert_eq!(store.prune_deliveries(now + 3600).await.unwrap(), 59);
+    let counts: HashMap<String, u64> = store.delivery_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts.get("failed"), Some(&1));
+    assert_eq!(counts.get("delivered"), None);
 }
 
 #[tokio::test]
@@ -600,6 +607,13 @@ fn a_daemon_killed_mid_delivery_delivers_everything_after_restart() {
         .map(|d| d["event"].as_str().unwrap())
         .collect();
     assert_eq!(events.len(), N);
+    let (_, metrics) = daemon.get("/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "certkeeper_notification_deliveries{{state=\"delivered\"}} {N}"
+        )),
+        "{metrics}"
+    );
     // No alert repeated after the restart: one ledger message per certificate.
     let alerts = daemon.cli_json(&["alerts", "list", "--limit", "1000"]);
     let speaking: Vec<&Value> = alerts["items"]

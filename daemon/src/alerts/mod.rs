@@ -100,6 +100,10 @@ async fn ledger_loop(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "alert ledger pass failed; retrying"),
         }
+        let keep = i64::try_from(config.delivery.keep_days).unwrap_or(i64::MAX / 4) * 86_400;
+        if let Err(e) = store.prune_deliveries(now.saturating_sub(keep)).await {
+            tracing::warn!(error = %e, "cannot prune the delivery log");
+        }
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}

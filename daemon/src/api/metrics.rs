@@ -56,6 +56,20 @@ pub(super) async fn handler(State(state): State<AppState>) -> Result<Response, A
         );
     }
 
+    out.push_str("# HELP certkeeper_notification_deliveries Notification deliveries in the log, by state (pending ones are waiting or retrying).\n");
+    out.push_str("# TYPE certkeeper_notification_deliveries gauge\n");
+    let deliveries = store.delivery_counts().await.map_err(ApiError::internal)?;
+    for state in ["pending", "delivered", "failed"] {
+        let n = deliveries
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "certkeeper_notification_deliveries{{state=\"{state}\"}} {n}"
+        );
+    }
+
     type JobValue = fn(&crate::store::jobs::JobState) -> i64;
     let job_metrics: [(&str, &str, &str, JobValue); 3] = [
         (

@@ -179,6 +179,10 @@ pub struct DeliveryConfig {
     /// failed (it stays in the delivery log). Default 72.
     #[serde(default = "default_give_up")]
     pub give_up_after_hours: u64,
+    /// Days delivered messages stay in the delivery log (failed ones stay
+    /// until removed by hand). Default 30.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -188,6 +192,7 @@ impl Default for DeliveryConfig {
             backoff_initial_seconds: default_backoff(),
             backoff_max_seconds: default_backoff_max(),
             give_up_after_hours: default_give_up(),
+            keep_days: default_keep_days(),
         }
     }
 }
@@ -206,6 +211,10 @@ fn default_backoff_max() -> u64 {
 
 fn default_give_up() -> u64 {
     72
+}
+
+fn default_keep_days() -> u64 {
+    30
 }
 
 /// A quiet-hours window, minutes after midnight UTC.

@@ -837,7 +837,19 @@ impl Renewer {
 
     async fn event(&self, kind: EventKind, record: Option<&CertificateRecord>, id: &str) {
         let now = Utc::now();
-        let certificate = record.map(|r| r.summary(Vec::new()));
+        let certificate = match record {
+            Some(r) => {
+                let seen_at = self
+                    .store
+                    .locations_of(std::slice::from_ref(&r.cert.fingerprint))
+                    .await
+                    .ok()
+                    .and_then(|mut m| m.remove(&r.cert.fingerprint))
+                    .unwrap_or_default();
+                Some(r.summary(seen_at))
+            }
+            None => None,
+        };
         let event = Event {
             id: id.to_owned(),
             at: now,

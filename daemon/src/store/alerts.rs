@@ -521,6 +521,24 @@ impl Store {
         Ok(map)
     }
 
+    /// Forgets up to 5000 deliveries delivered before `before` (Unix
+    /// seconds); returns how many went. Failed ones are kept.
+    pub async fn prune_deliveries(&self, before: i64) -> Result<usize, StoreError> {
+        let mut response = with_conflict_retry(|| {
+            self.run(
+                "BEGIN TRANSACTION;
+                 LET $old = (SELECT VALUE id FROM delivery WHERE state = 'delivered' AND delivered_at < $before LIMIT 5000);
+                 DELETE $old;
+                 RETURN array::len($old);
+                 COMMIT TRANSACTION;",
+                json!({ "before": before }),
+            )
+        })
+        .await?;
+        let n: Vec<usize> = super::take_returned(&mut response).unwrap_or_default();
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
     /// Deliveries by state: `{pending: n, delivered: n, failed: n}`.
     pub async fn delivery_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         #[derive(Deserialize)]
