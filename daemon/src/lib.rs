@@ -10,6 +10,7 @@
 // The hand-written OpenAPI document (api/openapi.rs) is one large json! literal.
 #![recursion_limit = "512"]
 
+pub mod admin;
 pub mod alerts;
 pub mod api;
 pub mod cli;

@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::admin::Principal;
 use crate::store::alerts::{AckOutcome, DeliveryFilter};
 
 fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
@@ -42,14 +43,24 @@ fn one_of(
 /// ledger, newest first.
 pub async fn list_alerts(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let filter = one_of(&query, "state", &["open", "acknowledged", "resolved"])?;
-    let items = state
+    let mut items = state
         .store
         .list_alerts(filter.as_deref(), limit(&query)?)
         .await
         .map_err(ApiError::internal)?;
+    if let Some(units) = principal.scope.units() {
+        let fps: Vec<String> = items.iter().map(|a| a.fingerprint.clone()).collect();
+        let visible = state
+            .store
+            .in_scope(&fps, units, principal.scope.owner())
+            .await
+            .map_err(ApiError::internal)?;
+        items.retain(|a| visible.contains(&a.fingerprint));
+    }
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -66,12 +77,31 @@ pub struct AckBody {
 /// escalation.
 pub async fn ack_alert(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(id): Path<String>,
     body: Option<Json<AckBody>>,
 ) -> Result<Response, ApiError> {
-    let by = body
-        .and_then(|Json(b)| b.by)
-        .unwrap_or_else(|| "api".to_owned());
+    let fingerprint = state
+        .store
+        .alert(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .map(|a| a.fingerprint);
+    if fingerprint.is_some()
+        && !super::lifecycle::certificate_in_scope(&state, &principal, fingerprint.as_deref())
+            .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "no alert `{id}` (ids are listed by GET /api/v1/alerts)"
+        )));
+    }
+    // An account acknowledges as itself; `by` is for the shared api.token.
+    let by = match principal.user.as_str() {
+        "api-token" | "anonymous" => body
+            .and_then(|Json(b)| b.by)
+            .unwrap_or(principal.user.clone()),
+        user => user.to_owned(),
+    };
     if by.is_empty() || by.len() > 200 {
         return Err(ApiError::bad_request("by: expected 1 to 200 characters"));
     }
@@ -82,7 +112,18 @@ pub async fn ack_alert(
         .await
         .map_err(ApiError::internal)?
     {
-        AckOutcome::Acknowledged(alert) => Ok(Json(alert).into_response()),
+        AckOutcome::Acknowledged(alert) => {
+            super::accounts::audit(
+                &state,
+                &principal,
+                "alert_ack",
+                Some(&id),
+                None,
+                Some(serde_json::json!({ "by": by })),
+            )
+            .await?;
+            Ok(Json(alert).into_response())
+        }
         AckOutcome::NotOpen(alert) => Err(ApiError::conflict(format!(
             "alert `{id}` is {}, not open: nothing to acknowledge",
             alert.state

@@ -6,7 +6,7 @@
 //! progress shows in `GET /api/v1/managed`. Sealed keys never leave the
 //! store: the listing is a view without them.
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use certkeeper_connectors::RevocationReason;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use crate::admin::{Principal, Scope};
 use crate::renewal::{Renewer, RequestError};
 use crate::store::managed::{ManagedState, OperationKind};
 
@@ -84,7 +85,7 @@ impl From<&ManagedState> for ManagedView {
     }
 }
 
-fn renewer(state: &AppState) -> Result<&Renewer, ApiError> {
+pub(super) fn renewer(state: &AppState) -> Result<&Renewer, ApiError> {
     state.renewer.as_deref().ok_or_else(|| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "unavailable",
@@ -92,7 +93,7 @@ fn renewer(state: &AppState) -> Result<&Renewer, ApiError> {
     })
 }
 
-fn request_error(e: RequestError) -> ApiError {
+pub(super) fn request_error(e: RequestError) -> ApiError {
     match e {
         RequestError::NotFound(m) => ApiError::not_found(m),
         RequestError::Conflict(m) => ApiError {
@@ -109,10 +110,40 @@ fn request_error(e: RequestError) -> ApiError {
     }
 }
 
+/// Whether the certificate `fingerprint` is in the caller's scope; unknown
+/// certificates are in a primary admin's scope only.
+pub async fn certificate_in_scope(
+    state: &AppState,
+    principal: &Principal,
+    fingerprint: Option<&str>,
+) -> Result<bool, ApiError> {
+    if principal.scope == Scope::All {
+        return Ok(true);
+    }
+    let Some(fp) = fingerprint else {
+        return Ok(false);
+    };
+    Ok(state
+        .store
+        .certificate(&fp.to_ascii_lowercase())
+        .await
+        .map_err(ApiError::internal)?
+        .is_some_and(|(cert, _)| principal.can_see(&cert)))
+}
+
 /// `GET /api/v1/managed`.
-pub async fn list_managed(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn list_managed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let items = renewer(&state)?.list().await.map_err(ApiError::internal)?;
-    let items: Vec<ManagedView> = items.iter().map(ManagedView::from).collect();
+    let mut views = Vec::new();
+    for view in items.iter().map(ManagedView::from) {
+        if certificate_in_scope(&state, &principal, view.fingerprint.as_deref()).await? {
+            views.push(view);
+        }
+    }
+    let items = views;
     Ok(axum::Json(json!({ "items": items })).into_response())
 }
 
@@ -142,6 +173,7 @@ pub async fn delete_managed(
 /// alerting delivers from), newest first.
 pub async fn list_events(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let limit = match query.get("limit") {
@@ -157,7 +189,24 @@ pub async fn list_events(
         .recent_events(limit)
         .await
         .map_err(ApiError::internal)?;
-    let items: Vec<serde_json::Value> = events.into_iter().map(|e| e.event).collect();
+    let items: Vec<serde_json::Value> = events
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| match principal.scope.units() {
+            None => true,
+            Some(units) => {
+                e["certificate"]["org_unit"]
+                    .as_str()
+                    .is_some_and(|u| units.iter().any(|x| x == u))
+                    && principal.scope.owner().is_none_or(|owner| {
+                        e["certificate"]["contacts"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c.as_str().is_some_and(|c| c.eq_ignore_ascii_case(owner)))
+                        })
+                    })
+            }
+        })
+        .collect();
     Ok(axum::Json(json!({ "items": items })).into_response())
 }
 
@@ -170,8 +219,31 @@ pub async fn renew_all(State(state): State<AppState>) -> Result<Response, ApiErr
 /// `POST /api/v1/managed/{name}/renew`.
 pub async fn renew_one(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    if principal.scope != Scope::All {
+        let managed = renewer(&state)?.list().await.map_err(ApiError::internal)?;
+        let fingerprint = managed
+            .iter()
+            .map(ManagedView::from)
+            .find(|m| m.name == name)
+            .and_then(|m| m.fingerprint);
+        if !certificate_in_scope(&state, &principal, fingerprint.as_deref()).await? {
+            return Err(ApiError::not_found(format!(
+                "no managed certificate `{name}`"
+            )));
+        }
+    }
+    super::accounts::audit(
+        &state,
+        &principal,
+        "certificate_renew",
+        Some(&name),
+        None,
+        None,
+    )
+    .await?;
     let names = [name];
     let n = renewer(&state)?
         .renew(Some(&names))
@@ -201,10 +273,23 @@ fn reason(
 /// `POST /api/v1/certificates/{fingerprint}/replace`.
 pub async fn replace(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(fingerprint): Path<String>,
     body: Option<axum::Json<ReasonBody>>,
 ) -> Result<Response, ApiError> {
+    if !certificate_in_scope(&state, &principal, Some(&fingerprint)).await? {
+        return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
+    }
     let reason = reason(body, RevocationReason::Superseded)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "certificate_replace",
+        Some(&fingerprint),
+        None,
+        Some(json!({ "reason": format!("{reason:?}") })),
+    )
+    .await?;
     let name = renewer(&state)?
         .replace(&fingerprint.to_ascii_lowercase(), reason)
         .await
@@ -219,10 +304,23 @@ pub async fn replace(
 /// `POST /api/v1/certificates/{fingerprint}/revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(fingerprint): Path<String>,
     body: Option<axum::Json<ReasonBody>>,
 ) -> Result<Response, ApiError> {
+    if !certificate_in_scope(&state, &principal, Some(&fingerprint)).await? {
+        return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
+    }
     let reason = reason(body, RevocationReason::CessationOfOperation)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "certificate_revoke",
+        Some(&fingerprint),
+        None,
+        Some(json!({ "reason": format!("{reason:?}") })),
+    )
+    .await?;
     let name = renewer(&state)?
         .revoke(&fingerprint.to_ascii_lowercase(), reason)
         .await

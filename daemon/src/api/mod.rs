@@ -6,10 +6,14 @@
 //! `api.token` is set, `/api/` and `/metrics` need `Authorization: Bearer`.
 //! The CLI uses these same routes when a daemon holds the embedded store.
 
+pub mod accounts;
 pub mod alerts;
+pub mod auth;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
+pub mod requests;
+pub mod routes;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -17,11 +21,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,16 +43,33 @@ pub struct AppState {
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     renewer: Option<Arc<crate::renewal::Renewer>>,
+    permissions: Arc<HashMap<(axum::http::Method, String), crate::admin::Permission>>,
+    limiter: Arc<crate::admin::ratelimit::LoginLimiter>,
 }
 
 impl AppState {
     /// State over a store and the live config.
     pub fn new(store: Store, config: watch::Receiver<Arc<Config>>) -> Self {
+        let permissions = routes::specs()
+            .into_iter()
+            .map(|r| ((r.method, r.path.to_owned()), r.permission))
+            .collect();
         Self {
             store,
             config,
             renewer: None,
+            permissions: Arc::new(permissions),
+            limiter: Arc::new(crate::admin::ratelimit::LoginLimiter::default()),
         }
+    }
+
+    /// `units` and every unit below them.
+    pub async fn unit_closure(
+        &self,
+        units: &[String],
+    ) -> Result<Vec<String>, crate::store::StoreError> {
+        let all = self.store.org_units().await?;
+        Ok(descendants(&all, units))
     }
 
     /// Serves the lifecycle routes (renew, replace, revoke) through `renewer`.
@@ -76,6 +96,14 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
             message: message.into(),
         }
     }
@@ -124,50 +152,48 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router with every route.
+/// The router with every route of [`routes::table`], each behind the
+/// authorization middleware.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route("/metrics", get(metrics::handler))
-        .route("/api/v1/certificates", get(list_certificates))
-        .route("/api/v1/certificates/{fingerprint}", get(show_certificate))
-        .route("/api/v1/counts", get(counts))
-        .route("/api/v1/import", post(import))
-        .route("/api/v1/jobs", get(jobs))
-        .route("/api/v1/jobs/{name}/runs", get(job_runs))
-        .route("/api/v1/jobs/{name}/run", post(run_job))
-        .route("/api/v1/findings", get(list_findings))
-        .route(
-            "/api/v1/managed",
-            get(lifecycle::list_managed).post(lifecycle::create_managed),
-        )
-        .route(
-            "/api/v1/managed/{name}",
-            axum::routing::delete(lifecycle::delete_managed),
-        )
-        .route("/api/v1/managed/renew-all", post(lifecycle::renew_all))
-        .route("/api/v1/events", get(lifecycle::list_events))
-        .route("/api/v1/alerts", get(alerts::list_alerts))
-        .route("/api/v1/alerts/{id}/ack", post(alerts::ack_alert))
-        .route("/api/v1/deliveries", get(alerts::list_deliveries))
-        .route("/api/v1/managed/{name}/renew", post(lifecycle::renew_one))
-        .route(
-            "/api/v1/certificates/{fingerprint}/replace",
-            post(lifecycle::replace),
-        )
-        .route(
-            "/api/v1/certificates/{fingerprint}/revoke",
-            post(lifecycle::revoke),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/api/v1/openapi.json", get(openapi::handler))
-        .route("/crl/{connector}", get(lifecycle::crl))
-        .merge(protected)
+    let mut by_path: std::collections::BTreeMap<
+        &'static str,
+        axum::routing::MethodRouter<AppState>,
+    > = std::collections::BTreeMap::new();
+    for (spec, handler) in routes::table() {
+        let merged = match by_path.remove(spec.path) {
+            Some(existing) => existing.merge(handler),
+            None => handler,
+        };
+        by_path.insert(spec.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BYTES))
         .with_state(state)
+}
+
+/// `units` and every unit below them in `all`.
+pub fn descendants(all: &[crate::store::accounts::OrgUnit], units: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = units.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i].clone();
+        for u in all {
+            if u.parent.as_deref() == Some(parent.as_str()) && !out.contains(&u.name) {
+                out.push(u.name.clone());
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `cancel`.
@@ -179,9 +205,12 @@ pub async fn serve(
 ) {
     let result = match tls {
         None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await
         }
         Some(tls) => {
             tls::serve(listener, tls, app, cancel).await;
@@ -191,32 +220,6 @@ pub async fn serve(
     if let Err(e) = result {
         tracing::error!(error = %e, "API server failed");
     }
-}
-
-async fn require_token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let config = state.config();
-    if let Some(token) = &config.api.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(json!({ "error": { "code": "unauthorized",
-                    "message": "missing or wrong bearer token (api.token)" } })),
-            )
-                .into_response();
-        }
-    }
-    next.run(request).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -282,6 +285,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 
 async fn list_certificates(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_params(
@@ -325,6 +329,8 @@ async fn list_certificates(
     filter.org_unit = params.get("org_unit").cloned();
     filter.q = params.get("q").cloned().filter(|q| !q.is_empty());
     filter.cursor = params.get("cursor").cloned();
+    filter.org_units = principal.scope.units().map(<[String]>::to_vec);
+    filter.contact = principal.scope.owner().map(str::to_owned);
     match state.store.list_certificates(&filter).await {
         Ok(page) => Ok(axum::Json(page).into_response()),
         Err(ListError::Cursor(e)) => Err(ApiError::bad_request(e.to_string())),
@@ -338,6 +344,7 @@ fn is_fingerprint(text: &str) -> bool {
 
 async fn show_certificate(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
     Path(fingerprint): Path<String>,
 ) -> Result<Response, ApiError> {
     let fingerprint = fingerprint.replace(':', "").to_lowercase();
@@ -352,19 +359,29 @@ async fn show_certificate(
         .await
         .map_err(ApiError::internal)?
     {
-        Some(detail) => Ok(axum::Json(detail).into_response()),
-        None => Err(ApiError::not_found(format!(
+        Some(detail) if principal.can_see(&detail.certificate) => {
+            Ok(axum::Json(detail).into_response())
+        }
+        _ => Err(ApiError::not_found(format!(
             "no certificate with fingerprint {fingerprint}"
         ))),
     }
 }
 
-async fn counts(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let counts = state
-        .store
-        .counts_by_status()
-        .await
-        .map_err(ApiError::internal)?;
+async fn counts(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+) -> Result<Response, ApiError> {
+    let counts = match principal.scope.units() {
+        None => state.store.counts_by_status().await,
+        Some(units) => {
+            state
+                .store
+                .counts_in_scope(units, principal.scope.owner())
+                .await
+        }
+    }
+    .map_err(ApiError::internal)?;
     Ok(axum::Json(counts).into_response())
 }
 
@@ -423,6 +440,7 @@ async fn run_job(
 
 async fn list_findings(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_params(raw, &["code", "fingerprint", "limit"])?;
@@ -448,11 +466,20 @@ async fn list_findings(
     let fingerprint = params
         .get("fingerprint")
         .map(|f| f.replace(':', "").to_lowercase());
-    let findings = state
+    let mut findings = state
         .store
         .findings(fingerprint.as_deref(), code, limit)
         .await
         .map_err(ApiError::internal)?;
+    if let Some(units) = principal.scope.units() {
+        let fps: Vec<String> = findings.iter().map(|f| f.fingerprint.clone()).collect();
+        let visible = state
+            .store
+            .in_scope(&fps, units, principal.scope.owner())
+            .await
+            .map_err(ApiError::internal)?;
+        findings.retain(|f| visible.contains(&f.fingerprint));
+    }
     Ok(axum::Json(findings).into_response())
 }
 

@@ -66,7 +66,10 @@ pub async fn serve(
             },
         };
         let acceptor = acceptor.clone();
-        let app = app.clone();
+        // The peer's address, for sign-in limits, as axum::serve gives it.
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
         let cancel = cancel.clone();
         tokio::spawn(async move {
             // A peer that never finishes its handshake must not hold a task forever.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod admin;
 mod alerts;
 mod lifecycle;
 mod output;
@@ -110,6 +111,15 @@ pub enum Command {
     /// Expiry alerts (list, acknowledge) and the notification delivery log.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
+    /// Accounts: create the first primary admin, users, roles, org units.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// API tokens: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(admin::TokenCommand),
+    /// The audit log: verify its hash chain, export it (JSON lines or CEF).
+    #[command(subcommand)]
+    Audit(admin::AuditCommand),
 }
 
 /// `certificates` subcommands.
@@ -381,6 +391,9 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         Command::Replace(args) => lifecycle::replace(backend, &args).await,
         Command::Revoke(args) => lifecycle::revoke(backend, &args).await,
         Command::Alerts(command) => alerts::answer(command, backend).await,
+        Command::Admin(command) => admin::admin(command, backend).await,
+        Command::Token(command) => admin::token(command, backend).await,
+        Command::Audit(command) => admin::audit(command, backend).await,
         Command::Jobs {
             run_now: Some(name),
             ..
@@ -436,6 +449,8 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
                 issuer,
                 org_unit,
                 q: query,
+                org_units: None,
+                contact: None,
                 limit,
                 cursor,
                 now: chrono::Utc::now().timestamp(),
@@ -666,7 +681,13 @@ impl ApiClient {
         Ok(Self {
             base: format!("{scheme}://{addr}"),
             http: builder.build()?,
-            token: config.api.token.clone(),
+            // A user's token (`certkeeper token create`) wins over the
+            // config's, so people act as themselves in the audit log.
+            token: std::env::var("CERTKEEPER_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(crate::secret::Secret::new)
+                .or_else(|| config.api.token.clone()),
         })
     }
 

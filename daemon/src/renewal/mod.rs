@@ -1036,6 +1036,13 @@ impl Renewer {
     /// Creates a managed certificate from a `[[certificate]]` table sent to
     /// the API. It may not carry deploy targets: writing files and running
     /// commands on this host is for the config file, not API clients.
+    /// The configured connectors' names.
+    pub fn connector_names(&self) -> &std::collections::HashSet<String> {
+        &self.connector_names
+    }
+
+    /// Starts managing a certificate described by a `[[certificate]]` table
+    /// as JSON; it is issued at once.
     pub async fn create(&self, spec: serde_json::Value) -> Result<String, RequestError> {
         let cert: CertificateConfig = serde_json::from_value(spec.clone())
             .map_err(|e| RequestError::Invalid(format!("not a certificate: {e}")))?;

@@ -29,6 +29,10 @@ pub struct CertificateFilter {
     pub org_unit: Option<String>,
     /// Text search over names, issuer, serial and fingerprint.
     pub q: Option<String>,
+    /// Only these organisation units (the caller's scope).
+    pub org_units: Option<Vec<String>>,
+    /// Only certificates listing this contact (a subscriber's own).
+    pub contact: Option<String>,
     /// Page size.
     pub limit: usize,
     /// Opaque cursor from the previous page.
@@ -178,6 +182,14 @@ impl Store {
             conditions.push("org_unit = $org_unit");
             vars["org_unit"] = json!(org_unit);
         }
+        if let Some(units) = &filter.org_units {
+            conditions.push("org_unit IN $org_units");
+            vars["org_units"] = json!(units);
+        }
+        if let Some(contact) = &filter.contact {
+            conditions.push("$contact IN contacts");
+            vars["contact"] = json!(contact);
+        }
         if let Some(q) = &filter.q {
             conditions.push("string::contains(search, $q)");
             vars["q"] = json!(q.to_lowercase());
@@ -224,6 +236,99 @@ impl Store {
             0,
         )
         .await
+    }
+
+    /// Counts by status of the certificates of these org units (and, for a
+    /// subscriber, listing this contact): a scoped caller's dashboard.
+    pub async fn counts_in_scope(
+        &self,
+        units: &[String],
+        contact: Option<&str>,
+    ) -> Result<BTreeMap<Status, u64>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            status: Status,
+            n: u64,
+        }
+        let contact_sql = if contact.is_some() {
+            "AND $contact IN contacts"
+        } else {
+            ""
+        };
+        let rows: Vec<Row> = self
+            .rows(
+                &format!(
+                    "SELECT status, count() AS n FROM certificate WHERE org_unit IN $units {contact_sql} GROUP BY status"
+                ),
+                json!({ "units": units, "contact": contact }),
+                0,
+            )
+            .await?;
+        let mut counts: BTreeMap<Status, u64> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            counts.insert(row.status, row.n);
+        }
+        Ok(counts)
+    }
+
+    /// Of these certificates, those in these org units (and listing this
+    /// contact, when given).
+    pub async fn in_scope(
+        &self,
+        fingerprints: &[String],
+        units: &[String],
+        contact: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let contact_sql = if contact.is_some() {
+            "AND $contact IN contacts"
+        } else {
+            ""
+        };
+        self.rows(
+            &format!(
+                "SELECT VALUE fingerprint FROM certificate WHERE fingerprint IN $fps AND org_unit IN $units {contact_sql}"
+            ),
+            json!({ "fps": fingerprints, "units": units, "contact": contact }),
+            0,
+        )
+        .await
+    }
+
+    /// Sets the org unit, contacts and/or tags of these certificates, in
+    /// transactions of 1000; returns how many were changed.
+    pub async fn assign_certificates(
+        &self,
+        fingerprints: &[String],
+        org_unit: Option<&str>,
+        contacts: Option<&[String]>,
+        tags: Option<&[String]>,
+    ) -> Result<usize, StoreError> {
+        let mut sets = Vec::new();
+        if org_unit.is_some() {
+            sets.push("org_unit = $org_unit");
+        }
+        if contacts.is_some() {
+            sets.push("contacts = $contacts");
+        }
+        if tags.is_some() {
+            sets.push("tags = $tags");
+        }
+        if sets.is_empty() {
+            return Ok(0);
+        }
+        let sql = format!(
+            "UPDATE certificate SET {} WHERE fingerprint IN $fps RETURN VALUE fingerprint",
+            sets.join(", ")
+        );
+        let mut changed = 0;
+        for chunk in fingerprints.chunks(1000) {
+            let vars =
+                json!({ "fps": chunk, "org_unit": org_unit, "contacts": contacts, "tags": tags });
+            let rows: Vec<String> =
+                with_conflict_retry(|| self.rows(&sql, vars.clone(), 0)).await?;
+            changed += rows.len();
+        }
+        Ok(changed)
     }
 
     /// How many certificates have each status (every status present, zeros too).

@@ -14,6 +14,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (2, "installation-check findings", V2),
     (3, "managed certificates, connector state, event outbox", V3),
     (4, "alert ledger and delivery outbox", V4),
+    (
+        5,
+        "accounts, org units, tokens, requests, domains, audit log",
+        V5,
+    ),
 ];
 
 const V1: &str = r#"
@@ -135,6 +140,22 @@ DEFINE INDEX IF NOT EXISTS delivery_event ON delivery FIELDS event;
 DEFINE INDEX IF NOT EXISTS delivery_created ON delivery FIELDS created;
 DEFINE INDEX IF NOT EXISTS event_routed ON event FIELDS routed, time;
 UPDATE event SET routed = true WHERE routed = NONE RETURN NONE;
+"#;
+
+const V5: &str = r#"
+DEFINE TABLE IF NOT EXISTS org_unit SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS user SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS api_token SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS api_token_user ON api_token FIELDS user;
+DEFINE TABLE IF NOT EXISTS request SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS request_unit ON request FIELDS org_unit, created;
+DEFINE INDEX IF NOT EXISTS request_state ON request FIELDS state, created;
+DEFINE TABLE IF NOT EXISTS domain_rule SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS audit SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS audit_seq ON audit FIELDS seq UNIQUE;
+DEFINE INDEX IF NOT EXISTS audit_actor ON audit FIELDS actor, seq;
+DEFINE TABLE IF NOT EXISTS audit_head SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS certificate_contacts ON certificate FIELDS contacts;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -11,12 +11,15 @@
 //! Timestamps are stored as Unix seconds (`int`), which index and compare
 //! cheaply and cross the JSON boundary unchanged.
 
+pub mod accounts;
 pub mod alerts;
+pub mod audit;
 pub mod findings;
 pub mod inventory;
 pub mod jobs;
 pub mod managed;
 pub mod migrations;
+pub mod requests;
 pub mod vault;
 
 use std::sync::Arc;
@@ -239,6 +242,12 @@ impl Store {
         Err(StoreError::Db(errors.swap_remove(0).1))
     }
 
+    /// Runs SurrealQL as given, for maintenance: repairs by hand, and tests
+    /// that tamper with the store to prove the audit log notices.
+    pub async fn execute(&self, sql: &str, vars: serde_json::Value) -> Result<(), StoreError> {
+        self.run(sql, vars).await.map(|_| ())
+    }
+
     /// Runs SurrealQL and decodes statement `index`'s rows.
     pub(crate) async fn rows<T: DeserializeOwned>(
         &self,
@@ -263,7 +272,7 @@ pub(crate) fn take_returned<T: DeserializeOwned>(
 /// Removes `null` members from objects, recursively. SurrealDB tells `NULL`
 /// from `NONE` and an `option<T>` field takes only `NONE`, which is what an
 /// absent member or an unbound variable is.
-fn strip_nulls(value: &mut serde_json::Value) {
+pub(crate) fn strip_nulls(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             map.retain(|_, v| !v.is_null());

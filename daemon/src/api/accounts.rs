@@ -1,0 +1,570 @@
+//! Account routes: who am I, users and roles, org units, API tokens. Every
+//! change is written to the audit log before it is answered.
+
+use axum::Json;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::admin::{Principal, Role, password, token};
+use crate::store::accounts::{ApiToken, OrgUnit, User};
+
+/// Appends an audit entry for `principal`; an action whose entry cannot be
+/// written fails with 500.
+pub async fn audit(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    object: Option<&str>,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .append_audit(crate::admin::audit_chain::AuditEntry {
+            seq: 0,
+            time: chrono::Utc::now().timestamp_millis(),
+            actor: principal.user.clone(),
+            source: None,
+            action: action.to_owned(),
+            object: object.map(str::to_owned),
+            outcome: "success".into(),
+            before,
+            after,
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// `GET /api/v1/whoami`.
+pub async fn whoami(Extension(principal): Extension<Principal>) -> Response {
+    let units = principal.scope.units().map(<[String]>::to_vec);
+    Json(json!({
+        "user": principal.user,
+        "role": principal.role,
+        "units": units,
+    }))
+    .into_response()
+}
+
+/// `GET /api/v1/users`.
+pub async fn list_users(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let users: Vec<User> = state
+        .store
+        .users()
+        .await
+        .map_err(ApiError::internal)?
+        .iter()
+        .map(User::public)
+        .collect();
+    Ok(Json(json!({ "items": users })).into_response())
+}
+
+/// Body of `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Account name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Org units.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Password (for the web portal); tokens work without one.
+    pub password: Option<crate::secret::Secret>,
+}
+
+/// Checks a new account's fields; `Err` is for the requester.
+pub async fn validate_user(
+    state: &AppState,
+    name: &str,
+    role: &str,
+    units: &[String],
+) -> Result<Role, ApiError> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 254
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@.-_+".contains(c));
+    if !name_ok {
+        return Err(ApiError::bad_request(
+            "name: 1 to 254 characters of letters, digits and @ . - _ +",
+        ));
+    }
+    let role = Role::parse(role).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "role: `{role}` is not one of primary_admin, department_admin, auditor, subscriber"
+        ))
+    })?;
+    let known = state.store.org_units().await.map_err(ApiError::internal)?;
+    if let Some(u) = units.iter().find(|u| !known.iter().any(|k| &k.name == *u)) {
+        return Err(ApiError::bad_request(format!(
+            "units: no org unit `{u}` (create it with POST /api/v1/org-units)"
+        )));
+    }
+    if matches!(role, Role::DepartmentAdmin | Role::Subscriber) && units.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "units: a {role} needs at least one org unit"
+        )));
+    }
+    Ok(role)
+}
+
+/// `POST /api/v1/users`.
+pub async fn create_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<NewUser>,
+) -> Result<Response, ApiError> {
+    let role = validate_user(&state, &body.name, &body.role, &body.units).await?;
+    let password_hash = match &body.password {
+        Some(p) => {
+            password::check_policy(p.expose(), &body.name).map_err(ApiError::bad_request)?;
+            Some(password::hash_password(p.expose()).map_err(ApiError::internal)?)
+        }
+        None => None,
+    };
+    let user = User {
+        name: body.name.to_lowercase(),
+        role,
+        units: body.units,
+        password_hash,
+        disabled: false,
+        created: chrono::Utc::now().timestamp(),
+    };
+    if state
+        .store
+        .user(&user.name)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!("user `{}` exists", user.name)));
+    }
+    state
+        .store
+        .create_user(&user)
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "user_create",
+        Some(&user.name),
+        None,
+        Some(json!(user.public())),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(user.public())).into_response())
+}
+
+/// Body of `POST /api/v1/users/{name}`: what changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    /// New role.
+    pub role: Option<String>,
+    /// New units.
+    pub units: Option<Vec<String>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// New password.
+    pub password: Option<crate::secret::Secret>,
+}
+
+/// `POST /api/v1/users/{name}`: role, units, disabled, password.
+pub async fn update_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(name): Path<String>,
+    Json(change): Json<UserChange>,
+) -> Result<Response, ApiError> {
+    let Some(before) = state.store.user(&name).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::not_found(format!("no user `{name}`")));
+    };
+    let mut after = before.clone();
+    if let Some(units) = change.units {
+        after.units = units;
+    }
+    let role = change
+        .role
+        .unwrap_or_else(|| before.role.as_str().to_owned());
+    after.role = validate_user(&state, &after.name, &role, &after.units).await?;
+    if let Some(d) = change.disabled {
+        after.disabled = d;
+    }
+    if let Some(p) = &change.password {
+        password::check_policy(p.expose(), &after.name).map_err(ApiError::bad_request)?;
+        after.password_hash =
+            Some(password::hash_password(p.expose()).map_err(ApiError::internal)?);
+    }
+    state
+        .store
+        .update_user(&after)
+        .await
+        .map_err(ApiError::internal)?;
+    let action = if before.role != after.role || before.units != after.units {
+        "role_change"
+    } else {
+        "user_update"
+    };
+    audit(
+        &state,
+        &principal,
+        action,
+        Some(&after.name),
+        Some(json!(before.public())),
+        Some(json!(after.public())),
+    )
+    .await?;
+    Ok(Json(after.public()).into_response())
+}
+
+/// `GET /api/v1/org-units`: every unit (scoped callers see theirs).
+pub async fn list_units(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let units: Vec<OrgUnit> = state
+        .store
+        .org_units()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|u| {
+            principal
+                .scope
+                .units()
+                .is_none_or(|scope| scope.contains(&u.name))
+        })
+        .collect();
+    Ok(Json(json!({ "items": units })).into_response())
+}
+
+/// `POST /api/v1/org-units`: creates or moves a unit.
+pub async fn put_unit(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(unit): Json<OrgUnit>,
+) -> Result<Response, ApiError> {
+    if unit.name.is_empty() || unit.name.len() > 128 || unit.name.contains(['\n', '\r']) {
+        return Err(ApiError::bad_request("name: 1 to 128 characters, one line"));
+    }
+    let known = state.store.org_units().await.map_err(ApiError::internal)?;
+    if let Some(parent) = &unit.parent {
+        if !known.iter().any(|k| &k.name == parent) {
+            return Err(ApiError::bad_request(format!(
+                "parent: no org unit `{parent}`"
+            )));
+        }
+        // Moving a unit under itself or its own descendant would make a loop.
+        let below = crate::api::descendants(&known, std::slice::from_ref(&unit.name));
+        if below.contains(parent) {
+            return Err(ApiError::bad_request(format!(
+                "parent: `{parent}` is inside `{}`; that would make a loop",
+                unit.name
+            )));
+        }
+    }
+    let before = known.iter().find(|k| k.name == unit.name).cloned();
+    state
+        .store
+        .put_org_unit(&unit)
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "org_unit_put",
+        Some(&unit.name),
+        before.map(|b| json!(b)),
+        Some(json!(unit)),
+    )
+    .await?;
+    Ok(Json(unit).into_response())
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens (a primary admin's: everyone's).
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
+    let user = (principal.role != Role::PrimaryAdmin).then_some(principal.user.as_str());
+    let tokens = state.store.tokens(user).await.map_err(ApiError::internal)?;
+    Ok(Json(json!({ "items": tokens })).into_response())
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Whose token (primary admins only; default the caller).
+    pub user: Option<String>,
+    /// What it is for.
+    #[serde(default)]
+    pub label: String,
+    /// Days until it expires (default 90; at most 3650).
+    pub expires_days: Option<u32>,
+}
+
+/// `POST /api/v1/tokens`: a new token, shown once.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    let user = body
+        .user
+        .map(|u| u.to_lowercase())
+        .unwrap_or_else(|| principal.user.clone());
+    if user != principal.user && principal.role != Role::PrimaryAdmin {
+        return Err(ApiError::forbidden(
+            "only a primary admin makes tokens for others",
+        ));
+    }
+    if state
+        .store
+        .user(&user)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "user: no account `{user}` (tokens belong to accounts; create one first)"
+        )));
+    }
+    let days = body.expires_days.unwrap_or(90);
+    if !(1..=3650).contains(&days) {
+        return Err(ApiError::bad_request("expires_days: expected 1 to 3650"));
+    }
+    let (record, plaintext) = issue_token(&state, &user, &body.label, days).await?;
+    audit(
+        &state,
+        &principal,
+        "token_create",
+        Some(&record.id),
+        None,
+        Some(json!(record)),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": plaintext, "id": record.id, "user": record.user, "expires": record.expires,
+            "note": "shown once: store it now" })),
+    )
+        .into_response())
+}
+
+/// Creates and stores a token for `user`; returns its record and plaintext.
+pub async fn issue_token(
+    state: &AppState,
+    user: &str,
+    label: &str,
+    days: u32,
+) -> Result<(ApiToken, String), ApiError> {
+    let new = token::generate().map_err(ApiError::internal)?;
+    let now = chrono::Utc::now().timestamp();
+    let record = ApiToken {
+        id: new.id.clone(),
+        user: user.to_owned(),
+        secret_hash: new.secret_hash.clone(),
+        label: label.to_owned(),
+        created: now,
+        expires: Some(now + i64::from(days) * 86_400),
+        revoked: None,
+    };
+    state
+        .store
+        .create_token(&record)
+        .await
+        .map_err(ApiError::internal)?;
+    let shown = ApiToken {
+        secret_hash: String::new(),
+        ..record
+    };
+    Ok((shown, new.plaintext.clone()))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: revokes a token (one's own, or any for a
+/// primary admin).
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(record) = state.store.token(&id).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::not_found(format!("no token `{id}`")));
+    };
+    if record.user != principal.user && principal.role != Role::PrimaryAdmin {
+        return Err(ApiError::not_found(format!("no token `{id}`")));
+    }
+    let now = chrono::Utc::now().timestamp();
+    if !state
+        .store
+        .revoke_token(&id, now)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::conflict(format!(
+            "token `{id}` is revoked already"
+        )));
+    }
+    audit(&state, &principal, "token_revoke", Some(&id), None, None).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Body of `POST /api/v1/certificates/assign`: which certificates (by
+/// fingerprint, or by the inventory filters) and what to set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assign {
+    /// These certificates.
+    #[serde(default)]
+    pub fingerprints: Vec<String>,
+    /// Or those matching this text search (names, issuer, serial).
+    pub q: Option<String>,
+    /// Or those whose issuer DN contains this.
+    pub issuer: Option<String>,
+    /// Or those of this org unit now.
+    pub in_org_unit: Option<String>,
+    /// New org unit.
+    pub org_unit: Option<String>,
+    /// New contacts.
+    pub contacts: Option<Vec<String>>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/certificates/assign`: sets the owner unit, contacts or tags
+/// of many certificates at once (a merger, a reorganisation), as one audited
+/// action.
+pub async fn assign_certificates(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<Assign>,
+) -> Result<Response, ApiError> {
+    if body.org_unit.is_none() && body.contacts.is_none() && body.tags.is_none() {
+        return Err(ApiError::bad_request("set org_unit, contacts or tags"));
+    }
+    if let Some(unit) = &body.org_unit
+        && !state
+            .store
+            .org_units()
+            .await
+            .map_err(ApiError::internal)?
+            .iter()
+            .any(|u| &u.name == unit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "org_unit: no org unit `{unit}`"
+        )));
+    }
+    let mut fps: Vec<String> = body
+        .fingerprints
+        .iter()
+        .map(|f| f.replace(':', "").to_lowercase())
+        .collect();
+    if body.q.is_some() || body.issuer.is_some() || body.in_org_unit.is_some() {
+        let mut filter = crate::store::inventory::CertificateFilter {
+            q: body.q.clone(),
+            issuer: body.issuer.clone(),
+            org_unit: body.in_org_unit.clone(),
+            limit: 1000,
+            now: chrono::Utc::now().timestamp(),
+            ..Default::default()
+        };
+        loop {
+            let page = state
+                .store
+                .list_certificates(&filter)
+                .await
+                .map_err(ApiError::internal)?;
+            fps.extend(page.items.iter().map(|c| c.cert.fingerprint.clone()));
+            match page.next_cursor {
+                Some(c) if fps.len() < 1_000_000 => filter.cursor = Some(c),
+                _ => break,
+            }
+        }
+    }
+    if fps.is_empty() {
+        return Err(ApiError::bad_request(
+            "select certificates: fingerprints, q, issuer or in_org_unit",
+        ));
+    }
+    fps.sort();
+    fps.dedup();
+    let changed = state
+        .store
+        .assign_certificates(
+            &fps,
+            body.org_unit.as_deref(),
+            body.contacts.as_deref(),
+            body.tags.as_deref(),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "certificates_assign",
+        Some(&format!("{changed} certificates")),
+        None,
+        Some(json!({ "fingerprints": fps, "org_unit": body.org_unit, "contacts": body.contacts, "tags": body.tags })),
+    )
+    .await?;
+    Ok(Json(json!({ "changed": changed })).into_response())
+}
+
+/// `GET /api/v1/audit?after=SEQ&limit=N&actor=&object=`: entries in order
+/// after `after`; or, with `actor`/`object` and no `after`, the newest first.
+pub async fn list_audit(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit: expected 1 to 1000"))?,
+        None => 1000,
+    };
+    let items = match query.get("after") {
+        Some(a) => {
+            let after = a
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request("after: expected a sequence number"))?;
+            state.store.audit_page(after, limit).await
+        }
+        None if query.contains_key("actor") || query.contains_key("object") => {
+            state
+                .store
+                .audit_recent(
+                    query.get("actor").map(String::as_str),
+                    query.get("object").map(String::as_str),
+                    limit,
+                )
+                .await
+        }
+        None => state.store.audit_page(0, limit).await,
+    }
+    .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// `GET /api/v1/audit/verify`: checks the hash chain.
+pub async fn verify_audit(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let report = state
+        .store
+        .verify_audit()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(report).into_response())
+}

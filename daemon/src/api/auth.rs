@@ -1,0 +1,191 @@
+//! Authentication and authorization of every request.
+//!
+//! Credentials, in order:
+//! 1. `Authorization: Bearer <api.token>`: the config's token, a primary
+//!    admin (the CLI on the daemon's own machine uses it).
+//! 2. `Authorization: Bearer ckt_<id>_<secret>`: a user's API token, looked
+//!    up by id, its secret compared in constant time with the stored hash;
+//!    revoked, expired or disabled-user tokens are refused.
+//! 3. Nothing: allowed only while no `api.token` is set and no account
+//!    exists (a fresh install on loopback); the caller is then a primary
+//!    admin named `anonymous`. Creating the first account closes the API.
+//!
+//! Then the matched route's [`Permission`] (from `routes::table`) is checked
+//! against the caller's role: 401 without valid credentials, 403 when the
+//! role lacks the permission. Failed attempts are limited per source address
+//! (and per token id): after too many the source gets 429 with
+//! `Retry-After` until its lockout passes. The [`Principal`] goes into the
+//! request's extensions for handlers' scope checks.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::admin::{Permission, Principal, Role, Scope, allows, token};
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    response
+}
+
+/// The middleware: authenticates, authorizes, and hands the principal on.
+pub async fn authorize(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let permission = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|p| {
+            state
+                .permissions
+                .get(&(request.method().clone(), p.as_str().to_owned()))
+        })
+        .copied();
+    // A route with no rule does not exist as far as callers know (the
+    // fallback answers unmatched paths before this runs).
+    let Some(permission) = permission else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route; see /api/v1/openapi.json",
+        );
+    };
+    if permission == Permission::Public {
+        return next.run(request).await;
+    }
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let principal = match authenticate(&state, presented.as_deref(), source).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    if !allows(principal.role, permission) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!("the {} role may not do this", principal.role),
+        );
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+async fn authenticate(
+    state: &AppState,
+    presented: Option<&str>,
+    source: IpAddr,
+) -> Result<Principal, Response> {
+    let config = state.config();
+    let now = Instant::now();
+    let Some(presented) = presented else {
+        let open =
+            config.api.token.is_none() && !state.store.has_users().await.map_err(internal)?;
+        return if open {
+            Ok(Principal::root("anonymous"))
+        } else {
+            Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "sign in: send Authorization: Bearer <token> (api.token, or a token from `certkeeper token create`)",
+            ))
+        };
+    };
+    let account = token::parse(presented)
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_default();
+    if let Err(wait) = state.limiter.check(&account, source, now) {
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            "too many failed sign-ins from here; wait and try again",
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(response);
+    }
+    if let Some(expected) = &config.api.token
+        && super::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes())
+    {
+        state.limiter.success(&account, source, now);
+        return Ok(Principal::root("api-token"));
+    }
+    let fail = || {
+        state.limiter.failure(&account, source, now);
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown, expired or revoked token",
+        )
+    };
+    let Some((id, secret)) = token::parse(presented) else {
+        return Err(fail());
+    };
+    let Some(record) = state.store.token(id).await.map_err(internal)? else {
+        return Err(fail());
+    };
+    let unix = chrono::Utc::now().timestamp();
+    if !token::verify(secret, &record.secret_hash)
+        || record.revoked.is_some()
+        || record.expires.is_some_and(|e| e <= unix)
+    {
+        return Err(fail());
+    }
+    let Some(user) = state.store.user(&record.user).await.map_err(internal)? else {
+        return Err(fail());
+    };
+    if user.disabled {
+        return Err(fail());
+    }
+    state.limiter.success(&account, source, now);
+    let units = state.unit_closure(&user.units).await.map_err(internal)?;
+    let scope = match user.role {
+        Role::PrimaryAdmin | Role::Auditor => Scope::All,
+        Role::DepartmentAdmin => Scope::Units(units),
+        Role::Subscriber => Scope::Own {
+            user: user.name.clone(),
+            units,
+        },
+    };
+    Ok(Principal {
+        user: user.name,
+        role: user.role,
+        scope,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "authentication failed on a store error");
+    refuse(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the daemon's log",
+    )
+}

@@ -1,0 +1,545 @@
+//! Enrollment: requests decided by the domain policy, approvals, and the
+//! managed domains themselves.
+//!
+//! A request's names are normalised (IDN to A-labels, wildcards only where
+//! allowed) and decided by the policy for its org unit and the units above
+//! it: every name pre-approved → approved at once and issued through the
+//! connector (a managed certificate named after the request); any name
+//! needing approval → `pending`, approvers told by a
+//! `request_pending_approval` event; any name blocked, owned by another unit
+//! or unmanaged → `rejected` with the reason. Every transition is an event
+//! and an audit entry.
+
+use axum::Json;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use certkeeper_integrations::{Event, EventKind};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::accounts::audit;
+use super::{ApiError, AppState};
+use crate::admin::domains::{Decision, DomainPolicy, DomainRule, normalise_identifier};
+use crate::admin::{Principal, Role, Scope};
+use crate::store::requests::Request;
+
+/// Body of `POST /api/v1/requests`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    /// DNS names and IP addresses.
+    pub identifiers: Vec<String>,
+    /// The org unit it is for (default: the requester's first unit).
+    pub org_unit: Option<String>,
+    /// The connector (CA account) to issue through.
+    pub connector: String,
+    /// Key type (default `ecdsa_p256`).
+    pub key_type: Option<String>,
+    /// Requested validity in days.
+    pub validity_days: Option<u32>,
+    /// Technical contact (default: the requester).
+    pub contact: Option<String>,
+}
+
+fn event(id: String, kind: EventKind) -> (String, Value) {
+    let event = Event {
+        id: id.clone(),
+        at: chrono::Utc::now(),
+        kind,
+        certificate: None,
+    };
+    (id, serde_json::to_value(&event).unwrap_or_default())
+}
+
+async fn ancestors(state: &AppState, unit: &str) -> Result<Vec<String>, ApiError> {
+    let all = state.store.org_units().await.map_err(ApiError::internal)?;
+    let mut out = Vec::new();
+    let mut current = all
+        .iter()
+        .find(|u| u.name == unit)
+        .and_then(|u| u.parent.clone());
+    while let Some(p) = current {
+        if out.contains(&p) {
+            break;
+        }
+        current = all
+            .iter()
+            .find(|u| u.name == p)
+            .and_then(|u| u.parent.clone());
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn in_scope(principal: &Principal, unit: &str) -> bool {
+    match &principal.scope {
+        Scope::All => true,
+        Scope::Units(units) | Scope::Own { units, .. } => units.iter().any(|u| u == unit),
+    }
+}
+
+/// Starts issuance of an approved request: a managed certificate named after it.
+async fn issue(state: &AppState, request: &Request) -> Result<String, ApiError> {
+    let renewer = super::lifecycle::renewer(state)?;
+    let mut spec = json!({
+        "name": request.id,
+        "identifiers": request.identifiers,
+        "connector": request.connector,
+        "key_type": request.key_type,
+        "org_unit": request.org_unit,
+        "contacts": [request.contact],
+    });
+    if let Some(days) = request.validity_days {
+        spec["validity_days"] = json!(days);
+    }
+    renewer
+        .create(spec)
+        .await
+        .map_err(super::lifecycle::request_error)
+}
+
+/// `POST /api/v1/requests`.
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<NewRequest>,
+) -> Result<Response, ApiError> {
+    let unit = match (&body.org_unit, principal.scope.units()) {
+        (Some(u), _) => u.clone(),
+        (None, Some(units)) if !units.is_empty() => units[0].clone(),
+        (None, _) => {
+            return Err(ApiError::bad_request(
+                "org_unit: name the org unit the certificate is for",
+            ));
+        }
+    };
+    if !state
+        .store
+        .org_units()
+        .await
+        .map_err(ApiError::internal)?
+        .iter()
+        .any(|u| u.name == unit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "org_unit: no org unit `{unit}`"
+        )));
+    }
+    if !in_scope(&principal, &unit) {
+        return Err(ApiError::forbidden(format!(
+            "you may not request certificates for org unit `{unit}`"
+        )));
+    }
+    if body.identifiers.is_empty() || body.identifiers.len() > 100 {
+        return Err(ApiError::bad_request(
+            "identifiers: expected 1 to 100 names",
+        ));
+    }
+    let mut identifiers = Vec::new();
+    for raw in &body.identifiers {
+        identifiers.push(
+            normalise_identifier(raw)
+                .map_err(|e| ApiError::bad_request(format!("identifiers: `{raw}`: {e}")))?,
+        );
+    }
+    let key_type = body.key_type.clone().unwrap_or_else(|| "ecdsa_p256".into());
+    let contact = body
+        .contact
+        .clone()
+        .unwrap_or_else(|| principal.user.clone());
+    let rules = state
+        .store
+        .domain_rules()
+        .await
+        .map_err(ApiError::internal)?;
+    let policy = DomainPolicy::new(rules).map_err(ApiError::internal)?;
+    let decision = policy.decide(&unit, &ancestors(&state, &unit).await?, &identifiers);
+    let now = chrono::Utc::now().timestamp();
+    let id = format!("req-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let names: Vec<String> = identifiers.iter().map(ToString::to_string).collect();
+    let mut request = Request {
+        id: id.clone(),
+        requester: principal.user.clone(),
+        org_unit: unit,
+        identifiers: names.clone(),
+        connector: body.connector.clone(),
+        key_type,
+        validity_days: body.validity_days,
+        contact,
+        state: "pending".into(),
+        assignee: None,
+        decided_by: None,
+        reason: None,
+        managed: None,
+        created: now,
+        decided: None,
+    };
+    let (ev, status) = match &decision {
+        Decision::PreApproved => {
+            request.state = "approved".into();
+            request.decided_by = Some("rules".into());
+            request.decided = Some(now);
+            (
+                event(
+                    format!("request:{id}:approved"),
+                    EventKind::RequestApproved {
+                        request: id.clone(),
+                        approver: "rules".into(),
+                    },
+                ),
+                StatusCode::CREATED,
+            )
+        }
+        Decision::RequiresApproval { names } => {
+            request.reason = Some(format!("approval needed for {}", names.join(", ")));
+            (
+                event(
+                    format!("request:{id}:pending"),
+                    EventKind::RequestPendingApproval {
+                        request: id.clone(),
+                        requester: principal.user.clone(),
+                        identifiers: request.identifiers.clone(),
+                    },
+                ),
+                StatusCode::ACCEPTED,
+            )
+        }
+        Decision::Rejected { reason } => {
+            request.state = "rejected".into();
+            request.decided_by = Some("rules".into());
+            request.reason = Some(reason.clone());
+            request.decided = Some(now);
+            (
+                event(
+                    format!("request:{id}:rejected"),
+                    EventKind::RequestRejected {
+                        request: id.clone(),
+                        reason: reason.clone(),
+                    },
+                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    };
+    // A connector that does not exist is the requester's mistake, whatever
+    // the policy says; check before recording anything.
+    if request.state != "rejected" {
+        let renewer = super::lifecycle::renewer(&state)?;
+        if !renewer.connector_names().contains(&request.connector) {
+            return Err(ApiError::bad_request(format!(
+                "connector: no connector `{}`",
+                request.connector
+            )));
+        }
+    }
+    state
+        .store
+        .create_request(&request, ev)
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "request_create",
+        Some(&id),
+        None,
+        Some(json!(request)),
+    )
+    .await?;
+    if request.state == "approved" {
+        let managed = issue(&state, &request).await?;
+        request = state
+            .store
+            .transition_request(&id, "approved", json!({ "managed": managed }), None, now)
+            .await
+            .map_err(ApiError::internal)?
+            .unwrap_or(request);
+    }
+    Ok((status, Json(request)).into_response())
+}
+
+/// `GET /api/v1/requests?state=`: the caller's scope (subscribers: their own).
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let state_filter = query.get("state").map(String::as_str);
+    if let Some(s) = state_filter
+        && !["pending", "approved", "rejected"].contains(&s)
+    {
+        return Err(ApiError::bad_request(format!(
+            "state: `{s}` is not pending, approved or rejected"
+        )));
+    }
+    let items = state
+        .store
+        .requests(
+            principal.scope.units(),
+            principal.scope.owner(),
+            state_filter,
+            500,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Request, ApiError> {
+    match state.store.request(id).await.map_err(ApiError::internal)? {
+        Some(r)
+            if in_scope(principal, &r.org_unit)
+                && principal.scope.owner().is_none_or(|o| o == r.requester) =>
+        {
+            Ok(r)
+        }
+        _ => Err(ApiError::not_found(format!("no request `{id}`"))),
+    }
+}
+
+/// `GET /api/v1/requests/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(load(&state, &principal, &id).await?).into_response())
+}
+
+/// Body of reject and assign.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decide {
+    /// Why (reject).
+    pub reason: Option<String>,
+    /// To whom (assign).
+    pub to: Option<String>,
+}
+
+/// `POST /api/v1/requests/{id}/approve`: approves a pending request in the
+/// approver's scope and starts issuance.
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let request = load(&state, &principal, &id).await?;
+    let now = chrono::Utc::now().timestamp();
+    let ev = event(
+        format!("request:{id}:approved"),
+        EventKind::RequestApproved {
+            request: id.clone(),
+            approver: principal.user.clone(),
+        },
+    );
+    let Some(approved) = state
+        .store
+        .transition_request(
+            &id,
+            "pending",
+            json!({ "state": "approved", "decided_by": principal.user, "decided": now }),
+            Some(ev),
+            now,
+        )
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::conflict(format!(
+            "request `{id}` is {}, not pending",
+            request.state
+        )));
+    };
+    audit(
+        &state,
+        &principal,
+        "request_approve",
+        Some(&id),
+        Some(json!(request)),
+        Some(json!(approved)),
+    )
+    .await?;
+    let managed = issue(&state, &approved).await?;
+    let approved = state
+        .store
+        .transition_request(&id, "approved", json!({ "managed": managed }), None, now)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or(approved);
+    Ok(Json(approved).into_response())
+}
+
+/// `POST /api/v1/requests/{id}/reject` with `{"reason": "..."}`.
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(body): Json<Decide>,
+) -> Result<Response, ApiError> {
+    let reason = body
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("reason: say why, for the requester"))?;
+    let request = load(&state, &principal, &id).await?;
+    let now = chrono::Utc::now().timestamp();
+    let ev = event(
+        format!("request:{id}:rejected"),
+        EventKind::RequestRejected {
+            request: id.clone(),
+            reason: reason.clone(),
+        },
+    );
+    let Some(rejected) = state
+        .store
+        .transition_request(
+            &id,
+            "pending",
+            json!({ "state": "rejected", "decided_by": principal.user, "decided": now, "reason": reason }),
+            Some(ev),
+            now,
+        )
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::conflict(format!("request `{id}` is {}, not pending", request.state)));
+    };
+    audit(
+        &state,
+        &principal,
+        "request_reject",
+        Some(&id),
+        Some(json!(request)),
+        Some(json!(rejected)),
+    )
+    .await?;
+    Ok(Json(rejected).into_response())
+}
+
+/// `POST /api/v1/requests/{id}/assign` with `{"to": "approver"}`.
+pub async fn assign(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    Json(body): Json<Decide>,
+) -> Result<Response, ApiError> {
+    let to = body
+        .to
+        .map(|t| t.to_lowercase())
+        .ok_or_else(|| ApiError::bad_request("to: name the approver"))?;
+    let request = load(&state, &principal, &id).await?;
+    let Some(user) = state.store.user(&to).await.map_err(ApiError::internal)? else {
+        return Err(ApiError::bad_request(format!("to: no account `{to}`")));
+    };
+    let can_approve = match user.role {
+        Role::PrimaryAdmin => true,
+        Role::DepartmentAdmin => {
+            let units = state
+                .unit_closure(&user.units)
+                .await
+                .map_err(ApiError::internal)?;
+            units.contains(&request.org_unit)
+        }
+        Role::Auditor | Role::Subscriber => false,
+    };
+    if !can_approve {
+        return Err(ApiError::bad_request(format!(
+            "to: `{to}` cannot approve requests of org unit `{}`",
+            request.org_unit
+        )));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let Some(assigned) = state
+        .store
+        .transition_request(&id, "pending", json!({ "assignee": to }), None, now)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::conflict(format!(
+            "request `{id}` is {}, not pending",
+            request.state
+        )));
+    };
+    audit(
+        &state,
+        &principal,
+        "request_assign",
+        Some(&id),
+        Some(json!(request)),
+        Some(json!(assigned)),
+    )
+    .await?;
+    Ok(Json(assigned).into_response())
+}
+
+/// `GET /api/v1/domains`.
+pub async fn list_domains(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let rules = state
+        .store
+        .domain_rules()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "items": rules })).into_response())
+}
+
+/// `POST /api/v1/domains`: adds or replaces a managed-domain rule.
+pub async fn put_domain(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(rule): Json<DomainRule>,
+) -> Result<Response, ApiError> {
+    DomainPolicy::new(vec![rule.clone()]).map_err(ApiError::bad_request)?;
+    if let Some(unit) = &rule.org_unit
+        && !state
+            .store
+            .org_units()
+            .await
+            .map_err(ApiError::internal)?
+            .iter()
+            .any(|u| &u.name == unit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "org_unit: no org unit `{unit}`"
+        )));
+    }
+    state
+        .store
+        .put_domain_rule(&rule)
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "domain_put",
+        Some(&rule.domain),
+        None,
+        Some(json!(rule)),
+    )
+    .await?;
+    Ok(Json(rule).into_response())
+}
+
+/// `DELETE /api/v1/domains/{domain}`.
+pub async fn delete_domain(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(domain): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state
+        .store
+        .delete_domain_rule(&domain)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Err(ApiError::not_found(format!("no rule for `{domain}`")));
+    }
+    audit(
+        &state,
+        &principal,
+        "domain_delete",
+        Some(&domain),
+        None,
+        None,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

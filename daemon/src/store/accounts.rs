@@ -1,0 +1,210 @@
+//! Accounts: org units (a tree), users with a role and units, API tokens
+//! (only their hash is kept) and portal sessions.
+//!
+//! - `org_unit:⟨name⟩` `{ name, parent }`
+//! - `user:⟨name⟩` `{ name, role, units, password_hash, disabled, created }`
+//! - `api_token:⟨id⟩` `{ id, user, secret_hash, label, created, expires, revoked }`
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Store, StoreError, with_conflict_retry};
+use crate::admin::Role;
+
+/// An org unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUnit {
+    /// Unique name.
+    pub name: String,
+    /// The unit it belongs to.
+    pub parent: Option<String>,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Unique name (an e-mail address or a login).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Org units it administers or belongs to.
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Argon2id PHC string; absent for token-only accounts. Never sent out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// A disabled account cannot sign in and its tokens stop working.
+    #[serde(default)]
+    pub disabled: bool,
+    /// When it was created (Unix seconds).
+    pub created: i64,
+}
+
+impl User {
+    /// The account without its password hash, as the API shows it.
+    pub fn public(&self) -> User {
+        User {
+            password_hash: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// An API token's record (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Public id (the lookup key, part of the token).
+    pub id: String,
+    /// Its user.
+    pub user: String,
+    /// SHA-256 of the secret part. Never sent out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_hash: String,
+    /// What it is for.
+    #[serde(default)]
+    pub label: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
+    /// When it stops working (Unix seconds).
+    pub expires: Option<i64>,
+    /// When it was revoked (Unix seconds).
+    pub revoked: Option<i64>,
+}
+
+impl Store {
+    /// Every org unit.
+    pub async fn org_units(&self) -> Result<Vec<OrgUnit>, StoreError> {
+        self.rows(
+            "SELECT name, parent FROM org_unit ORDER BY name",
+            json!({}),
+            0,
+        )
+        .await
+    }
+
+    /// Creates or moves an org unit.
+    pub async fn put_org_unit(&self, unit: &OrgUnit) -> Result<(), StoreError> {
+        let vars = json!({ "name": unit.name, "parent": unit.parent });
+        with_conflict_retry(|| {
+            self.run(
+                "UPSERT type::record('org_unit', $name) CONTENT { name: $name, parent: $parent } RETURN NONE",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A user by name.
+    pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let rows: Vec<User> = self
+            .rows(
+                "SELECT * OMIT id FROM type::record('user', $name)",
+                json!({ "name": name.to_lowercase() }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every user.
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.rows("SELECT * OMIT id FROM user ORDER BY name", json!({}), 0)
+            .await
+    }
+
+    /// Whether any account exists (before the first, the API is as open as
+    /// `api.token` makes it).
+    pub async fn has_users(&self) -> Result<bool, StoreError> {
+        let rows: Vec<String> = self
+            .rows("SELECT VALUE name FROM user LIMIT 1", json!({}), 0)
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Creates a user; fails if the name is taken.
+    pub async fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut doc = serde_json::to_value(user)?;
+        doc["name"] = json!(user.name.to_lowercase());
+        doc["password_hash"] = json!(user.password_hash);
+        let vars = json!({ "name": user.name.to_lowercase(), "doc": doc });
+        self.run(
+            "CREATE type::record('user', $name) CONTENT $doc RETURN NONE",
+            vars,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Replaces a user's role, units, password hash and disabled flag.
+    pub async fn update_user(&self, user: &User) -> Result<(), StoreError> {
+        let mut doc = serde_json::to_value(user)?;
+        doc["name"] = json!(user.name.to_lowercase());
+        doc["password_hash"] = json!(user.password_hash);
+        let vars = json!({ "name": user.name.to_lowercase(), "doc": doc });
+        with_conflict_retry(|| {
+            self.run(
+                "UPDATE type::record('user', $name) CONTENT $doc RETURN NONE",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Records a new token.
+    pub async fn create_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        let mut doc = serde_json::to_value(token)?;
+        doc["secret_hash"] = json!(token.secret_hash);
+        self.run(
+            "CREATE type::record('api_token', $id) CONTENT $doc RETURN NONE",
+            json!({ "id": token.id, "doc": doc }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A token by id.
+    pub async fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let rows: Vec<ApiToken> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM type::record('api_token', $id)",
+                json!({ "id": id }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Tokens of a user, or of everyone.
+    pub async fn tokens(&self, user: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
+        let filter = if user.is_some() {
+            "WHERE user = $user"
+        } else {
+            ""
+        };
+        let mut rows: Vec<ApiToken> = self
+            .rows(
+                &format!("SELECT *, record::id(id) AS id FROM api_token {filter} ORDER BY created"),
+                json!({ "user": user.map(str::to_lowercase) }),
+                0,
+            )
+            .await?;
+        for t in &mut rows {
+            t.secret_hash.clear();
+        }
+        Ok(rows)
+    }
+
+    /// Revokes a token; `false` when there is no such token.
+    pub async fn revoke_token(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let rows: Vec<serde_json::Value> = self
+            .rows(
+                "UPDATE type::record('api_token', $id) SET revoked = $now WHERE revoked = NONE RETURN AFTER",
+                json!({ "id": id, "now": now }),
+                0,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}

@@ -1,0 +1,193 @@
+//! Enrollment requests and the domain policy in the store.
+//!
+//! - `request:⟨id⟩`: one enrollment request and its state (`pending`,
+//!   `approved` (issuance started), `rejected`), with who decided and why.
+//!   A transition and its event are written in one transaction, and only
+//!   from the state it expects, so two approvers racing cannot both win.
+//! - `domain_rule:⟨domain⟩`: the managed domains (`admin::domains`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Store, StoreError, take_returned, with_conflict_retry};
+use crate::admin::domains::DomainRule;
+
+/// An enrollment request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// `req-` and a random suffix.
+    pub id: String,
+    /// Who asked.
+    pub requester: String,
+    /// The org unit it is for.
+    pub org_unit: String,
+    /// The identifiers, normalised.
+    pub identifiers: Vec<String>,
+    /// The connector that issues it.
+    pub connector: String,
+    /// Key type.
+    pub key_type: String,
+    /// Requested validity.
+    pub validity_days: Option<u32>,
+    /// Technical contact (gets its alerts).
+    pub contact: String,
+    /// `pending`, `approved` or `rejected`.
+    pub state: String,
+    /// Who may decide it (assigned by an approver), if anyone in particular.
+    pub assignee: Option<String>,
+    /// Who decided (`rules` for a pre-approved domain).
+    pub decided_by: Option<String>,
+    /// Why it was rejected, or what the rules said.
+    pub reason: Option<String>,
+    /// The managed certificate it became.
+    pub managed: Option<String>,
+    /// When it was made (Unix seconds).
+    pub created: i64,
+    /// When it was decided (Unix seconds).
+    pub decided: Option<i64>,
+}
+
+impl Store {
+    /// Records a new request with its event.
+    pub async fn create_request(
+        &self,
+        request: &Request,
+        event: (String, Value),
+    ) -> Result<(), StoreError> {
+        let vars = json!({
+            "id": request.id,
+            "doc": request,
+            "event_id": event.0,
+            "event": event.1,
+            "now": request.created,
+        });
+        with_conflict_retry(|| {
+            self.run(
+                "BEGIN TRANSACTION;
+                 CREATE type::record('request', $id) CONTENT $doc RETURN NONE;
+                 CREATE type::record('event', $event_id) CONTENT { time: $now, event: $event, routed: false } RETURN NONE;
+                 COMMIT TRANSACTION;",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// A request by id.
+    pub async fn request(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        let rows: Vec<Request> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM type::record('request', $id)",
+                json!({ "id": id }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Requests, newest first: of these units (`None`: all), of this
+    /// requester, in this state.
+    pub async fn requests(
+        &self,
+        units: Option<&[String]>,
+        requester: Option<&str>,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Request>, StoreError> {
+        let mut conditions = Vec::new();
+        if units.is_some() {
+            conditions.push("org_unit IN $units");
+        }
+        if requester.is_some() {
+            conditions.push("requester = $requester");
+        }
+        if state.is_some() {
+            conditions.push("state = $state");
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        self.rows(
+            &format!("SELECT *, record::id(id) AS id FROM request {filter} ORDER BY created DESC LIMIT $limit"),
+            json!({ "units": units, "requester": requester, "state": state, "limit": limit }),
+            0,
+        )
+        .await
+    }
+
+    /// Moves a request from `from` to the state in `changes` (merged into
+    /// the row) and records `event`, in one transaction. `Ok(None)` when the
+    /// request is no longer in `from` (someone else decided first).
+    pub async fn transition_request(
+        &self,
+        id: &str,
+        from: &str,
+        changes: Value,
+        event: Option<(String, Value)>,
+        now: i64,
+    ) -> Result<Option<Request>, StoreError> {
+        let (event_id, event) = event.unwrap_or_default();
+        let vars = json!({
+            "id": id, "from": from, "changes": changes,
+            "event_id": event_id, "event": event, "now": now,
+        });
+        let mut response = with_conflict_retry(|| {
+            self.run(
+                "BEGIN TRANSACTION;
+                 LET $r = (SELECT state FROM ONLY type::record('request', $id));
+                 IF $r.state != $from { THROW 'request not in the expected state' };
+                 UPDATE type::record('request', $id) MERGE $changes RETURN NONE;
+                 IF $event_id != '' {
+                     CREATE type::record('event', $event_id) CONTENT { time: $now, event: $event, routed: false } RETURN NONE;
+                 };
+                 SELECT *, record::id(id) AS id FROM type::record('request', $id);
+                 COMMIT TRANSACTION;",
+                vars.clone(),
+            )
+        })
+        .await;
+        match response {
+            Ok(ref mut r) => Ok(take_returned::<Request>(r)?.into_iter().next()),
+            Err(e) if e.to_string().contains("not in the expected state") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The domain policy's rules.
+    pub async fn domain_rules(&self) -> Result<Vec<DomainRule>, StoreError> {
+        self.rows(
+            "SELECT * OMIT id FROM domain_rule ORDER BY domain",
+            json!({}),
+            0,
+        )
+        .await
+    }
+
+    /// Adds or replaces the rule for `rule.domain`.
+    pub async fn put_domain_rule(&self, rule: &DomainRule) -> Result<(), StoreError> {
+        let vars = json!({ "domain": rule.domain.trim().to_lowercase(), "doc": rule });
+        with_conflict_retry(|| {
+            self.run(
+                "UPSERT type::record('domain_rule', $domain) CONTENT $doc RETURN NONE",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the rule for `domain`; `false` when there was none.
+    pub async fn delete_domain_rule(&self, domain: &str) -> Result<bool, StoreError> {
+        let rows: Vec<Value> = self
+            .rows(
+                "DELETE type::record('domain_rule', $domain) RETURN BEFORE",
+                json!({ "domain": domain.trim().to_lowercase() }),
+                0,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+}

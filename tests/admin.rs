@@ -1,0 +1,692 @@
+//! Administration end to end, against the real daemon with an internal CA:
+//! every API route × every role × an object in and out of the caller's
+//! scope; the enrollment workflow under the domain policy; the audit log and
+//! its tamper check; failed sign-ins limited.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Daemon, eventually, free_port, http};
+use serde_json::{Value, json};
+
+const ROOT: &str = "root-token-for-tests-0123456789";
+
+struct Api<'a> {
+    daemon: &'a Daemon,
+}
+
+impl Api<'_> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap());
+        let (status, text) = http(method, &self.daemon.url(path), body.as_deref(), &headers);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, body_out) = self.call(method, path, Some(ROOT), Some(body));
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {body_out}"
+        );
+        body_out
+    }
+}
+
+/// A self-signed certificate for `cn`, expiring in `days`, as PEM.
+fn certificate(dir: &std::path::Path, cn: &str, days: u32) -> Vec<u8> {
+    common::openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    std::fs::read(dir.join(format!("{cn}.pem"))).unwrap()
+}
+
+fn config(daemon: &Daemon) -> String {
+    format!(
+        r#"
+[api]
+token = "{ROOT}"
+
+[alerts]
+check_interval_seconds = 1
+
+[renewal]
+check_interval_seconds = 1
+
+[[connector]]
+name = "corp-ca"
+type = "internal_ca"
+passphrase = "correct horse battery staple"
+allowed_dns = [".corp.test"]
+backdate_seconds = 0
+crl_path = "{}"
+"#,
+        daemon.path("corp.crl").display()
+    )
+}
+
+/// Starts a daemon and builds the organisation: units web (with web-shop
+/// below it) and finance; alice (primary), dave (department admin of web),
+/// audrey (auditor), sam (subscriber in web), fred (department admin of
+/// finance); domain rules; one imported certificate and one issued
+/// certificate per side. Returns the tokens by user.
+fn organisation(daemon: &mut Daemon) -> HashMap<&'static str, String> {
+    // Config with [api] twice would be refused: write it whole.
+    let store = daemon.path("store");
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "[store]\nurl = \"surrealkv://{}\"\n{}",
+            store.display(),
+            config(daemon).replace(
+                "[api]\n",
+                &format!("[api]\nlisten = \"127.0.0.1:{}\"\n", daemon.port)
+            )
+        ),
+    )
+    .unwrap();
+    daemon.start();
+    let api = Api { daemon };
+    for (name, parent) in [("web", None), ("web-shop", Some("web")), ("finance", None)] {
+        api.ok(
+            "POST",
+            "/api/v1/org-units",
+            json!({ "name": name, "parent": parent }),
+        );
+    }
+    let mut tokens = HashMap::new();
+    for (user, role, units) in [
+        ("alice", "primary_admin", vec![]),
+        ("dave", "department_admin", vec!["web"]),
+        ("audrey", "auditor", vec![]),
+        ("sam", "subscriber", vec!["web"]),
+        ("fred", "department_admin", vec!["finance"]),
+    ] {
+        api.ok(
+            "POST",
+            "/api/v1/users",
+            json!({ "name": user, "role": role, "units": units }),
+        );
+        let t = api.ok(
+            "POST",
+            "/api/v1/tokens",
+            json!({ "user": user, "label": "tests" }),
+        );
+        tokens.insert(user, t["token"].as_str().unwrap().to_owned());
+    }
+    for (domain, unit, mode) in [
+        ("shop.corp.test", Some("web"), "pre_approved"),
+        ("app.corp.test", Some("web"), "requires_approval"),
+        ("pay.corp.test", Some("finance"), "pre_approved"),
+        ("ledger.corp.test", Some("finance"), "requires_approval"),
+        ("blocked.corp.test", None, "blocked"),
+    ] {
+        api.ok(
+            "POST",
+            "/api/v1/domains",
+            json!({ "domain": domain, "org_unit": unit, "mode": mode }),
+        );
+    }
+    tokens
+}
+
+/// Waits until a managed certificate is issued; returns its fingerprint.
+fn issued(api: &Api, name: &str) -> String {
+    eventually(Duration::from_secs(60), || {
+        let (_, body) = api.call("GET", "/api/v1/managed", Some(ROOT), None);
+        body["items"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == name && m["generation"] == 1)
+            .and_then(|m| m["fingerprint"].as_str().map(str::to_owned))
+    })
+    .unwrap_or_else(|| panic!("{name} not issued\n{}", api.daemon.log()))
+}
+
+/// What a role may do on a route: which roles pass the permission check,
+/// and whether an object in the path (or a list) is scoped. Written here,
+/// independently of the daemon's table, from the issue's role definitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scoping {
+    None,
+    Object,
+    List,
+}
+
+fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
+    const ALL: &[&str] = &["alice", "dave", "audrey", "sam", "fred"];
+    const READERS: &[&str] = ALL;
+    const OPS: &[&str] = &["alice", "audrey"];
+    const ADMIN: &[&str] = &["alice"];
+    const IMPORT: &[&str] = &["alice", "dave", "fred"];
+    const ENROLL: &[&str] = &["alice", "dave", "sam", "fred"];
+    const APPROVE: &[&str] = &["alice", "dave", "fred"];
+    const LIFECYCLE: &[&str] = &["alice", "dave", "sam", "fred"];
+    const PUBLIC: &[&str] = &["anonymous", "alice", "dave", "audrey", "sam", "fred"];
+    use Scoping::*;
+    match (method, path) {
+        ("GET", "/healthz" | "/readyz" | "/api/v1/openapi.json" | "/crl/{connector}") => {
+            (PUBLIC, None)
+        }
+        (
+            "GET",
+            "/metrics" | "/api/v1/jobs" | "/api/v1/jobs/{name}/runs" | "/api/v1/deliveries",
+        ) => (OPS, None),
+        ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => (OPS, None),
+        (
+            "GET",
+            "/api/v1/certificates" | "/api/v1/findings" | "/api/v1/managed" | "/api/v1/events",
+        )
+        | ("GET", "/api/v1/alerts" | "/api/v1/requests" | "/api/v1/counts") => (READERS, List),
+        ("GET", "/api/v1/certificates/{fingerprint}" | "/api/v1/requests/{id}") => {
+            (READERS, Object)
+        }
+        ("GET", "/api/v1/org-units" | "/api/v1/domains" | "/api/v1/whoami" | "/api/v1/tokens") => {
+            (READERS, None)
+        }
+        ("GET", "/api/v1/users") => (ADMIN, None),
+        ("POST", "/api/v1/tokens") => (ALL, None),
+        ("DELETE", "/api/v1/tokens/{id}") => (ALL, Object),
+        ("POST", "/api/v1/import") => (IMPORT, None),
+        ("POST", "/api/v1/jobs/{name}/run" | "/api/v1/managed/renew-all") => (ADMIN, None),
+        (
+            "POST",
+            "/api/v1/managed" | "/api/v1/users" | "/api/v1/users/{name}" | "/api/v1/org-units",
+        )
+        | ("POST", "/api/v1/domains" | "/api/v1/certificates/assign")
+        | ("DELETE", "/api/v1/managed/{name}" | "/api/v1/domains/{domain}") => (ADMIN, None),
+        ("POST", "/api/v1/requests") => (ENROLL, None),
+        (
+            "POST",
+            "/api/v1/requests/{id}/approve"
+            | "/api/v1/requests/{id}/reject"
+            | "/api/v1/requests/{id}/assign",
+        ) => (APPROVE, Object),
+        ("POST", "/api/v1/managed/{name}/renew" | "/api/v1/certificates/{fingerprint}/replace")
+        | ("POST", "/api/v1/certificates/{fingerprint}/revoke") => (LIFECYCLE, Object),
+        ("POST", "/api/v1/alerts/{id}/ack") => (APPROVE, Object),
+        _ => panic!(
+            "no expectation for {method} {path}: a new route needs a rule here and in api::routes"
+        ),
+    }
+}
+
+#[test]
+fn every_route_role_and_scope_is_enforced() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let dir = daemon.path("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    // One imported certificate per side, expiring in 20 days (alerts raise).
+    let mut fp = HashMap::new();
+    for (side, unit, contacts) in [("in", "web", vec!["sam"]), ("out", "finance", vec!["fred"])] {
+        let pem = certificate(&dir, &format!("{side}.corp.test"), 20);
+        let (status, outcome) = {
+            let (s, t) = http(
+                "POST",
+                &daemon.url("/api/v1/import"),
+                Some(&pem),
+                &[("Authorization", &format!("Bearer {ROOT}"))],
+            );
+            (s, serde_json::from_str::<Value>(&t).unwrap())
+        };
+        assert_eq!(status, 200, "{outcome}");
+        let f = outcome["added"][0].as_str().unwrap().to_owned();
+        api.ok(
+            "POST",
+            "/api/v1/certificates/assign",
+            json!({ "fingerprints": [f], "org_unit": unit, "contacts": contacts }),
+        );
+        fp.insert(side, f);
+    }
+    // One issued (pre-approved) and one pending request per side.
+    let mut managed = HashMap::new();
+    let mut pending = HashMap::new();
+    for (side, user, pre, needs) in [
+        ("in", "sam", "www.shop.corp.test", "api.app.corp.test"),
+        ("out", "fred", "www.pay.corp.test", "gl.ledger.corp.test"),
+    ] {
+        let (status, r) = api.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&tokens[user]),
+            Some(json!({ "identifiers": [pre], "connector": "corp-ca" })),
+        );
+        assert_eq!(status, 201, "{r}");
+        managed.insert(side, r["managed"].as_str().unwrap().to_owned());
+        let (status, r) = api.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&tokens[user]),
+            Some(json!({ "identifiers": [needs], "connector": "corp-ca" })),
+        );
+        assert_eq!(status, 202, "{r}");
+        pending.insert(side, r["id"].as_str().unwrap().to_owned());
+    }
+    let mut issued_fp = HashMap::new();
+    for side in ["in", "out"] {
+        issued_fp.insert(side, issued(&api, &managed[side]));
+    }
+    let alert = |side: &str| format!("{}_30", fp[side]);
+    eventually(Duration::from_secs(30), || {
+        let (_, a) = api.call("GET", "/api/v1/alerts", Some(ROOT), None);
+        (a["items"].as_array()?.len() >= 2).then_some(())
+    })
+    .expect("expiry alerts raised");
+    // Spare tokens to revoke: each user's own, and alice's for "another's".
+    let mut spare = HashMap::new();
+    for user in ["alice", "dave", "audrey", "sam", "fred"] {
+        let t = api.ok(
+            "POST",
+            "/api/v1/tokens",
+            json!({ "user": user, "label": "spare" }),
+        );
+        spare.insert(user, t["id"].as_str().unwrap().to_owned());
+    }
+
+    let specs = certkeeper::api::routes::specs();
+    assert!(specs.len() >= 40, "the route table lists every route");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    // Primary admin last: its allowed destructive calls must not remove the
+    // objects the other roles are checked against.
+    for user in ["anonymous", "audrey", "sam", "dave", "fred", "alice"] {
+        let token = tokens.get(user).map(String::as_str);
+        for spec in &specs {
+            let method = spec.method.as_str();
+            let (allowed_roles, scoping) = expectation(method, spec.path);
+            for side in ["in", "out"] {
+                if scoping == Scoping::None && side == "out" {
+                    continue;
+                }
+                // fred's scope is finance: "in" for him is the finance side.
+                let object_side = if user == "fred" {
+                    if side == "in" { "out" } else { "in" }
+                } else {
+                    side
+                };
+                // Revoke and replace act on what Certkeeper issued; the
+                // inventory routes on the imported certificates.
+                let certificate =
+                    if spec.path.ends_with("/revoke") || spec.path.ends_with("/replace") {
+                        &issued_fp[object_side]
+                    } else {
+                        &fp[object_side]
+                    };
+                let path = spec
+                    .path
+                    .replace("{fingerprint}", certificate)
+                    .replace(
+                        "{name}",
+                        if spec.path.contains("/jobs/") {
+                            "inventory-refresh"
+                        } else if spec.path.contains("/users/") {
+                            "dave"
+                        } else {
+                            &managed[object_side]
+                        },
+                    )
+                    .replace("{connector}", "corp-ca")
+                    .replace("{domain}", "nothing.corp.test")
+                    .replace(
+                        "{id}",
+                        &if spec.path.contains("/alerts/") {
+                            alert(object_side)
+                        } else if spec.path.contains("/tokens/") {
+                            let owner = if side == "in" { user } else { "alice" };
+                            spare
+                                .get(owner)
+                                .cloned()
+                                .unwrap_or_else(|| "000000000000".into())
+                        } else {
+                            pending[object_side].clone()
+                        },
+                    );
+                let body = match spec.path {
+                    "/api/v1/requests/{id}/reject" => json!({ "reason": "checking permissions" }),
+                    "/api/v1/requests/{id}/assign" => json!({ "to": "alice" }),
+                    "/api/v1/users/{name}" => json!({ "disabled": false }),
+                    "/api/v1/tokens" => json!({ "label": "authz" }),
+                    _ => json!({}),
+                };
+                let (status, response) = api.call(method, &path, token, Some(body));
+                let permitted = allowed_roles.contains(&user);
+                let all_scope = matches!(user, "alice" | "audrey");
+                // Tokens: one's own is in scope; only alice reaches others'.
+                let in_scope = side == "in" || all_scope || (user == "anonymous");
+                let expect_allow =
+                    permitted && (scoping == Scoping::None || in_scope || scoping == Scoping::List);
+                let denied = matches!(status, 401 | 403)
+                    || (status == 404 && !in_scope && scoping == Scoping::Object);
+                let mut ok = expect_allow != denied;
+                // A list out of scope answers, without the other side's objects.
+                if ok && scoping == Scoping::List && side == "out" && permitted && !all_scope {
+                    let text = response.to_string();
+                    // The side outside the caller's scope (fred's is "in").
+                    let other = if user == "fred" { "in" } else { "out" };
+                    let leaked = [&fp[other], &pending[other], &managed[other]]
+                        .into_iter()
+                        .any(|m| text.contains(m.as_str()));
+                    if leaked {
+                        ok = false;
+                    }
+                }
+                if user == "anonymous" && !allowed_roles.contains(&"anonymous") && status != 401 {
+                    ok = false;
+                }
+                if !ok {
+                    failures.push(format!(
+                        "{user} {method} {path} ({side} scope): expected {}, got {status} {response}",
+                        if expect_allow { "allow" } else { "deny" }
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{checked} route × role × scope checks passed");
+}
+
+#[test]
+fn enrollment_follows_the_domain_policy_and_everything_is_audited() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let request = |user: &str, names: &[&str]| {
+        api.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&tokens[user]),
+            Some(json!({ "identifiers": names, "connector": "corp-ca" })),
+        )
+    };
+    // Pre-approved: issued at once through the internal CA.
+    let (status, r) = request("sam", &["www.shop.corp.test", "Shop.Corp.Test."]);
+    assert_eq!(status, 201, "{r}");
+    assert_eq!(r["state"], "approved");
+    assert_eq!(r["decided_by"], "rules");
+    assert_eq!(
+        r["identifiers"],
+        json!(["www.shop.corp.test", "shop.corp.test"])
+    );
+    let fp = issued(&api, r["managed"].as_str().unwrap());
+    let (_, cert) = api.call(
+        "GET",
+        &format!("/api/v1/certificates/{fp}"),
+        Some(&tokens["sam"]),
+        None,
+    );
+    assert_eq!(cert["certificate"]["org_unit"], "web", "{cert}");
+    // Requires approval: pending, approvers told, approved by the unit's
+    // admin, then issued.
+    let (status, r) = request("sam", &["api.app.corp.test"]);
+    assert_eq!(status, 202, "{r}");
+    assert_eq!(r["state"], "pending");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (_, events) = api.call("GET", "/api/v1/events", Some(ROOT), None);
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"]["type"] == "request_pending_approval"
+                && e["kind"]["request"] == json!(id)),
+        "{events}"
+    );
+    let (status, _) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&tokens["sam"]),
+        None,
+    );
+    assert_eq!(status, 403, "a subscriber approves nothing");
+    let (status, _) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&tokens["fred"]),
+        None,
+    );
+    assert_eq!(status, 404, "another unit's admin does not even see it");
+    let (status, r) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&tokens["dave"]),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["decided_by"], "dave");
+    issued(&api, r["managed"].as_str().unwrap());
+    let (status, _) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{id}/approve"),
+        Some(&tokens["dave"]),
+        None,
+    );
+    assert_eq!(status, 409, "approved once");
+    // Rejected by approver, with a reason the requester sees.
+    let (_, r) = request("sam", &["beta.app.corp.test"]);
+    let id2 = r["id"].as_str().unwrap().to_owned();
+    let (status, r) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{id2}/reject"),
+        Some(&tokens["dave"]),
+        Some(json!({ "reason": "use the shared beta certificate" })),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (_, r) = api.call(
+        "GET",
+        &format!("/api/v1/requests/{id2}"),
+        Some(&tokens["sam"]),
+        None,
+    );
+    assert_eq!(r["state"], "rejected");
+    assert_eq!(r["reason"], "use the shared beta certificate");
+    // Refused by the rules: blocked, another unit's domain, unmanaged,
+    // wildcard where not allowed, a unit outside the requester's.
+    for (names, needle) in [
+        (vec!["x.blocked.corp.test"], "blocked"),
+        (vec!["www.pay.corp.test"], "finance"),
+        (vec!["www.example.org"], "not a managed domain"),
+        (vec!["*.shop.corp.test"], "wildcard"),
+    ] {
+        let (status, r) = request("sam", &names);
+        assert_eq!(status, 422, "{names:?}: {r}");
+        assert_eq!(r["state"], "rejected");
+        let reason = r["reason"].as_str().unwrap().to_lowercase();
+        assert!(reason.contains(needle), "{names:?}: {reason}");
+    }
+    let (status, r) = api.call("POST", "/api/v1/requests", Some(&tokens["sam"]), Some(json!({ "identifiers": ["www.pay.corp.test"], "org_unit": "finance", "connector": "corp-ca" })));
+    assert_eq!(status, 403, "{r}");
+    let (status, r) = request("sam", &["bad..name.corp.test"]);
+    assert_eq!(status, 400, "{r}");
+
+    // The audit log has every action, by its actor.
+    let (status, log) = api.call("GET", "/api/v1/audit", Some(&tokens["audrey"]), None);
+    assert_eq!(status, 200, "{log}");
+    let entries = log["items"].as_array().unwrap();
+    let has = |actor: &str, action: &str| {
+        entries
+            .iter()
+            .any(|e| e["actor"] == actor && e["action"] == action)
+    };
+    for (actor, action) in [
+        ("api-token", "org_unit_put"),
+        ("api-token", "user_create"),
+        ("api-token", "token_create"),
+        ("api-token", "domain_put"),
+        ("sam", "request_create"),
+        ("dave", "request_approve"),
+        ("dave", "request_reject"),
+    ] {
+        assert!(has(actor, action), "no {action} by {actor} in {log}");
+    }
+    let (status, verify) = api.call("GET", "/api/v1/audit/verify", Some(&tokens["audrey"]), None);
+    assert_eq!(status, 200);
+    assert_eq!(verify["intact"], true, "{verify}");
+    let (status, _) = api.call("GET", "/api/v1/audit", Some(&tokens["dave"]), None);
+    assert_eq!(status, 403, "department admins do not read the audit log");
+
+    // Tampering: stop the daemon, edit one entry and delete another in the
+    // store; `certkeeper audit verify` names them.
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+    let ok = daemon.cli(&["audit", "verify"]);
+    assert!(ok.status.success(), "{ok:?}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = certkeeper::config::Config::load(&daemon.config).unwrap();
+    runtime.block_on(async {
+        let store = certkeeper::store::Store::open(&config.store).await.unwrap();
+        store
+            .execute(
+                "UPDATE audit SET actor = 'mallory' WHERE seq = 5",
+                json!({}),
+            )
+            .await
+            .unwrap();
+        store.close(Duration::from_secs(10)).await;
+    });
+    let broken = daemon.cli(&["audit", "verify"]);
+    assert!(!broken.status.success());
+    let text = String::from_utf8_lossy(&broken.stderr);
+    assert!(text.contains("entry 5"), "{text}");
+    runtime.block_on(async {
+        let store = certkeeper::store::Store::open(&config.store).await.unwrap();
+        store
+            .execute(
+                "UPDATE audit SET actor = 'api-token' WHERE seq = 5",
+                json!({}),
+            )
+            .await
+            .unwrap();
+        store
+            .execute("DELETE audit WHERE seq = 7", json!({}))
+            .await
+            .unwrap();
+        store.close(Duration::from_secs(10)).await;
+    });
+    let broken = daemon.cli(&["audit", "verify"]);
+    assert!(!broken.status.success());
+    let text = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        text.contains("entry 8") || text.contains("entry 7"),
+        "{text}"
+    );
+    // CEF export for a SIEM.
+    let cef = daemon.cli_ok(&["audit", "export", "--format", "cef"]);
+    assert!(
+        cef.lines()
+            .all(|l| l.starts_with("CEF:0|Certkeeper|certkeeper|")),
+        "{cef}"
+    );
+    assert!(cef.contains("suser=dave"), "{cef}");
+}
+
+#[test]
+fn bad_tokens_are_refused_and_repeated_failures_locked_out() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let (status, me) = api.call("GET", "/api/v1/whoami", Some(&tokens["dave"]), None);
+    assert_eq!(status, 200);
+    assert_eq!(me["role"], "department_admin");
+    assert_eq!(
+        me["units"],
+        json!(["web", "web-shop"]),
+        "units include those below"
+    );
+    for bad in [
+        "",
+        "nonsense",
+        "ckt_000000000000_AAAA",
+        &tokens["dave"][..tokens["dave"].len() - 1],
+    ] {
+        let (status, body) = api.call("GET", "/api/v1/whoami", Some(bad), None);
+        assert_eq!(status, 401, "{bad}: {body}");
+        assert!(
+            !body.to_string().contains(&tokens["dave"]),
+            "the token is not echoed"
+        );
+    }
+    let (status, _) = api.call("GET", "/api/v1/certificates", None, None);
+    assert_eq!(status, 401, "accounts exist: no anonymous access");
+    // Revoked and disabled.
+    let t = api.ok("POST", "/api/v1/tokens", json!({ "user": "sam" }));
+    let sam2 = t["token"].as_str().unwrap().to_owned();
+    assert_eq!(api.call("GET", "/api/v1/whoami", Some(&sam2), None).0, 200);
+    api.call(
+        "DELETE",
+        &format!("/api/v1/tokens/{}", t["id"].as_str().unwrap()),
+        Some(ROOT),
+        None,
+    );
+    assert_eq!(api.call("GET", "/api/v1/whoami", Some(&sam2), None).0, 401);
+    api.ok("POST", "/api/v1/users/sam", json!({ "disabled": true }));
+    assert_eq!(
+        api.call("GET", "/api/v1/whoami", Some(&tokens["sam"]), None)
+            .0,
+        401
+    );
+    // Many failures from one source: locked out, with Retry-After, even for
+    // a good token, until the window passes.
+    let mut locked = false;
+    for i in 0..40 {
+        let (status, _) = api.call(
+            "GET",
+            "/api/v1/whoami",
+            Some(&format!("ckt_{i:012}_{}", "A".repeat(43))),
+            None,
+        );
+        if status == 429 {
+            locked = true;
+            break;
+        }
+    }
+    assert!(locked, "repeated failures end in 429");
+    assert_eq!(
+        api.call("GET", "/api/v1/whoami", Some(&tokens["dave"]), None)
+            .0,
+        429
+    );
+    let _ = free_port();
+}
