@@ -219,6 +219,8 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
             (READERS, None)
         }
         ("GET", "/api/v1/users") => (ADMIN, None),
+        ("GET", "/api/v1/units") => (READERS, None),
+        ("POST", "/api/v1/units") => (ADMIN, None),
         ("POST", "/api/v1/tokens") => (ALL, None),
         ("DELETE", "/api/v1/tokens/{id}") => (ALL, Object),
         ("POST", "/api/v1/import") => (IMPORT, None),
@@ -689,4 +691,79 @@ fn bad_tokens_are_refused_and_repeated_failures_locked_out() {
         429
     );
     let _ = free_port();
+}
+
+#[test]
+fn purchased_units_are_consumed_and_replenishment_fires_once() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let units = api.ok(
+        "POST",
+        "/api/v1/units",
+        json!({ "connector": "corp-ca", "add": 3, "threshold": 2 }),
+    );
+    assert_eq!(units["remaining"], 3);
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let (status, r) = api.call(
+            "POST",
+            "/api/v1/requests",
+            Some(&tokens["dave"]),
+            Some(
+                json!({ "identifiers": [format!("n{i}.shop.corp.test")], "connector": "corp-ca" }),
+            ),
+        );
+        assert_eq!(status, 201, "{r}");
+        names.push(r["managed"].as_str().unwrap().to_owned());
+        // One at a time, so the count below is exact at each step.
+        issued(&api, names.last().unwrap());
+    }
+    let (_, list) = api.call("GET", "/api/v1/units", Some(&tokens["audrey"]), None);
+    assert_eq!(list["items"][0]["used"], 3, "{list}");
+    assert_eq!(list["items"][0]["remaining"], 0);
+    let low_events = || {
+        let (_, events) = api.call("GET", "/api/v1/events?limit=1000", Some(ROOT), None);
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"]["type"] == "units_low")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let low = low_events();
+    assert_eq!(
+        low.len(),
+        1,
+        "fires once when 1 < 2 is first reached: {low:?}"
+    );
+    assert_eq!(low[0]["kind"]["remaining"], 1);
+    // None left: a new request is refused with the reason.
+    let (status, r) = api.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&tokens["dave"]),
+        Some(json!({ "identifiers": ["n9.shop.corp.test"], "connector": "corp-ca" })),
+    );
+    assert_eq!(status, 422, "{r}");
+    assert!(r.to_string().contains("no purchased units left"), "{r}");
+    // Replenished above the threshold: the event is re-armed and fires
+    // again only when the account runs low again.
+    let units = api.ok(
+        "POST",
+        "/api/v1/units",
+        json!({ "connector": "corp-ca", "add": 3, "threshold": 2 }),
+    );
+    assert_eq!(units["remaining"], 3);
+    assert_eq!(units["low"], false);
+    let (status, r) = api.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&tokens["dave"]),
+        Some(json!({ "identifiers": ["n10.shop.corp.test"], "connector": "corp-ca" })),
+    );
+    assert_eq!(status, 201, "{r}");
+    issued(&api, r["managed"].as_str().unwrap());
+    assert_eq!(low_events().len(), 1, "2 left is not below 2");
 }

@@ -232,6 +232,18 @@ pub async fn create(
                 request.connector
             )));
         }
+        if let Some(units) = state
+            .store
+            .units_of(&request.connector)
+            .await
+            .map_err(ApiError::internal)?
+            && units.remaining() <= 0
+        {
+            return Err(ApiError::unprocessable(format!(
+                "connector `{}` has no purchased units left; a primary admin adds more with POST /api/v1/units",
+                request.connector
+            )));
+        }
     }
     state
         .store
@@ -542,4 +554,83 @@ pub async fn delete_domain(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/units`: purchased, used and remaining units per metered
+/// connector.
+pub async fn list_units(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let items: Vec<Value> = state
+        .store
+        .units()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|u| {
+            let remaining = u.remaining();
+            let mut v = json!(u);
+            v["remaining"] = json!(remaining);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// Body of `POST /api/v1/units`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUnits {
+    /// The connector (CA account).
+    pub connector: String,
+    /// Units bought now (0 to only change the threshold).
+    pub add: i64,
+    /// Below this many left, `units_low` fires. Default 10.
+    pub threshold: Option<i64>,
+}
+
+/// `POST /api/v1/units`: records purchased units for a connector (which
+/// makes it metered).
+pub async fn add_units(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<AddUnits>,
+) -> Result<Response, ApiError> {
+    if !super::lifecycle::renewer(&state)?
+        .connector_names()
+        .contains(&body.connector)
+    {
+        return Err(ApiError::bad_request(format!(
+            "connector: no connector `{}`",
+            body.connector
+        )));
+    }
+    if !(0..=10_000_000).contains(&body.add) {
+        return Err(ApiError::bad_request("add: expected 0 to 10000000"));
+    }
+    let threshold = body.threshold.unwrap_or(10);
+    if !(0..=10_000_000).contains(&threshold) {
+        return Err(ApiError::bad_request("threshold: expected 0 to 10000000"));
+    }
+    let before = state
+        .store
+        .units_of(&body.connector)
+        .await
+        .map_err(ApiError::internal)?;
+    let after = state
+        .store
+        .add_units(&body.connector, body.add, threshold)
+        .await
+        .map_err(ApiError::internal)?;
+    audit(
+        &state,
+        &principal,
+        "units_add",
+        Some(&body.connector),
+        before.map(|b| json!(b)),
+        Some(json!(after)),
+    )
+    .await?;
+    let remaining = after.remaining();
+    let mut v = json!(after);
+    v["remaining"] = json!(remaining);
+    Ok(Json(v).into_response())
 }

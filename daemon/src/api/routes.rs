@@ -279,6 +279,18 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/api/v1/units",
+            P::Read,
+            get(requests::list_units),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/units",
+            P::Administer,
+            post(requests::add_units),
+        ),
+        r(
+            Method::GET,
             "/api/v1/audit",
             P::ReadAudit,
             get(accounts::list_audit),

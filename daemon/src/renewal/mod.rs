@@ -522,6 +522,8 @@ impl Renewer {
                     .await?;
             }
         }
+        self.consume_unit(&cert.connector, &record.cert.fingerprint, now)
+            .await;
         self.event(
             EventKind::CertificateIssued {
                 managed: cert.name.clone(),
@@ -833,6 +835,33 @@ impl Renewer {
             &format!("renewal-failed:{}:{}", cert.name, state.attempts),
         )
         .await;
+    }
+
+    /// Counts the issuance against the connector's purchased units, if it is
+    /// metered; a failure to count is logged, never a failed issuance.
+    async fn consume_unit(&self, connector: &str, fingerprint: &str, now: i64) {
+        let result = self
+            .store
+            .consume_unit(connector, fingerprint, now, |units| {
+                let event = Event {
+                    id: format!("units-low:{connector}:{}", units.purchased),
+                    at: Utc::now(),
+                    kind: EventKind::UnitsLow {
+                        connector: connector.to_owned(),
+                        remaining: u64::try_from(units.remaining()).unwrap_or(0),
+                        threshold: u64::try_from(units.threshold).unwrap_or(0),
+                    },
+                    certificate: None,
+                };
+                (
+                    event.id.clone(),
+                    serde_json::to_value(&event).unwrap_or_default(),
+                )
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(connector, error = %e, "cannot count the issuance against purchased units");
+        }
     }
 
     async fn event(&self, kind: EventKind, record: Option<&CertificateRecord>, id: &str) {

@@ -156,6 +156,8 @@ DEFINE INDEX IF NOT EXISTS audit_seq ON audit FIELDS seq UNIQUE;
 DEFINE INDEX IF NOT EXISTS audit_actor ON audit FIELDS actor, seq;
 DEFINE TABLE IF NOT EXISTS audit_head SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS certificate_contacts ON certificate FIELDS contacts;
+DEFINE TABLE IF NOT EXISTS units SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS unit_use SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -20,6 +20,7 @@ pub mod jobs;
 pub mod managed;
 pub mod migrations;
 pub mod requests;
+pub mod units;
 pub mod vault;
 
 use std::sync::Arc;
