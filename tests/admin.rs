@@ -219,7 +219,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
             (READERS, None)
         }
         ("GET", "/api/v1/users") => (ADMIN, None),
-        ("GET", "/api/v1/units") => (READERS, None),
+        ("GET", "/api/v1/units" | "/api/v1/domains/caa") => (READERS, None),
         ("POST", "/api/v1/units") => (ADMIN, None),
         ("POST", "/api/v1/tokens") => (ALL, None),
         ("DELETE", "/api/v1/tokens/{id}") => (ALL, Object),
@@ -231,7 +231,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         )
         | ("POST", "/api/v1/domains" | "/api/v1/certificates/assign")
         | ("DELETE", "/api/v1/managed/{name}" | "/api/v1/domains/{domain}") => (ADMIN, None),
-        ("POST", "/api/v1/requests") => (ENROLL, None),
+        ("POST", "/api/v1/requests" | "/api/v1/requests/bulk") => (ENROLL, None),
         (
             "POST",
             "/api/v1/requests/{id}/approve"
@@ -766,4 +766,58 @@ fn purchased_units_are_consumed_and_replenishment_fires_once() {
     assert_eq!(status, 201, "{r}");
     issued(&api, r["managed"].as_str().unwrap());
     assert_eq!(low_events().len(), 1, "2 left is not below 2");
+}
+
+#[test]
+fn a_merger_enrolls_from_csv_row_by_row() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let csv = "identifiers,connector,org_unit,contact\n\
+               www.shop.corp.test;shop.corp.test,corp-ca,web,\"Sam Smith <sam@corp.test>\"\n\
+               api.app.corp.test,corp-ca,web,\n\
+               x.blocked.corp.test,corp-ca,web,\n\
+               www.pay.corp.test,corp-ca,finance,\n\
+               bad..name.corp.test,corp-ca,web,\n";
+    let auth = format!("Bearer {}", tokens["dave"]);
+    let (status, body) = http(
+        "POST",
+        &daemon.url("/api/v1/requests/bulk"),
+        Some(csv.as_bytes()),
+        &[("Authorization", &auth), ("Content-Type", "text/csv")],
+    );
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    let outcome: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r["state"]
+                .as_str()
+                .or(r["error"].as_str().map(|_| "error"))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        ["approved", "pending", "rejected", "error", "error"],
+        "{body}"
+    );
+    assert!(
+        rows[3]["error"].as_str().unwrap().contains("finance"),
+        "dave may not enroll for finance: {body}"
+    );
+    assert_eq!(rows[0]["line"], 2);
+    assert_eq!(body["counts"]["approved"], 1);
+    let api = Api { daemon: &daemon };
+    issued(&api, rows[0]["managed"].as_str().unwrap());
+    // A bad header is refused as a whole, naming the column.
+    let (status, text) = http(
+        "POST",
+        &daemon.url("/api/v1/requests/bulk"),
+        Some(b"names,connector\nx.shop.corp.test,corp-ca\n"),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("names"), "{text}");
 }

@@ -691,3 +691,46 @@ fn alert_config_mistakes_name_the_key_and_never_the_secret() {
         );
     }
 }
+
+#[test]
+fn restricted_outbound_refuses_internal_urls_unless_allowed() {
+    let daemon = common::Daemon::new("");
+    let hook = |url: &str, extra: &str| {
+        format!(
+            "[security]\nrestrict_outbound = true\n{extra}\n[notifier.hook]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret = \"whsec-0123456789\"\n"
+        )
+    };
+    for (url, extra, accepted) in [
+        ("http://169.254.169.254/latest/meta-data/", "", false),
+        ("http://10.1.2.3/hook", "", false),
+        ("http://[::ffff:127.0.0.1]:8080/hook", "", false),
+        ("http://2130706433/hook", "", false),
+        (
+            "http://127.0.0.1:9/hook",
+            "allowed_networks = [\"127.0.0.0/8\"]\n",
+            true,
+        ),
+        ("https://203.0.113.7/hook", "", true),
+        (
+            "https://203.0.113.7/hook",
+            "denied_networks = [\"203.0.113.0/24\"]\n",
+            false,
+        ),
+    ] {
+        daemon.write_config(&hook(url, extra));
+        let out = daemon.cli(&["validate"]);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.success(), accepted, "{url} {extra}: {text}");
+        if !accepted {
+            assert!(text.contains("notifier.hook"), "{text}");
+            assert!(
+                !text.contains("meta-data"),
+                "the URL path is not echoed: {text}"
+            );
+        }
+    }
+    daemon.write_config("[security]\nallowed_networks = [\"ten\"]\n");
+    let out = daemon.cli(&["validate"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("security.allowed_networks"));
+}

@@ -41,6 +41,20 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot load managed certificates")?;
 
+    if config.security.restrict_outbound {
+        // Names are checked now, resolved: `validate` saw only literals.
+        let policy = config.security.url_policy();
+        for (key, url) in crate::config::SecurityConfig::outbound_urls(&config) {
+            let parsed = policy
+                .check_url(&url)
+                .map_err(|e| anyhow::anyhow!("{}: {key}: {e}", config_path.display()))?;
+            if let Err(e) = policy.resolve_checked(&parsed).await
+                && !e.is_transient()
+            {
+                anyhow::bail!("{}: {key}: {e}", config_path.display());
+            }
+        }
+    }
     let alerts = crate::alerts::Alerts::new(&config, store.clone())?;
 
     let listen = config.api.listen;

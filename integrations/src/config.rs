@@ -61,6 +61,25 @@ impl ChannelConfig {
         matches!(self, ChannelConfig::Email(_))
     }
 
+    /// The URL the channel sends to (its host is what matters for an
+    /// outbound allow-list), or `None` for SMTP. Secret URLs are exposed
+    /// here; callers must not log them.
+    pub fn endpoint(&self) -> Option<&str> {
+        Some(match self {
+            ChannelConfig::Webhook(s) => &s.url,
+            ChannelConfig::Slack(s) => s.webhook_url.expose(),
+            ChannelConfig::Teams(s) => s.webhook_url.expose(),
+            ChannelConfig::Mattermost(s) => s.webhook_url.expose(),
+            ChannelConfig::Discord(s) => s.webhook_url.expose(),
+            ChannelConfig::Pagerduty(s) => &s.url,
+            ChannelConfig::Opsgenie(s) => &s.url,
+            ChannelConfig::Sms(s) => &s.url,
+            ChannelConfig::Jira(s) => &s.base_url,
+            ChannelConfig::Servicenow(s) => &s.instance_url,
+            ChannelConfig::Email(_) => return None,
+        })
+    }
+
     /// The running notifier called `name`.
     pub fn build(self, name: &str) -> Result<Box<dyn Notifier>, NotifyError> {
         Ok(match self {

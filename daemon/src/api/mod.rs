@@ -132,6 +132,11 @@ impl ApiError {
         }
     }
 
+    /// The message shown to the caller.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "API request failed");
         Self {

@@ -105,6 +105,18 @@ pub async fn create(
     Extension(principal): Extension<Principal>,
     Json(body): Json<NewRequest>,
 ) -> Result<Response, ApiError> {
+    let (status, request) = enroll(&state, &principal, body).await?;
+    Ok((status, Json(request)).into_response())
+}
+
+/// Decides one request and, when approved, starts issuance.
+async fn enroll(
+    state: &AppState,
+    principal: &Principal,
+    body: NewRequest,
+) -> Result<(StatusCode, Request), ApiError> {
+    let state = state.clone();
+    let principal = principal.clone();
     let unit = match (&body.org_unit, principal.scope.units()) {
         (Some(u), _) => u.clone(),
         (None, Some(units)) if !units.is_empty() => units[0].clone(),
@@ -268,7 +280,113 @@ pub async fn create(
             .map_err(ApiError::internal)?
             .unwrap_or(request);
     }
-    Ok((status, Json(request)).into_response())
+    Ok((status, request))
+}
+
+/// `POST /api/v1/requests/bulk`: many requests from CSV (RFC 4180, UTF-8,
+/// a header row), as in a merger. Columns: `identifiers` (names separated
+/// by spaces or semicolons), `connector`, and optionally `org_unit`,
+/// `contact`, `key_type`, `validity_days`. Each row is decided on its own;
+/// the answer lists every row's outcome.
+pub async fn bulk(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body.as_ref());
+    let headers = reader
+        .headers()
+        .map_err(|e| ApiError::bad_request(format!("CSV header: {e}")))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let known = [
+        "identifiers",
+        "connector",
+        "org_unit",
+        "contact",
+        "key_type",
+        "validity_days",
+    ];
+    if let Some(h) = headers
+        .iter()
+        .find(|h| !known.iter().any(|k| h.eq_ignore_ascii_case(k)))
+    {
+        return Err(ApiError::bad_request(format!(
+            "CSV header: unknown column `{h}` (expected {})",
+            known.join(", ")
+        )));
+    }
+    let (Some(ids_col), Some(connector_col)) = (column("identifiers"), column("connector")) else {
+        return Err(ApiError::bad_request(
+            "CSV header: expected columns identifiers and connector (and optionally org_unit, contact, key_type, validity_days)",
+        ));
+    };
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| ApiError::bad_request(format!("CSV line {line}: {e}")))?;
+        rows.push((line, record));
+        if rows.len() > 10_000 {
+            return Err(ApiError::bad_request("CSV: at most 10000 rows at once"));
+        }
+    }
+    let field = |record: &csv::StringRecord, name: &str| {
+        column(name)
+            .and_then(|c| record.get(c))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let mut results = Vec::new();
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for (line, record) in rows {
+        let validity_days = match field(&record, "validity_days").map(|v| v.parse::<u32>()) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(_)) => {
+                results.push(
+                    json!({ "line": line, "error": "validity_days: expected a number of days" }),
+                );
+                *counts.entry("error".into()).or_default() += 1;
+                continue;
+            }
+            None => None,
+        };
+        let request = NewRequest {
+            identifiers: record
+                .get(ids_col)
+                .unwrap_or_default()
+                .split([' ', ';'])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            org_unit: field(&record, "org_unit"),
+            connector: record.get(connector_col).unwrap_or_default().to_owned(),
+            key_type: field(&record, "key_type"),
+            validity_days,
+            contact: field(&record, "contact"),
+        };
+        match enroll(&state, &principal, request).await {
+            Ok((_, r)) => {
+                *counts.entry(r.state.clone()).or_default() += 1;
+                results.push(json!({ "line": line, "id": r.id, "state": r.state, "reason": r.reason, "managed": r.managed }));
+            }
+            Err(e) => {
+                *counts.entry("error".into()).or_default() += 1;
+                results.push(json!({ "line": line, "error": e.message() }));
+            }
+        }
+    }
+    audit(
+        &state,
+        &principal,
+        "requests_bulk",
+        None,
+        None,
+        Some(json!({ "counts": counts })),
+    )
+    .await?;
+    Ok(Json(json!({ "counts": counts, "rows": results })).into_response())
 }
 
 /// `GET /api/v1/requests?state=`: the caller's scope (subscribers: their own).
@@ -633,4 +751,59 @@ pub async fn add_units(
     let mut v = json!(after);
     v["remaining"] = json!(remaining);
     Ok(Json(v).into_response())
+}
+
+/// `GET /api/v1/domains/caa`: for every managed domain (pre-approved or
+/// needing approval), whether each connector's CA may issue for it by the
+/// domain's DNS CAA records (RFC 8659), looked up now.
+pub async fn caa_report(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let config = state.config();
+    let servers = crate::cli::parse_dns_servers(&config.admin.caa_dns_servers)
+        .map_err(|e| ApiError::internal(format!("admin.caa_dns_servers: {e}")))?;
+    let timeout = std::time::Duration::from_secs(5);
+    let resolver = if servers.is_empty() {
+        crate::discovery::dns::Resolver::system(timeout)
+    } else {
+        crate::discovery::dns::Resolver::with_servers(&servers, timeout)
+    }
+    .map_err(ApiError::internal)?;
+    let domains: Vec<String> = state
+        .store
+        .domain_rules()
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .filter(|r| r.mode != crate::admin::domains::DomainMode::Blocked)
+        .filter(|r| {
+            r.domain.parse::<ipnet::IpNet>().is_err()
+                && r.domain.parse::<std::net::IpAddr>().is_err()
+        })
+        .flat_map(|r| {
+            let wildcard = r.allow_wildcards.then(|| format!("*.{}", r.domain));
+            std::iter::once(r.domain).chain(wildcard)
+        })
+        .collect();
+    let connectors: Vec<(String, Vec<String>)> = config
+        .connectors
+        .iter()
+        .map(|c| (c.name().to_owned(), c.caa_identities().to_vec()))
+        .collect();
+    let rows = crate::admin::caa::report(resolver.hickory(), &domains, &connectors).await;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let (verdict, error) = match r.verdict {
+                Ok(v) => (json!(v), None),
+                Err(e) => (Value::Null, Some(e.to_string())),
+            };
+            json!({
+                "domain": r.domain,
+                "connector": r.connector,
+                "verdict": verdict,
+                "error": error,
+                "allowed_cas": r.allowed_cas,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
 }

@@ -278,6 +278,18 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             delete(requests::delete_domain),
         ),
         r(
+            Method::POST,
+            "/api/v1/requests/bulk",
+            P::Enroll,
+            post(requests::bulk),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/domains/caa",
+            P::Read,
+            get(requests::caa_report),
+        ),
+        r(
             Method::GET,
             "/api/v1/units",
             P::Read,

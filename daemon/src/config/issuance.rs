@@ -42,6 +42,14 @@ impl ConnectorConfig {
         }
     }
 
+    /// The CA's CAA issuer domain names.
+    pub fn caa_identities(&self) -> &[String] {
+        match self {
+            Self::Acme(c) => &c.caa_identities,
+            Self::InternalCa(c) => &c.caa_identities,
+        }
+    }
+
     /// Most orders this connector runs at once.
     pub fn max_concurrent_orders(&self) -> usize {
         match self {
@@ -81,6 +89,10 @@ pub struct AcmeConnectorConfig {
     /// Most orders in flight at once on this CA. Default 16.
     #[serde(default = "default_max_orders")]
     pub max_concurrent_orders: usize,
+    /// The issuer domain names this CA is known by in DNS CAA records
+    /// (`letsencrypt.org`, `digicert.com`), for the CAA report.
+    #[serde(default)]
+    pub caa_identities: Vec<String>,
     /// How control of the identifiers is proven.
     pub challenge: ChallengeConfig,
 }
@@ -196,6 +208,10 @@ pub struct InternalCaConfig {
     /// Most issuances at once. Default 16.
     #[serde(default = "default_max_orders")]
     pub max_concurrent_orders: usize,
+    /// The issuer domain names this CA is known by in DNS CAA records
+    /// (`letsencrypt.org`, `digicert.com`), for the CAA report.
+    #[serde(default)]
+    pub caa_identities: Vec<String>,
 }
 
 /// A `[[certificate]]` table: a certificate Certkeeper keeps issued, renewed

@@ -91,6 +91,12 @@ pub struct Config {
     /// Alert ledger, routing and delivery.
     #[serde(default)]
     pub alerts: alerts::AlertsConfig,
+    /// Administration settings.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where Certkeeper may connect to.
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// Notification channels (`[notifier.NAME]` tables, `type`-tagged).
     #[serde(default, rename = "notifier")]
     pub notifiers:
@@ -133,6 +139,74 @@ fn default_renewal_concurrency() -> usize {
 
 fn default_verify_timeout() -> u64 {
     30
+}
+
+/// `[security]`: outbound restrictions, so URLs in the configuration
+/// (webhooks, ticketing, ACME directories) cannot make Certkeeper reach
+/// internal services (SSRF).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Refuse notifier and ACME URLs whose host is, or resolves to, a
+    /// loopback, private, link-local (cloud metadata), CGNAT or other
+    /// internal address unless `allowed_networks` lists it. Checked by
+    /// `certkeeper validate` (address literals) and at start (resolved
+    /// names). Default false.
+    #[serde(default)]
+    pub restrict_outbound: bool,
+    /// Networks allowed although internal (`10.1.0.0/16` for an in-house Jira).
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
+    /// Networks refused on top of the built-in list.
+    #[serde(default)]
+    pub denied_networks: Vec<String>,
+}
+
+impl SecurityConfig {
+    /// The outbound policy.
+    pub fn url_policy(&self) -> crate::admin::ssrf::UrlPolicy {
+        let nets = |list: &[String]| list.iter().filter_map(|n| parse_net(n).ok()).collect();
+        crate::admin::ssrf::UrlPolicy::new(
+            nets(&self.allowed_networks),
+            nets(&self.denied_networks),
+        )
+    }
+
+    /// Every outbound URL of `config` with the key it comes from.
+    pub fn outbound_urls(config: &Config) -> Vec<(String, String)> {
+        let mut urls = Vec::new();
+        for (name, channel) in &config.notifiers {
+            if let Some(url) = channel.endpoint() {
+                urls.push((format!("notifier.{name}"), url.to_owned()));
+            }
+        }
+        for (i, connector) in config.connectors.iter().enumerate() {
+            if let issuance::ConnectorConfig::Acme(acme) = connector {
+                urls.push((
+                    format!("connector[{i}].directory_url"),
+                    acme.directory_url.clone(),
+                ));
+            }
+        }
+        urls
+    }
+}
+
+/// A network (`10.0.0.0/8`) or one address (`10.0.0.5`).
+fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not a network (10.0.0.0/8) or an address"))
+}
+
+/// `[admin]`: administration settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Name servers (`ADDR[:PORT]`) the CAA report asks; default the
+    /// system's.
+    #[serde(default)]
+    pub caa_dns_servers: Vec<String>,
 }
 
 /// `[api]`: the HTTP API and web portal.
@@ -515,6 +589,25 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         self.check_discovery(path, &mut names)?;
         self.check_issuance(path)?;
+        crate::cli::parse_dns_servers(&self.admin.caa_dns_servers).map_err(|e| {
+            ConfigError::new(path, Some("admin.caa_dns_servers".into()), e.to_string())
+        })?;
+        for (key, list) in [
+            ("security.allowed_networks", &self.security.allowed_networks),
+            ("security.denied_networks", &self.security.denied_networks),
+        ] {
+            for n in list {
+                parse_net(n).map_err(|e| ConfigError::new(path, Some(key.into()), e))?;
+            }
+        }
+        if self.security.restrict_outbound {
+            let policy = self.security.url_policy();
+            for (key, url) in SecurityConfig::outbound_urls(self) {
+                policy
+                    .check_url(&url)
+                    .map_err(|e| ConfigError::new(path, Some(key), e.to_string()))?;
+            }
+        }
         alerts::check(&self.alerts, &self.notifiers)
             .map_err(|(key, message)| ConfigError::new(path, Some(key), message))?;
         for (i, job) in self.jobs.iter().enumerate() {

@@ -129,6 +129,11 @@ impl Resolver {
         Ok(Resolver { inner, timeout })
     }
 
+    /// The underlying hickory resolver (for other record types: CAA).
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
     /// The addresses of `name` (A and AAAA, CNAMEs followed), sorted and deduplicated, with the CNAME chain met on the way.
     ///
     /// An IP address literal resolves to itself. A name that is not a valid
