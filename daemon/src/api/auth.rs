@@ -117,9 +117,12 @@ async fn authenticate(
             ))
         };
     };
+    // A user token's failures count against its id; anything else (a wrong
+    // api.token, garbage) against the source alone, so strangers cannot
+    // lock the config's token out.
     let account = token::parse(presented)
         .map(|(id, _)| id.to_owned())
-        .unwrap_or_default();
+        .unwrap_or_else(|| format!("source:{source}"));
     if let Err(wait) = state.limiter.check(&account, source, now) {
         let mut response = refuse(
             StatusCode::TOO_MANY_REQUESTS,

@@ -151,21 +151,44 @@ pub async fn list_managed(
 /// targets); issued at once.
 pub async fn create_managed(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     axum::Json(spec): axum::Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let name = renewer(&state)?.create(spec).await.map_err(request_error)?;
+    let name = renewer(&state)?
+        .create(spec.clone())
+        .await
+        .map_err(request_error)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "managed_create",
+        Some(&name),
+        None,
+        Some(spec),
+    )
+    .await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "managed": name }))).into_response())
 }
 
 /// `DELETE /api/v1/managed/{name}`: stop managing one created through the API.
 pub async fn delete_managed(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     renewer(&state)?
         .remove(&name)
         .await
         .map_err(request_error)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "managed_delete",
+        Some(&name),
+        None,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -211,8 +234,20 @@ pub async fn list_events(
 }
 
 /// `POST /api/v1/managed/renew-all`.
-pub async fn renew_all(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn renew_all(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let n = renewer(&state)?.renew(None).await.map_err(request_error)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "renew_all",
+        None,
+        None,
+        Some(json!({ "renewing": n })),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "renewing": n }))).into_response())
 }
 

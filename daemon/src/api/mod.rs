@@ -2,8 +2,10 @@
 //! certificate inventory, imports and jobs, with an OpenAPI document.
 //!
 //! Every error is JSON `{"error": {"code", "message"}}` with a 4xx/5xx status;
-//! unknown query parameters are refused by name rather than ignored. When
-//! `api.token` is set, `/api/` and `/metrics` need `Authorization: Bearer`.
+//! unknown query parameters are refused by name rather than ignored. Every
+//! route is in [`routes::table`] with the permission it needs; [`auth`]
+//! authenticates the caller (`api.token`, a user's API token, or nobody
+//! while no account exists and no `api.token` is set) and checks it.
 //! The CLI uses these same routes when a daemon holds the embedded store.
 
 pub mod accounts;
@@ -392,6 +394,7 @@ async fn counts(
 
 async fn import(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -410,7 +413,18 @@ async fn import(
     )
     .await
     {
-        Ok(outcome) => Ok((StatusCode::OK, axum::Json(outcome)).into_response()),
+        Ok(outcome) => {
+            accounts::audit(
+                &state,
+                &principal,
+                "import",
+                Some(&location),
+                None,
+                Some(json!({ "added": outcome.added, "known": outcome.known.len() })),
+            )
+            .await?;
+            Ok((StatusCode::OK, axum::Json(outcome)).into_response())
+        }
         Err(inventory::ImportError::Store(e)) => Err(ApiError::internal(e)),
         Err(e) => Err(ApiError::unprocessable(e.to_string())),
     }
@@ -423,6 +437,7 @@ async fn jobs(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 async fn run_job(
     State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let found = state
@@ -431,6 +446,7 @@ async fn run_job(
         .await
         .map_err(ApiError::internal)?;
     if found {
+        accounts::audit(&state, &principal, "job_run", Some(&name), None, None).await?;
         Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "job": name, "due": "now" })),

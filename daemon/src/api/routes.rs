@@ -1,7 +1,7 @@
 //! The route table: every route with the [`Permission`] it needs, in one
 //! place. The router is built from it and the authorization middleware looks
 //! each request's matched route up in it, so a route cannot exist without a
-//! rule (`tests/authz.rs` walks this table for every role).
+//! rule (`tests/admin.rs` walks this table for every role).
 
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
