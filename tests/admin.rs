@@ -221,7 +221,8 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         ("GET", "/api/v1/users") => (ADMIN, None),
         ("GET", "/api/v1/units" | "/api/v1/domains/caa") => (READERS, None),
         ("POST", "/api/v1/units") => (ADMIN, None),
-        ("POST", "/api/v1/tokens") => (ALL, None),
+        ("POST", "/api/v1/tokens" | "/api/v1/logout") => (ALL, None),
+        ("POST", "/api/v1/login") => (PUBLIC, None),
         ("DELETE", "/api/v1/tokens/{id}") => (ALL, Object),
         ("POST", "/api/v1/import") => (IMPORT, None),
         ("POST", "/api/v1/jobs/{name}/run" | "/api/v1/managed/renew-all") => (ADMIN, None),
@@ -820,4 +821,214 @@ fn a_merger_enrolls_from_csv_row_by_row() {
     );
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("names"), "{text}");
+}
+
+/// One HTTP/1.1 exchange keeping the response head (for Set-Cookie).
+fn raw(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+#[test]
+fn password_sign_in_gives_a_session_guarded_against_csrf_and_guessing() {
+    let mut daemon = Daemon::new("");
+    organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    api.ok(
+        "POST",
+        "/api/v1/users",
+        json!({ "name": "pat", "role": "auditor", "password": "correct horse battery staple 42" }),
+    );
+    let (status, _) = api.call(
+        "POST",
+        "/api/v1/users",
+        Some(ROOT),
+        Some(json!({ "name": "short", "role": "auditor", "password": "tooshort" })),
+    );
+    assert_eq!(status, 400, "the password policy applies");
+    let login = |password: &str| {
+        raw(
+            &daemon,
+            "POST",
+            "/api/v1/login",
+            &json!({ "user": "Pat", "password": password }).to_string(),
+            &[],
+        )
+    };
+    let (status, head, body) = login("correct horse battery staple 42");
+    assert_eq!(status, 200, "{head}{body}");
+    let cookie_line = head
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(
+        cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"),
+        "{cookie_line}"
+    );
+    let cookie = cookie_line
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = serde_json::from_str::<Value>(&body).unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = raw(&daemon, "GET", "/api/v1/whoami", "", &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"pat\""), "{body}");
+    // Changes need the CSRF token, not only the cookie.
+    let (status, _, body) = raw(
+        &daemon,
+        "POST",
+        "/api/v1/logout",
+        "",
+        &[("Cookie", &cookie)],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _, _) = raw(
+        &daemon,
+        "POST",
+        "/api/v1/logout",
+        "",
+        &[("Cookie", &cookie), ("X-CSRF-Token", &csrf)],
+    );
+    assert_eq!(status, 204);
+    let (status, _, _) = raw(&daemon, "GET", "/api/v1/whoami", "", &[("Cookie", &cookie)]);
+    assert_eq!(status, 401, "signed out");
+    // Wrong passwords: the same answer as an unknown user, then locked out
+    // even with the right one.
+    let (status, _, wrong) = login("not the passphrase");
+    assert_eq!(status, 401);
+    let (status, _, unknown) = raw(
+        &daemon,
+        "POST",
+        "/api/v1/login",
+        &json!({ "user": "nobody", "password": "whatever it is" }).to_string(),
+        &[],
+    );
+    assert_eq!(
+        (status, wrong.clone()),
+        (401, unknown),
+        "no hint which accounts exist"
+    );
+    for _ in 0..4 {
+        login("still not it");
+    }
+    let (status, head, _) = login("correct horse battery staple 42");
+    assert_eq!(status, 429, "{head}");
+    let (_, log) = api.call("GET", "/api/v1/audit?actor=pat", Some(ROOT), None);
+    let failed = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "login_failed")
+        .count();
+    assert_eq!(failed, 5, "every failed sign-in is audited: {log}");
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "login" && e["source"] == "127.0.0.1")
+    );
+}
+
+#[test]
+fn the_cli_requests_lists_and_approves_as_the_token_holder() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let run = |user: &str, args: &[&str]| {
+        let out = daemon.cli_as(&tokens[user], args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(
+        "sam",
+        &["request", "www.shop.corp.test", "--connector", "corp-ca"],
+    );
+    assert!(
+        ok && text.contains("approved by the domain policy"),
+        "{text}"
+    );
+    let (ok, text) = run(
+        "sam",
+        &["request", "api.app.corp.test", "--connector", "corp-ca"],
+    );
+    assert!(ok && text.contains("pending approval"), "{text}");
+    let id = text.split_whitespace().next().unwrap().to_owned();
+    let (ok, text) = run(
+        "sam",
+        &["request", "x.blocked.corp.test", "--connector", "corp-ca"],
+    );
+    assert!(
+        !ok && text.contains("rejected") && text.contains("blocked"),
+        "{text}"
+    );
+    let (ok, text) = run("dave", &["requests", "--state", "pending"]);
+    assert!(ok && text.contains(&id), "{text}");
+    let (ok, text) = run("fred", &["requests", "--state", "pending"]);
+    assert!(
+        ok && !text.contains(&id),
+        "another unit's admin does not see it: {text}"
+    );
+    let (ok, text) = run("sam", &["approve", &id]);
+    assert!(!ok && text.contains("403"), "{text}");
+    let (ok, text) = run("dave", &["approve", &id]);
+    assert!(ok && text.contains("approved"), "{text}");
+    let csv = daemon.path("merger.csv");
+    std::fs::write(
+        &csv,
+        "identifiers,connector\nm1.shop.corp.test,corp-ca\nm2.pay.corp.test,corp-ca\n",
+    )
+    .unwrap();
+    let (ok, text) = run("dave", &["request", "--csv", csv.to_str().unwrap()]);
+    assert!(
+        ok && text.contains("line 2: approved") && text.contains("line 3: rejected"),
+        "{text}"
+    );
+    let (ok, text) = run("audrey", &["audit", "verify"]);
+    assert!(ok && text.contains("intact"), "{text}");
+    let (ok, text) = run("dave", &["audit", "verify"]);
+    assert!(!ok && text.contains("403"), "{text}");
+    // A configuration reload is audited too.
+    daemon.signal("HUP");
+    let api = Api { daemon: &daemon };
+    eventually(Duration::from_secs(20), || {
+        let (_, log) = api.call("GET", "/api/v1/audit?actor=system", Some(ROOT), None);
+        log["items"]
+            .as_array()?
+            .iter()
+            .any(|e| e["action"] == "config_reload" && e["outcome"] == "success")
+            .then_some(())
+    })
+    .expect("config_reload in the audit log");
 }

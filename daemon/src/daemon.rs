@@ -94,7 +94,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&config_path, &config_tx),
+            _ = hangup.recv() => reload(&config_path, &config_tx, &closing).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -119,9 +119,29 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>) {
+async fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, store: &Store) {
     notify(&[sd_notify::NotifyState::Reloading]);
-    match Config::load(path) {
+    let loaded = Config::load(path);
+    let entry = crate::admin::audit_chain::AuditEntry {
+        seq: 0,
+        time: chrono::Utc::now().timestamp_millis(),
+        actor: "system".into(),
+        source: Some("SIGHUP".into()),
+        action: "config_reload".into(),
+        object: Some(path.display().to_string()),
+        outcome: if loaded.is_ok() { "success" } else { "failure" }.into(),
+        before: None,
+        after: loaded
+            .as_ref()
+            .err()
+            .map(|e| serde_json::json!({ "error": e.to_string() })),
+        prev_hash: String::new(),
+        hash: String::new(),
+    };
+    if let Err(e) = store.append_audit(entry).await {
+        tracing::error!(error = %e, "cannot write the audit entry of the reload");
+    }
+    match loaded {
         Ok(new) => {
             let old = config_tx.borrow().clone();
             if new.api.listen != old.api.listen

@@ -174,6 +174,17 @@ impl Daemon {
             .unwrap()
     }
 
+    /// Runs a CLI command as the holder of `token` (`CERTKEEPER_TOKEN`).
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("CERTKEEPER_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+
     /// Runs a CLI command that must succeed; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);

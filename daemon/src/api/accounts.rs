@@ -568,3 +568,144 @@ pub async fn verify_audit(State(state): State<AppState>) -> Result<Response, Api
         .map_err(ApiError::internal)?;
     Ok(Json(report).into_response())
 }
+
+/// Session lifetime.
+pub const SESSION_HOURS: i64 = 12;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "ck_session";
+
+/// Body of `POST /api/v1/login`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// Account name.
+    pub user: String,
+    /// Its password.
+    pub password: crate::secret::Secret,
+}
+
+/// `POST /api/v1/login`: a password sign-in for the web portal. Answers a
+/// `ck_session` cookie (HttpOnly, SameSite=Strict, Secure over TLS) and the
+/// CSRF token that requests other than GET must send as `X-CSRF-Token`.
+/// Failures are limited per account and per source, and audited.
+pub async fn login(
+    State(state): State<AppState>,
+    connect: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    Json(body): Json<Login>,
+) -> Result<Response, ApiError> {
+    let source = connect
+        .map(|Extension(c)| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let name = body.user.to_lowercase();
+    let now = std::time::Instant::now();
+    if let Err(wait) = state.limiter.check(&name, source, now) {
+        return Err(ApiError::too_many(wait));
+    }
+    let user = state.store.user(&name).await.map_err(ApiError::internal)?;
+    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(hash) => password::verify_password(body.password.expose(), hash),
+        None => {
+            // As slow as a real check, so timing does not tell which
+            // accounts exist.
+            password::dummy_verify();
+            false
+        }
+    };
+    let actor = Principal {
+        user: name.clone(),
+        role: user.as_ref().map_or(Role::Subscriber, |u| u.role),
+        scope: crate::admin::Scope::All,
+    };
+    let Some(user) = user.filter(|u| ok && !u.disabled) else {
+        state.limiter.failure(&name, source, now);
+        audit_outcome(&state, &actor, "login_failed", Some(source), "failure").await?;
+        return Err(ApiError::unauthorized("wrong user name or password"));
+    };
+    state.limiter.success(&name, source, now);
+    let id = token::session_id();
+    let mut key = [0u8; 32];
+    openssl::rand::rand_bytes(&mut key).map_err(ApiError::internal)?;
+    let key = hex::encode(key);
+    let unix = chrono::Utc::now().timestamp();
+    let session = crate::store::accounts::Session {
+        user: user.name.clone(),
+        created: unix,
+        expires: unix + SESSION_HOURS * 3600,
+        csrf_key: key.clone(),
+    };
+    state
+        .store
+        .create_session(&token::hash_secret(&id), &session)
+        .await
+        .map_err(ApiError::internal)?;
+    audit_outcome(&state, &actor, "login", Some(source), "success").await?;
+    let secure = if state.config().api.tls_cert.is_some() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        SESSION_HOURS * 3600
+    );
+    let csrf = token::csrf_token(&id, key.as_bytes());
+    let mut response = Json(json!({ "user": user.name, "role": user.role, "csrf_token": csrf, "expires": session.expires })).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&cookie) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `POST /api/v1/logout`: ends the caller's portal session.
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(id) = super::auth::session_cookie(&headers) {
+        state
+            .store
+            .delete_session(&token::hash_secret(&id), chrono::Utc::now().timestamp())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    audit(&state, &principal, "logout", None, None, None).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        axum::http::header::SET_COOKIE,
+        axum::http::HeaderValue::from_static(
+            "ck_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
+    );
+    Ok(response)
+}
+
+async fn audit_outcome(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    source: Option<std::net::IpAddr>,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .append_audit(crate::admin::audit_chain::AuditEntry {
+            seq: 0,
+            time: chrono::Utc::now().timestamp_millis(),
+            actor: principal.user.clone(),
+            source: source.map(|s| s.to_string()),
+            action: action.to_owned(),
+            object: Some(principal.user.clone()),
+            outcome: outcome.to_owned(),
+            before: None,
+            after: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}

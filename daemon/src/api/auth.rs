@@ -82,9 +82,30 @@ pub async fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    let principal = match authenticate(&state, presented.as_deref(), source).await {
-        Ok(p) => p,
-        Err(response) => return response,
+    let session = if presented.is_none() {
+        session_cookie(request.headers())
+    } else {
+        None
+    };
+    let principal = if let Some(id) = session {
+        let csrf = request
+            .headers()
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let safe = matches!(
+            *request.method(),
+            axum::http::Method::GET | axum::http::Method::HEAD
+        );
+        match from_session(&state, &id, csrf.as_deref(), safe).await {
+            Ok(p) => p,
+            Err(response) => return response,
+        }
+    } else {
+        match authenticate(&state, presented.as_deref(), source).await {
+            Ok(p) => p,
+            Err(response) => return response,
+        }
     };
     if !allows(principal.role, permission) {
         return refuse(
@@ -168,6 +189,66 @@ async fn authenticate(
         return Err(fail());
     }
     state.limiter.success(&account, source, now);
+    principal_of(state, user).await
+}
+
+/// The `ck_session` cookie's value, if the request carries one.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == super::accounts::SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The principal of a portal session; requests that change something must
+/// carry the session's CSRF token.
+async fn from_session(
+    state: &AppState,
+    id: &str,
+    csrf: Option<&str>,
+    safe: bool,
+) -> Result<Principal, Response> {
+    let now = chrono::Utc::now().timestamp();
+    let expired = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the session ended; sign in again",
+        )
+    };
+    let Some(session) = state
+        .store
+        .session(&token::hash_secret(id), now)
+        .await
+        .map_err(internal)?
+    else {
+        return Err(expired());
+    };
+    if !safe && !csrf.is_some_and(|c| token::check_csrf(id, session.csrf_key.as_bytes(), c)) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "missing or wrong X-CSRF-Token (the token given at sign-in)",
+        ));
+    }
+    let Some(user) = state.store.user(&session.user).await.map_err(internal)? else {
+        return Err(expired());
+    };
+    if user.disabled {
+        return Err(expired());
+    }
+    principal_of(state, user).await
+}
+
+async fn principal_of(
+    state: &AppState,
+    user: crate::store::accounts::User,
+) -> Result<Principal, Response> {
     let units = state.unit_closure(&user.units).await.map_err(internal)?;
     let scope = match user.role {
         Role::PrimaryAdmin | Role::Auditor => Scope::All,

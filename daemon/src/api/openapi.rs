@@ -551,6 +551,17 @@ fn admin_paths() -> Value {
         "/api/v1/domains/{domain}": { "delete": { "summary": "Remove the rule for a domain. Primary admin",
             "security": bearer, "parameters": path_param("domain"),
             "responses": { "204": { "description": "removed" }, "404": error_response("no rule for this domain") } } },
+        "/api/v1/login": { "post": { "summary": "Password sign-in for the web portal: sets the ck_session cookie (HttpOnly, SameSite=Strict, Secure over TLS; 12 hours) and answers the CSRF token that requests other than GET with that cookie must send as X-CSRF-Token. Failures are limited per account and source. Anyone",
+            "requestBody": body(json!({ "type": "object", "required": ["user", "password"], "properties": {
+                "user": { "type": "string" }, "password": { "type": "string" } } })),
+            "responses": { "200": { "description": "signed in", "content": { "application/json": { "schema": {
+                "type": "object", "properties": { "user": { "type": "string" }, "role": schema("Role"),
+                    "csrf_token": { "type": "string" }, "expires": { "type": "integer" } } } } } },
+                "401": error_response("wrong user name or password (the same answer for an unknown user)"),
+                "429": error_response("too many failed sign-ins for this account or from this address"),
+                "422": body_refused() } } },
+        "/api/v1/logout": { "post": { "summary": "End the caller's portal session. Any role", "security": bearer,
+            "responses": { "204": { "description": "signed out; the cookie is cleared" } } } },
         "/api/v1/requests/bulk": { "post": { "summary": "Enroll many certificates from CSV (RFC 4180, UTF-8, header row; at most 10000 rows): columns identifiers (names separated by spaces or semicolons) and connector, optional org_unit, contact, key_type, validity_days; each row is decided like POST /api/v1/requests. Primary admin, department admin, subscriber",
             "security": bearer,
             "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },

@@ -290,6 +290,18 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(requests::caa_report),
         ),
         r(
+            Method::POST,
+            "/api/v1/login",
+            P::Public,
+            post(accounts::login),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/logout",
+            P::Authenticated,
+            post(accounts::logout),
+        ),
+        r(
             Method::GET,
             "/api/v1/units",
             P::Read,

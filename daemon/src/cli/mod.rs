@@ -18,6 +18,7 @@ mod admin;
 mod alerts;
 mod lifecycle;
 mod output;
+mod requests;
 mod scan;
 
 pub use scan::parse_dns_servers;
@@ -120,6 +121,39 @@ pub enum Command {
     /// The audit log: verify its hash chain, export it (JSON lines or CEF).
     #[command(subcommand)]
     Audit(admin::AuditCommand),
+    /// Request a certificate (decided by the domain policy), or enroll many
+    /// from a CSV file.
+    Request(requests::RequestArgs),
+    /// Enrollment requests in your scope.
+    Requests {
+        /// Only `pending`, `approved` or `rejected`.
+        #[arg(long)]
+        state: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Approve a pending request (it is issued at once).
+    Approve {
+        /// The request's id.
+        id: String,
+    },
+    /// Reject a pending request.
+    Reject {
+        /// The request's id.
+        id: String,
+        /// Why, for the requester.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Hand a pending request to another approver.
+    Assign {
+        /// The request's id.
+        id: String,
+        /// The approver's account.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `certificates` subcommands.
@@ -394,6 +428,23 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         Command::Admin(command) => admin::admin(command, backend).await,
         Command::Token(command) => admin::token(command, backend).await,
         Command::Audit(command) => admin::audit(command, backend).await,
+        Command::Request(args) => requests::request(args, backend).await,
+        Command::Requests { state, format } => requests::list(backend, state, format).await,
+        Command::Approve { id } => {
+            requests::decide(backend, "approve", &id, serde_json::json!({})).await
+        }
+        Command::Reject { id, reason } => {
+            requests::decide(
+                backend,
+                "reject",
+                &id,
+                serde_json::json!({ "reason": reason }),
+            )
+            .await
+        }
+        Command::Assign { id, to } => {
+            requests::decide(backend, "assign", &id, serde_json::json!({ "to": to })).await
+        }
         Command::Jobs {
             run_now: Some(name),
             ..

@@ -71,7 +71,52 @@ pub struct ApiToken {
     pub revoked: Option<i64>,
 }
 
+/// A portal session (the cookie's value is never stored, only its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Its user.
+    pub user: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
+    /// When it ends (Unix seconds).
+    pub expires: i64,
+    /// Key of its CSRF token, hex.
+    pub csrf_key: String,
+}
+
 impl Store {
+    /// Records a session under the hash of its id.
+    pub async fn create_session(&self, id_hash: &str, session: &Session) -> Result<(), StoreError> {
+        self.run(
+            "CREATE type::record('session', $id) CONTENT $doc RETURN NONE",
+            json!({ "id": id_hash, "doc": session }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A live session by the hash of its id.
+    pub async fn session(&self, id_hash: &str, now: i64) -> Result<Option<Session>, StoreError> {
+        let rows: Vec<Session> = self
+            .rows(
+                "SELECT * OMIT id FROM type::record('session', $id) WHERE expires > $now",
+                json!({ "id": id_hash, "now": now }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Ends a session; and forgets expired ones.
+    pub async fn delete_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        self.run(
+            "DELETE type::record('session', $id); DELETE session WHERE expires <= $now;",
+            json!({ "id": id_hash, "now": now }),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Every org unit.
     pub async fn org_units(&self) -> Result<Vec<OrgUnit>, StoreError> {
         self.rows(
