@@ -1032,3 +1032,67 @@ fn the_cli_requests_lists_and_approves_as_the_token_holder() {
     })
     .expect("config_reload in the audit log");
 }
+
+#[test]
+fn renewals_wait_for_approval_when_configured() {
+    let mut daemon = Daemon::new("");
+    // organisation() writes the config; add the setting and restart.
+    let tokens = organisation(&mut daemon);
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        text + "\n[admin]\nauto_approve_renewals = false\n",
+    )
+    .unwrap();
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+    daemon.start();
+    let api = Api { daemon: &daemon };
+    let (status, r) = api.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&tokens["sam"]),
+        Some(json!({ "identifiers": ["short.shop.corp.test"], "connector": "corp-ca", "validity_seconds": 30 })),
+    );
+    assert_eq!(status, 201, "{r}");
+    let name = r["managed"].as_str().unwrap().to_owned();
+    issued(&api, &name);
+    // Due after two thirds of 30 s: a renewal request is filed, nothing renews.
+    let renewal = format!("renew-{name}-g2");
+    let pending = eventually(Duration::from_secs(60), || {
+        let (status, r) = api.call(
+            "GET",
+            &format!("/api/v1/requests/{renewal}"),
+            Some(&tokens["dave"]),
+            None,
+        );
+        (status == 200).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("no renewal request\n{}", daemon.log()));
+    assert_eq!(pending["state"], "pending", "{pending}");
+    assert_eq!(pending["managed"], json!(name));
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, managed) = api.call("GET", "/api/v1/managed", Some(ROOT), None);
+    let generation = |m: &Value| {
+        m["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == json!(name))
+            .unwrap()["generation"]
+            .clone()
+    };
+    assert_eq!(generation(&managed), 1, "not renewed before approval");
+    let (status, r) = api.call(
+        "POST",
+        &format!("/api/v1/requests/{renewal}/approve"),
+        Some(&tokens["dave"]),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    eventually(Duration::from_secs(60), || {
+        let (_, managed) = api.call("GET", "/api/v1/managed", Some(ROOT), None);
+        (generation(&managed) == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("not renewed after approval\n{}", daemon.log()));
+}

@@ -38,6 +38,9 @@ pub struct NewRequest {
     pub key_type: Option<String>,
     /// Requested validity in days.
     pub validity_days: Option<u32>,
+    /// Requested validity in seconds (short-lived certificates; overrides
+    /// `validity_days`).
+    pub validity_seconds: Option<u64>,
     /// Technical contact (default: the requester).
     pub contact: Option<String>,
 }
@@ -92,6 +95,9 @@ async fn issue(state: &AppState, request: &Request) -> Result<String, ApiError> 
     });
     if let Some(days) = request.validity_days {
         spec["validity_days"] = json!(days);
+    }
+    if let Some(seconds) = request.validity_seconds {
+        spec["validity_seconds"] = json!(seconds);
     }
     renewer
         .create(spec)
@@ -178,6 +184,7 @@ async fn enroll(
         connector: body.connector.clone(),
         key_type,
         validity_days: body.validity_days,
+        validity_seconds: body.validity_seconds,
         contact,
         state: "pending".into(),
         assignee: None,
@@ -364,6 +371,7 @@ pub async fn bulk(
             connector: record.get(connector_col).unwrap_or_default().to_owned(),
             key_type: field(&record, "key_type"),
             validity_days,
+            validity_seconds: None,
             contact: field(&record, "contact"),
         };
         match enroll(&state, &principal, request).await {
@@ -489,7 +497,18 @@ pub async fn approve(
         Some(json!(approved)),
     )
     .await?;
-    let managed = issue(&state, &approved).await?;
+    // A renewal request names its managed certificate: approving it
+    // renews that one now instead of issuing a new one.
+    let managed = match (&approved.managed, id.starts_with("renew-")) {
+        (Some(m), true) => {
+            super::lifecycle::renewer(&state)?
+                .renew(Some(std::slice::from_ref(m)))
+                .await
+                .map_err(super::lifecycle::request_error)?;
+            m.clone()
+        }
+        _ => issue(&state, &approved).await?,
+    };
     let approved = state
         .store
         .transition_request(&id, "approved", json!({ "managed": managed }), None, now)

@@ -200,13 +200,31 @@ fn parse_net(text: &str) -> Result<ipnet::IpNet, String> {
 }
 
 /// `[admin]`: administration settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
+    /// Whether certificates enrolled through requests renew without an
+    /// approver. When false, each due renewal files a pending request
+    /// (`renew-NAME-gN`) that an approver must approve. Default true.
+    #[serde(default = "default_true")]
+    pub auto_approve_renewals: bool,
     /// Name servers (`ADDR[:PORT]`) the CAA report asks; default the
     /// system's.
     #[serde(default)]
     pub caa_dns_servers: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            auto_approve_renewals: true,
+            caa_dns_servers: Vec::new(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[api]`: the HTTP API and web portal.

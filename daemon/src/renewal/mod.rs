@@ -195,6 +195,9 @@ pub struct Renewer {
     connector_names: HashSet<String>,
     settings: RenewalConfig,
     expiring_days: u32,
+    /// Whether renewals of certificates enrolled through requests go ahead
+    /// without an approver (`[admin] auto_approve_renewals`).
+    auto_approve_renewals: bool,
     prober: Prober,
     wake: Notify,
     running: Mutex<HashSet<String>>,
@@ -231,6 +234,7 @@ impl Renewer {
                 .collect(),
             settings: config.renewal.clone(),
             expiring_days: config.inventory.expiring_days,
+            auto_approve_renewals: config.admin.auto_approve_renewals,
             prober,
             wake: Notify::new(),
             limit: Arc::new(Semaphore::new(config.renewal.concurrency)),
@@ -353,6 +357,16 @@ impl Renewer {
             if let Err(e) = self.store.save_managed(&state).await {
                 tracing::error!(managed = %name, error = %e, "cannot save renewal window");
             }
+            return;
+        }
+        if state.operation.is_none()
+            && state.current.is_some()
+            && !state.force
+            && !self.auto_approve_renewals
+            && self.from_api.read().is_ok_and(|names| names.contains(name))
+            && name.starts_with("req-")
+            && !self.renewal_approved(cert, &state, now).await
+        {
             return;
         }
         if state.operation.is_none() {
@@ -835,6 +849,68 @@ impl Renewer {
             &format!("renewal-failed:{}:{}", cert.name, state.attempts),
         )
         .await;
+    }
+
+    /// Whether the due renewal of a requested certificate may go ahead:
+    /// `false` while its renewal request waits for an approver (or was
+    /// rejected). The first time, it files that request (`renew-NAME-gN`)
+    /// with a `request_pending_approval` event. Approving it forces the
+    /// renewal.
+    async fn renewal_approved(
+        &self,
+        cert: &CertificateConfig,
+        state: &ManagedState,
+        now: i64,
+    ) -> bool {
+        let id = format!("renew-{}-g{}", cert.name, state.generation + 1);
+        match self.store.request(&id).await {
+            Ok(Some(r)) => r.state == "approved",
+            Ok(None) => {
+                let request = crate::store::requests::Request {
+                    id: id.clone(),
+                    requester: "system".into(),
+                    org_unit: cert.org_unit.clone().unwrap_or_default(),
+                    identifiers: cert.identifiers.clone(),
+                    connector: cert.connector.clone(),
+                    key_type: cert.key_type.clone(),
+                    validity_days: cert.validity_days,
+                    validity_seconds: cert.validity_seconds,
+                    contact: cert.contacts.first().cloned().unwrap_or_default(),
+                    state: "pending".into(),
+                    assignee: None,
+                    decided_by: None,
+                    reason: Some(format!("renewal of {}", cert.name)),
+                    managed: Some(cert.name.clone()),
+                    created: now,
+                    decided: None,
+                };
+                let event = Event {
+                    id: format!("request:{id}:pending"),
+                    at: Utc::now(),
+                    kind: EventKind::RequestPendingApproval {
+                        request: id.clone(),
+                        requester: "system".into(),
+                        identifiers: cert.identifiers.clone(),
+                    },
+                    certificate: None,
+                };
+                let doc = serde_json::to_value(&event).unwrap_or_default();
+                if let Err(e) = self
+                    .store
+                    .create_request(&request, (event.id.clone(), doc))
+                    .await
+                    && !e.to_string().contains("already exists")
+                {
+                    tracing::error!(managed = %cert.name, error = %e, "cannot file the renewal request");
+                }
+                tracing::info!(managed = %cert.name, request = %id, "renewal waits for approval");
+                false
+            }
+            Err(e) => {
+                tracing::error!(managed = %cert.name, error = %e, "cannot read the renewal request");
+                false
+            }
+        }
     }
 
     /// Counts the issuance against the connector's purchased units, if it is

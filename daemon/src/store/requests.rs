@@ -29,6 +29,9 @@ pub struct Request {
     pub key_type: String,
     /// Requested validity.
     pub validity_days: Option<u32>,
+    /// Requested validity in seconds (short-lived).
+    #[serde(default)]
+    pub validity_seconds: Option<u64>,
     /// Technical contact (gets its alerts).
     pub contact: String,
     /// `pending`, `approved` or `rejected`.
