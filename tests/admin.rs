@@ -561,6 +561,7 @@ fn enrollment_follows_the_domain_policy_and_everything_is_audited() {
         ("sam", "request_create"),
         ("dave", "request_approve"),
         ("dave", "request_reject"),
+        ("system", "certificate_issue"),
     ] {
         assert!(has(actor, action), "no {action} by {actor} in {log}");
     }
