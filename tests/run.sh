@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # their certificate estate with it), bind9 (discovery/dns.rs resolves names
 # against a real named), postfix and dovecot-imapd/dovecot-pop3d (the starttls
 # tests scan real SMTP, IMAP and POP3 servers), pebble (the ACME connector and
-# renewal tests issue from it; pebble-challtestsrv ships in the same package)
-# and lego (the renewal benchmark's peer).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d pebble lego)
+# renewal tests issue from it; pebble-challtestsrv ships in the same package),
+# lego (the renewal benchmark's peer), poppler-utils (the report tests read
+# PDFs back with pdftotext and pdfinfo) and curl (the alert benchmark's peer).
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d pebble lego poppler-utils curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod discovery;
 pub mod inventory;
 pub mod renewal;
+pub mod reports;
 pub mod scheduler;
 pub mod secret;
 pub mod store;

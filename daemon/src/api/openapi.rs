@@ -551,6 +551,20 @@ fn admin_paths() -> Value {
         "/api/v1/domains/{domain}": { "delete": { "summary": "Remove the rule for a domain. Primary admin",
             "security": bearer, "parameters": path_param("domain"),
             "responses": { "204": { "description": "removed" }, "404": error_response("no rule for this domain") } } },
+        "/api/v1/reports/{kind}": { "get": { "summary": "A report over the caller's scope, streamed: inventory (every certificate, counts by status), expiring (within within_days, default 90; buckets and expiries per week), units (purchased, used, remaining, and the units the next 12 months' renewals need), readiness47 (certificates no connector renews: what breaks if lifetimes drop to 47 days). Any role",
+            "security": bearer,
+            "parameters": [
+                { "name": "kind", "in": "path", "required": true, "schema": { "type": "string", "enum": ["inventory", "expiring", "units", "readiness47"] } },
+                { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["csv", "json", "html", "pdf"], "default": "csv" } },
+                { "name": "org_unit", "in": "query", "schema": { "type": "string" }, "description": "this unit and those below it (within the caller's scope)" },
+                { "name": "issuer", "in": "query", "schema": { "type": "string" } },
+                { "name": "status", "in": "query", "schema": { "type": "string" } },
+                { "name": "within_days", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 3650 } }],
+            "responses": { "200": { "description": "the report (Content-Disposition names the file)", "content": {
+                    "text/csv": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } },
+                    "text/html": { "schema": { "type": "string" } }, "application/pdf": { "schema": { "type": "string", "format": "binary" } } } },
+                "400": error_response("bad format, status or within_days, or an unknown parameter"),
+                "404": error_response("no such report kind, or an org unit outside the caller's scope") } } },
         "/api/v1/login": { "post": { "summary": "Password sign-in for the web portal: sets the ck_session cookie (HttpOnly, SameSite=Strict, Secure over TLS; 12 hours) and answers the CSRF token that requests other than GET with that cookie must send as X-CSRF-Token. Failures are limited per account and source. Anyone",
             "requestBody": body(json!({ "type": "object", "required": ["user", "password"], "properties": {
                 "user": { "type": "string" }, "password": { "type": "string" } } })),

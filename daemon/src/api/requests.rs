@@ -826,3 +826,119 @@ pub async fn caa_report(State(state): State<AppState>) -> Result<Response, ApiEr
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
+
+/// `GET /api/v1/reports/{kind}?format=csv|json|html|pdf&org_unit=&issuer=&status=&within_days=`:
+/// a report over the caller's scope, streamed as it is produced.
+pub async fn report(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(kind): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    use crate::reports::{Chunks, Filters, Format, Kind};
+    let allowed = ["format", "org_unit", "issuer", "status", "within_days"];
+    if let Some(k) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter `{k}` (expected {})",
+            allowed.join(", ")
+        )));
+    }
+    let kind = Kind::parse(&kind).map_err(ApiError::not_found)?;
+    let format = Format::parse(query.get("format").map_or("csv", String::as_str))
+        .map_err(ApiError::bad_request)?;
+    let mut filters = Filters {
+        org_units: principal.scope.units().map(<[String]>::to_vec),
+        contact: principal.scope.owner().map(str::to_owned),
+        issuer: query.get("issuer").cloned(),
+        ..Default::default()
+    };
+    if let Some(s) = query.get("status") {
+        filters.status = Some(s.parse().map_err(ApiError::bad_request)?);
+    }
+    if let Some(d) = query.get("within_days") {
+        filters.within_days = Some(
+            d.parse::<i64>()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| ApiError::bad_request("within_days: expected 1 to 3650"))?,
+        );
+    }
+    if let Some(unit) = query.get("org_unit") {
+        if filters
+            .org_units
+            .as_ref()
+            .is_some_and(|u| !u.contains(unit))
+        {
+            return Err(ApiError::not_found(format!(
+                "no org unit `{unit}` in your scope"
+            )));
+        }
+        let all = state.store.org_units().await.map_err(ApiError::internal)?;
+        filters.org_units = Some(super::descendants(&all, std::slice::from_ref(unit)));
+    }
+    let chunks = Chunks::default();
+    let sink = crate::reports::sink(format, chunks.clone());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(4);
+    let store = state.store.clone();
+    let error_tx = tx.clone();
+    tokio::spawn(async move {
+        let mut flush = move || {
+            let (chunks, tx) = (chunks.clone(), tx.clone());
+            Box::pin(async move {
+                let bytes = chunks.take();
+                if !bytes.is_empty() {
+                    tx.send(Ok(bytes.into()))
+                        .await
+                        .map_err(|_| std::io::Error::other("the client went away"))?;
+                }
+                Ok(())
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>
+        };
+        if let Err(e) = crate::reports::generate(&store, kind, &filters, sink, &mut flush).await {
+            tracing::warn!(error = %e, "report stopped");
+            let _ = error_tx
+                .send(Err(std::io::Error::other(e.to_string())))
+                .await;
+        }
+    });
+    audit(
+        &state,
+        &principal,
+        "report",
+        Some(kind_name(kind)),
+        None,
+        Some(json!({ "format": format.extension() })),
+    )
+    .await?;
+    let body = axum::body::Body::from_stream(tokio_stream_from(rx));
+    let filename = format!("certkeeper-{}.{}", kind_name(kind), format.extension());
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_owned(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn kind_name(kind: crate::reports::Kind) -> &'static str {
+    crate::reports::Kind::ALL
+        .iter()
+        .find(|(_, k)| *k == kind)
+        .map_or("report", |(n, _)| n)
+}
+
+/// The receiver as a stream of body chunks.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -303,6 +303,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/api/v1/reports/{kind}",
+            P::Read,
+            get(requests::report),
+        ),
+        r(
+            Method::GET,
             "/api/v1/units",
             P::Read,
             get(requests::list_units),

@@ -18,6 +18,7 @@ mod admin;
 mod alerts;
 mod lifecycle;
 mod output;
+mod report;
 mod requests;
 mod scan;
 
@@ -146,6 +147,9 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// A report (inventory, expiring, units, readiness47) as CSV, JSON, HTML
+    /// or PDF.
+    Report(report::ReportArgs),
     /// Hand a pending request to another approver.
     Assign {
         /// The request's id.
@@ -429,6 +433,7 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         Command::Token(command) => admin::token(command, backend).await,
         Command::Audit(command) => admin::audit(command, backend).await,
         Command::Request(args) => requests::request(args, backend).await,
+        Command::Report(args) => report::report(args, backend).await,
         Command::Requests { state, format } => requests::list(backend, state, format).await,
         Command::Approve { id } => {
             requests::decide(backend, "approve", &id, serde_json::json!({})).await

@@ -90,6 +90,46 @@ impl Store {
             .ok_or_else(|| StoreError::Engine("units: row vanished".into()))
     }
 
+    /// Per connector, how many certificates in service it issued (a
+    /// `connector` sighting, not replaced) expire by `horizon`: the units
+    /// their renewals will use.
+    pub async fn renewals_due_by_connector(
+        &self,
+        horizon: i64,
+    ) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Place {
+            fingerprint: String,
+            location: String,
+        }
+        let places: Vec<Place> = self
+            .rows(
+                "SELECT fingerprint, location FROM sighting WHERE kind = 'connector'",
+                json!({}),
+                0,
+            )
+            .await?;
+        let mut due = std::collections::BTreeMap::new();
+        for chunk in places.chunks(1000) {
+            let fps: Vec<&str> = chunk.iter().map(|p| p.fingerprint.as_str()).collect();
+            let expiring: Vec<String> = self
+                .rows(
+                    "SELECT VALUE fingerprint FROM certificate WHERE fingerprint IN $fps
+                       AND not_after <= $horizon AND replaced_by = NONE
+                       AND status IN ['valid', 'expiring']",
+                    json!({ "fps": fps, "horizon": horizon }),
+                    0,
+                )
+                .await?;
+            for p in chunk.iter().filter(|p| expiring.contains(&p.fingerprint)) {
+                // The location reads "CONNECTOR: NAME".
+                let connector = p.location.split(": ").next().unwrap_or_default().to_owned();
+                *due.entry(connector).or_default() += 1;
+            }
+        }
+        Ok(due)
+    }
+
     /// Consumes one unit of `connector` for the certificate `fingerprint`
     /// (once per certificate); when that takes the account below its
     /// threshold for the first time since replenishment, records `event`.

@@ -1,0 +1,733 @@
+//! Reports: the inventory as people plan with it, in CSV, JSON, HTML or PDF.
+//!
+//! Kinds:
+//! - `inventory`: every certificate with its status, counts by status;
+//! - `expiring`: certificates in force expiring within `within_days`
+//!   (default 90), with days left, counts per 30/60/90-day bucket and
+//!   expiries per week;
+//! - `units`: purchased, used and remaining units per metered connector,
+//!   with the units the next 12 months' expiries will need;
+//! - `readiness47`: what breaks if lifetimes drop to 47 days: certificates in
+//!   force that no managed certificate renews (no connector, manual deploy).
+//!
+//! Every report streams: certificates are read a page (1000) at a time by
+//! the `(not_after, fingerprint)` index and each row goes straight to the
+//! [`Sink`]; summaries that need the whole set (counts, charts) come from
+//! the status counters or a first aggregate pass, never from holding rows.
+//! Scoped callers (department admins, subscribers) see their units only.
+
+pub mod html;
+pub mod pdf;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::inventory::{CertificateRecord, Status};
+use crate::store::Store;
+use crate::store::inventory::CertificateFilter;
+
+/// Called after each page of rows: passes the bytes written so far on
+/// (waiting for a slow reader, which bounds the memory a report holds).
+pub type Flush<'a> = &'a mut (
+            dyn FnMut()
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>>
+                + Send
+        );
+
+/// A flush that does nothing (the sink writes to a file itself).
+pub fn no_flush()
+-> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>> + Send>> + Send
+{
+    || Box::pin(async { Ok(()) })
+}
+
+const DAY: i64 = 86_400;
+const PAGE: usize = 1000;
+
+/// A report kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every certificate by status.
+    Inventory,
+    /// Expiring within N days.
+    Expiring,
+    /// Purchased units and forecast.
+    Units,
+    /// 47-day lifetime readiness.
+    Readiness47,
+}
+
+impl Kind {
+    /// Every kind, by name.
+    pub const ALL: [(&'static str, Kind); 4] = [
+        ("inventory", Kind::Inventory),
+        ("expiring", Kind::Expiring),
+        ("units", Kind::Units),
+        ("readiness47", Kind::Readiness47),
+    ];
+
+    /// Parses a kind's name.
+    pub fn parse(name: &str) -> Result<Kind, String> {
+        Kind::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, k)| *k)
+            .ok_or_else(|| {
+                format!(
+                    "no report `{name}`; expected one of {}",
+                    Kind::ALL.map(|(n, _)| n).join(", ")
+                )
+            })
+    }
+
+    fn name(self) -> &'static str {
+        Kind::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("report", |(n, _)| n)
+    }
+}
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// RFC 4180, UTF-8.
+    Csv,
+    /// One JSON document.
+    Json,
+    /// One self-contained HTML file with inline SVG charts.
+    Html,
+    /// PDF with selectable text.
+    Pdf,
+}
+
+impl Format {
+    /// Parses `csv`, `json`, `html` or `pdf`.
+    pub fn parse(name: &str) -> Result<Format, String> {
+        match name {
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "html" => Ok(Format::Html),
+            "pdf" => Ok(Format::Pdf),
+            _ => Err(format!("format `{name}`: expected csv, json, html or pdf")),
+        }
+    }
+
+    /// The HTTP content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Html => "text/html; charset=utf-8",
+            Format::Pdf => "application/pdf",
+        }
+    }
+
+    /// The file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+        }
+    }
+}
+
+/// What to include.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    /// Only these org units (the caller's scope, or a chosen unit).
+    pub org_units: Option<Vec<String>>,
+    /// Only certificates listing this contact (subscribers).
+    pub contact: Option<String>,
+    /// Issuer DN substring.
+    pub issuer: Option<String>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Expiring: the horizon in days (default 90).
+    pub within_days: Option<i64>,
+}
+
+/// Where a report's parts go, whatever the format.
+pub trait Sink {
+    /// Title and subtitle, first.
+    fn start(&mut self, title: &str, subtitle: &str) -> io::Result<()>;
+    /// Labelled figures.
+    fn summary(&mut self, items: &[(String, String)]) -> io::Result<()>;
+    /// A chart: bars by label.
+    fn chart(&mut self, title: &str, bars: &[(String, u64)], timeline: bool) -> io::Result<()>;
+    /// The table's columns, before any row.
+    fn columns(&mut self, headers: &[&str]) -> io::Result<()>;
+    /// One row.
+    fn row(&mut self, cells: &[String]) -> io::Result<()>;
+    /// The end.
+    fn finish(self: Box<Self>) -> io::Result<()>;
+}
+
+/// A writer whose bytes the caller drains between pages (for streaming an
+/// HTTP body).
+#[derive(Clone, Default)]
+pub struct Chunks(Arc<Mutex<Vec<u8>>>);
+
+impl Chunks {
+    /// Takes what has been written so far.
+    pub fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("report buffer poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink for `format` writing to `out`.
+pub fn sink<W: Write + Send + 'static>(format: Format, out: W) -> Box<dyn Sink + Send> {
+    match format {
+        Format::Csv => Box::new(CsvSink { out }),
+        Format::Json => Box::new(JsonSink {
+            out,
+            headers: Vec::new(),
+            rows: 0,
+        }),
+        Format::Html => Box::new(HtmlSink {
+            out: Some(out),
+            report: None,
+            table: false,
+        }),
+        Format::Pdf => Box::new(PdfSink {
+            out: Some(out),
+            title: String::new(),
+            subtitle: String::new(),
+            summary: Vec::new(),
+            charts: Vec::new(),
+            report: None,
+        }),
+    }
+}
+
+struct CsvSink<W: Write> {
+    out: W,
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+impl<W: Write> Sink for CsvSink<W> {
+    fn start(&mut self, _: &str, _: &str) -> io::Result<()> {
+        Ok(())
+    }
+    fn summary(&mut self, _: &[(String, String)]) -> io::Result<()> {
+        Ok(())
+    }
+    fn chart(&mut self, _: &str, _: &[(String, u64)], _: bool) -> io::Result<()> {
+        Ok(())
+    }
+    fn columns(&mut self, headers: &[&str]) -> io::Result<()> {
+        let line: Vec<String> = headers.iter().map(|h| csv_field(h)).collect();
+        write!(self.out, "{}\r\n", line.join(","))
+    }
+    fn row(&mut self, cells: &[String]) -> io::Result<()> {
+        let line: Vec<String> = cells.iter().map(|c| csv_field(c)).collect();
+        write!(self.out, "{}\r\n", line.join(","))
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+struct JsonSink<W: Write> {
+    out: W,
+    headers: Vec<String>,
+    rows: u64,
+}
+
+impl<W: Write> Sink for JsonSink<W> {
+    fn start(&mut self, title: &str, subtitle: &str) -> io::Result<()> {
+        write!(
+            self.out,
+            "{{\"title\":{},\"subtitle\":{},\"generated\":{}",
+            json!(title),
+            json!(subtitle),
+            json!(chrono::Utc::now().to_rfc3339())
+        )
+    }
+    fn summary(&mut self, items: &[(String, String)]) -> io::Result<()> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            items.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        write!(self.out, ",\"summary\":{}", serde_json::Value::Object(map))
+    }
+    fn chart(&mut self, title: &str, bars: &[(String, u64)], _: bool) -> io::Result<()> {
+        let map: serde_json::Map<String, serde_json::Value> =
+            bars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        write!(
+            self.out,
+            ",{}:{}",
+            json!(title),
+            serde_json::Value::Object(map)
+        )
+    }
+    fn columns(&mut self, headers: &[&str]) -> io::Result<()> {
+        self.headers = headers.iter().map(|h| h.to_string()).collect();
+        write!(self.out, ",\"rows\":[")
+    }
+    fn row(&mut self, cells: &[String]) -> io::Result<()> {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .zip(cells)
+            .map(|(h, c)| (h.clone(), json!(c)))
+            .collect();
+        let sep = if self.rows == 0 { "" } else { "," };
+        self.rows += 1;
+        write!(self.out, "{sep}\n{}", serde_json::Value::Object(map))
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if self.headers.is_empty() {
+            write!(self.out, ",\"rows\":[")?;
+        }
+        write!(self.out, "\n],\"count\":{}}}\n", self.rows)?;
+        self.out.flush()
+    }
+}
+
+struct HtmlSink<W: Write> {
+    out: Option<W>,
+    report: Option<html::HtmlReport<W>>,
+    table: bool,
+}
+
+impl<W: Write> HtmlSink<W> {
+    fn report(&mut self) -> io::Result<&mut html::HtmlReport<W>> {
+        self.report
+            .as_mut()
+            .ok_or_else(|| io::Error::other("report not started"))
+    }
+}
+
+impl<W: Write> Sink for HtmlSink<W> {
+    fn start(&mut self, title: &str, subtitle: &str) -> io::Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("started twice"))?;
+        self.report = Some(html::HtmlReport::new(out, title, subtitle)?);
+        Ok(())
+    }
+    fn summary(&mut self, items: &[(String, String)]) -> io::Result<()> {
+        self.report()?.summary(items)
+    }
+    fn chart(&mut self, title: &str, bars: &[(String, u64)], timeline: bool) -> io::Result<()> {
+        if timeline {
+            self.report()?.column_chart(title, bars)
+        } else {
+            self.report()?.bar_chart(title, bars)
+        }
+    }
+    fn columns(&mut self, headers: &[&str]) -> io::Result<()> {
+        self.table = true;
+        self.report()?.table_start(headers)
+    }
+    fn row(&mut self, cells: &[String]) -> io::Result<()> {
+        self.report()?.row(cells)
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if self.table {
+            self.report()?.table_end()?;
+        }
+        let report = self
+            .report
+            .take()
+            .ok_or_else(|| io::Error::other("report not started"))?;
+        report.finish()?.flush()
+    }
+}
+
+/// PDF needs the columns before anything is drawn, so the summary and
+/// charts wait (they are small) until the columns are known.
+struct PdfSink<W: Write> {
+    out: Option<W>,
+    title: String,
+    subtitle: String,
+    summary: Vec<String>,
+    charts: Vec<(String, Vec<(String, u64)>)>,
+    report: Option<pdf::PdfReport<W>>,
+}
+
+impl<W: Write> Sink for PdfSink<W> {
+    fn start(&mut self, title: &str, subtitle: &str) -> io::Result<()> {
+        self.title = title.to_owned();
+        self.subtitle = subtitle.to_owned();
+        Ok(())
+    }
+    fn summary(&mut self, items: &[(String, String)]) -> io::Result<()> {
+        self.summary
+            .extend(items.iter().map(|(k, v)| format!("{k}: {v}")));
+        Ok(())
+    }
+    fn chart(&mut self, title: &str, bars: &[(String, u64)], _: bool) -> io::Result<()> {
+        self.charts.push((title.to_owned(), bars.to_vec()));
+        Ok(())
+    }
+    fn columns(&mut self, headers: &[&str]) -> io::Result<()> {
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| io::Error::other("columns twice"))?;
+        let columns: Vec<pdf::Column> = headers
+            .iter()
+            .map(|h| pdf::Column {
+                header: h.to_string(),
+                width: column_weight(h),
+            })
+            .collect();
+        let mut report = pdf::PdfReport::new(out, &self.title, &self.subtitle, &columns)?;
+        report.summary(&self.summary);
+        for (title, bars) in &self.charts {
+            report.bar_chart(title, bars);
+        }
+        self.report = Some(report);
+        Ok(())
+    }
+    fn row(&mut self, cells: &[String]) -> io::Result<()> {
+        self.report
+            .as_mut()
+            .ok_or_else(|| io::Error::other("row before columns"))?
+            .row(cells)
+    }
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        if self.report.is_none() {
+            self.columns(&["(no rows)"])?;
+        }
+        let report = self
+            .report
+            .take()
+            .ok_or_else(|| io::Error::other("report not started"))?;
+        report.finish()?.flush()
+    }
+}
+
+fn column_weight(header: &str) -> f32 {
+    match header {
+        "subject" | "sans" => 3.0,
+        "issuer" => 2.5,
+        "fingerprint" => 2.0,
+        "not_after" | "status" | "org_unit" => 1.3,
+        _ => 1.0,
+    }
+}
+
+fn date(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn certificate_filter(filters: &Filters, now: i64) -> CertificateFilter {
+    CertificateFilter {
+        status: filters.status,
+        issuer: filters.issuer.clone(),
+        org_units: filters.org_units.clone(),
+        contact: filters.contact.clone(),
+        limit: PAGE,
+        now,
+        ..Default::default()
+    }
+}
+
+/// Calls `each` for every certificate matching `filter`, a page at a time;
+/// `after_page` runs after each page (the caller drains its buffer there).
+async fn each_certificate<F>(
+    store: &Store,
+    mut filter: CertificateFilter,
+    mut each: F,
+    after_page: Flush<'_>,
+) -> Result<(), ReportError>
+where
+    F: FnMut(&CertificateRecord) -> io::Result<()> + Send,
+{
+    loop {
+        let page = store
+            .list_certificates(&filter)
+            .await
+            .map_err(|e| ReportError::Store(e.to_string()))?;
+        for cert in &page.items {
+            each(cert)?;
+        }
+        after_page().await?;
+        match page.next_cursor {
+            Some(c) => filter.cursor = Some(c),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Why a report failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// Writing failed (the client went away, the disk is full).
+    #[error("writing the report: {0}")]
+    Io(#[from] io::Error),
+}
+
+const CERT_COLUMNS: [&str; 9] = [
+    "subject",
+    "sans",
+    "issuer",
+    "serial",
+    "not_after",
+    "days_left",
+    "status",
+    "org_unit",
+    "fingerprint",
+];
+
+fn cert_row(c: &CertificateRecord, now: i64) -> Vec<String> {
+    let names: Vec<&str> = c
+        .cert
+        .san_dns
+        .iter()
+        .chain(&c.cert.san_ip)
+        .map(String::as_str)
+        .collect();
+    vec![
+        c.cert.subject.clone(),
+        names.join(" "),
+        c.cert.issuer.clone(),
+        c.cert.serial.clone(),
+        date(c.cert.not_after),
+        ((c.cert.not_after - now).div_euclid(DAY)).to_string(),
+        c.status.to_string(),
+        c.org_unit.clone().unwrap_or_default(),
+        c.cert.fingerprint.clone(),
+    ]
+}
+
+/// Writes report `kind` to `sink`, reading `store`; `flush` runs after each
+/// page so a streaming caller can pass the bytes on.
+pub async fn generate(
+    store: &Store,
+    kind: Kind,
+    filters: &Filters,
+    mut sink: Box<dyn Sink + Send>,
+    flush: Flush<'_>,
+) -> Result<(), ReportError> {
+    let now = chrono::Utc::now().timestamp();
+    let scope = match &filters.org_units {
+        Some(units) => format!("org units: {}", units.join(", ")),
+        None => "all org units".to_owned(),
+    };
+    let subtitle = format!(
+        "{scope}; generated {}",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    let store_err = |e: crate::store::StoreError| ReportError::Store(e.to_string());
+    match kind {
+        Kind::Inventory => {
+            sink.start("Certificate inventory by status", &subtitle)?;
+            let counts = match &filters.org_units {
+                None if filters.contact.is_none() => store.counts_by_status().await,
+                _ => {
+                    store
+                        .counts_in_scope(
+                            filters.org_units.as_deref().unwrap_or(&[]),
+                            filters.contact.as_deref(),
+                        )
+                        .await
+                }
+            }
+            .map_err(store_err)?;
+            let total: u64 = counts.values().sum();
+            let mut items = vec![("total".to_owned(), total.to_string())];
+            items.extend(counts.iter().map(|(s, n)| (s.to_string(), n.to_string())));
+            sink.summary(&items)?;
+            let bars: Vec<(String, u64)> = counts
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect();
+            sink.chart("Certificates by status", &bars, false)?;
+            sink.columns(&CERT_COLUMNS)?;
+            flush().await?;
+            let filter = certificate_filter(filters, now);
+            each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
+        }
+        Kind::Expiring => {
+            let within = filters.within_days.unwrap_or(90);
+            sink.start(
+                &format!("Certificates expiring within {within} days"),
+                &subtitle,
+            )?;
+            let mut filter = certificate_filter(filters, now);
+            filter.expiring_within = Some(within * DAY);
+            // First pass: the aggregates (counts per bucket, per week).
+            let mut buckets: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut weeks: BTreeMap<i64, u64> = BTreeMap::new();
+            each_certificate(
+                store,
+                filter.clone(),
+                |c| {
+                    let left = (c.cert.not_after - now).div_euclid(DAY);
+                    let bucket = if left < 30 {
+                        "within 30 days"
+                    } else if left < 60 {
+                        "30 to 60 days"
+                    } else {
+                        "60 days or more"
+                    };
+                    *buckets.entry(bucket).or_default() += 1;
+                    *weeks
+                        .entry((c.cert.not_after - now).div_euclid(7 * DAY))
+                        .or_default() += 1;
+                    Ok(())
+                },
+                &mut no_flush(),
+            )
+            .await?;
+            let total: u64 = buckets.values().sum();
+            let mut items = vec![("expiring".to_owned(), total.to_string())];
+            items.extend(buckets.iter().map(|(b, n)| (b.to_string(), n.to_string())));
+            sink.summary(&items)?;
+            let columns: Vec<(String, u64)> = (0..=(within / 7))
+                .map(|w| (date(now + w * 7 * DAY), weeks.get(&w).copied().unwrap_or(0)))
+                .collect();
+            sink.chart("Expiries per week", &columns, true)?;
+            sink.columns(&CERT_COLUMNS)?;
+            flush().await?;
+            each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
+        }
+        Kind::Units => {
+            sink.start("Purchased units and forecast", &subtitle)?;
+            let units = store.units().await.map_err(store_err)?;
+            // Certificates Certkeeper renews through each connector that
+            // expire (so renew) within 12 months.
+            let forecast = store
+                .renewals_due_by_connector(now + 365 * DAY)
+                .await
+                .map_err(store_err)?;
+            let bars: Vec<(String, u64)> = units
+                .iter()
+                .map(|u| {
+                    (
+                        u.connector.clone(),
+                        u64::try_from(u.remaining()).unwrap_or(0),
+                    )
+                })
+                .collect();
+            sink.summary(&[("metered connectors".to_owned(), units.len().to_string())])?;
+            sink.chart("Units remaining", &bars, false)?;
+            sink.columns(&[
+                "connector",
+                "purchased",
+                "used",
+                "remaining",
+                "threshold",
+                "needed_next_12_months",
+                "to_buy",
+            ])?;
+            for u in &units {
+                let needed = forecast.get(&u.connector).copied().unwrap_or(0);
+                let to_buy = i64::try_from(needed).unwrap_or(0) - u.remaining();
+                sink.row(&[
+                    u.connector.clone(),
+                    u.purchased.to_string(),
+                    u.used.to_string(),
+                    u.remaining().to_string(),
+                    u.threshold.to_string(),
+                    needed.to_string(),
+                    to_buy.max(0).to_string(),
+                ])?;
+            }
+            flush().await?;
+        }
+        Kind::Readiness47 => {
+            sink.start("47-day lifetime readiness", &subtitle)?;
+            let managed = store.managed_all().await.map_err(store_err)?;
+            let automated: HashSet<String> = managed
+                .iter()
+                .filter_map(|m| m.current.as_ref().map(|c| c.fingerprint.clone()))
+                .collect();
+            let mut filter = certificate_filter(filters, now);
+            if filter.status.is_none() {
+                filter.expiring_within = Some(3650 * DAY);
+            }
+            let (mut ready, mut at_risk) = (0u64, 0u64);
+            let mut by_unit: BTreeMap<String, u64> = BTreeMap::new();
+            each_certificate(
+                store,
+                filter.clone(),
+                |c| {
+                    if automated.contains(&c.cert.fingerprint) {
+                        ready += 1;
+                    } else {
+                        at_risk += 1;
+                        *by_unit
+                            .entry(c.org_unit.clone().unwrap_or_else(|| "(no unit)".into()))
+                            .or_default() += 1;
+                    }
+                    Ok(())
+                },
+                &mut no_flush(),
+            )
+            .await?;
+            sink.summary(&[
+                (
+                    "renewed and deployed by Certkeeper".to_owned(),
+                    ready.to_string(),
+                ),
+                (
+                    "would break at 47 days (manual)".to_owned(),
+                    at_risk.to_string(),
+                ),
+            ])?;
+            let bars: Vec<(String, u64)> = by_unit.into_iter().collect();
+            sink.chart("Manual certificates by org unit", &bars, false)?;
+            let mut columns = CERT_COLUMNS.to_vec();
+            columns.push("why");
+            sink.columns(&columns)?;
+            flush().await?;
+            each_certificate(
+                store,
+                filter,
+                |c| {
+                    if automated.contains(&c.cert.fingerprint) {
+                        return Ok(());
+                    }
+                    let mut row = cert_row(c, now);
+                    row.push("no connector renews it; deployed by hand".into());
+                    sink.row(&row)
+                },
+                flush,
+            )
+            .await?;
+        }
+    }
+    sink.finish()?;
+    flush().await?;
+    let _ = kind.name();
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! Reports against a known inventory, in every format, through the CLI and
+//! the API: counts, rows and dates checked; CSV parsed; HTML one file with
+//! its charts; PDF read back with `pdftotext` (Debian's poppler-utils).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Daemon, eventually, http};
+use serde_json::{Value, json};
+
+const ROOT: &str = "root-token-for-reports-0123456789";
+
+/// A self-signed certificate for `cn` expiring `days` from now (negative:
+/// expired), as PEM.
+fn certificate(_dir: &std::path::Path, cn: &str, days: i64) -> Vec<u8> {
+    use openssl::asn1::Asn1Time;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let now = chrono::Utc::now().timestamp();
+    let key = openssl::pkey::PKey::ec_gen("prime256v1").unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(now - 400 * 86_400).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now + days * 86_400 + 3600).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns(cn)
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build().to_pem().unwrap()
+}
+
+fn call(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    let body = body.map(|b| b.to_string());
+    http(
+        method,
+        &daemon.url(path),
+        body.as_deref().map(str::as_bytes),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+    )
+}
+
+/// web: in 10 (é in its unit name's contact), 40 and 70 days; finance: in
+/// 20 and 200 days; one expired (web). Returns the daemon and fingerprints.
+fn inventory() -> (Daemon, HashMap<&'static str, String>) {
+    let mut daemon = Daemon::new("");
+    daemon.write_config(&format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{ROOT}\"\n\n[[connector]]\nname = \"corp-ca\"\ntype = \"internal_ca\"\npassphrase = \"correct horse battery staple\"\nallowed_dns = [\".corp.test\"]\ncrl_path = \"{}\"\n",
+        daemon.port,
+        daemon.path("corp.crl").display()
+    ));
+    // write_config put [api] first already; drop its duplicate table.
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    let fixed = text.replacen(
+        &format!("[api]\nlisten = \"127.0.0.1:{}\"\n\n", daemon.port),
+        "",
+        1,
+    );
+    std::fs::write(&daemon.config, fixed).unwrap();
+    daemon.start();
+    let dir = daemon.path("pki");
+    std::fs::create_dir_all(&dir).unwrap();
+    for unit in ["web", "finance"] {
+        call(
+            &daemon,
+            "POST",
+            "/api/v1/org-units",
+            ROOT,
+            Some(json!({ "name": unit })),
+        );
+    }
+    let mut fps = HashMap::new();
+    for (cn, days, unit) in [
+        ("d10.corp.test", 10, "web"),
+        ("d40.corp.test", 40, "web"),
+        ("d70.corp.test", 70, "web"),
+        ("d20.corp.test", 20, "finance"),
+        ("d200.corp.test", 200, "finance"),
+        ("old.corp.test", -5, "web"),
+    ] {
+        let pem = certificate(&dir, cn, days);
+        let (status, body) = http(
+            "POST",
+            &daemon.url("/api/v1/import"),
+            Some(&pem),
+            &[("Authorization", &format!("Bearer {ROOT}"))],
+        );
+        assert_eq!(status, 200, "{body}");
+        let fp = serde_json::from_str::<Value>(&body).unwrap()["added"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, body) = call(
+            &daemon,
+            "POST",
+            "/api/v1/certificates/assign",
+            ROOT,
+            Some(json!({ "fingerprints": [fp], "org_unit": unit })),
+        );
+        assert_eq!(status, 200, "{body}");
+        fps.insert(cn, fp);
+    }
+    (daemon, fps)
+}
+
+#[test]
+fn every_format_shows_the_known_inventory() {
+    let (daemon, fps) = inventory();
+    let out = |name: &str| daemon.path(name);
+    // CSV: RFC 4180, parsed back; the expiring report has exactly the
+    // certificates within 90 days, soonest first, with their days left.
+    daemon.cli_ok(&[
+        "report",
+        "expiring",
+        "--format",
+        "csv",
+        "--out",
+        out("e.csv").to_str().unwrap(),
+    ]);
+    let mut reader = csv::Reader::from_path(out("e.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let subjects: Vec<&str> = rows
+        .iter()
+        .map(|r| r.get(col("subject")).unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "CN=d10.corp.test",
+            "CN=d20.corp.test",
+            "CN=d40.corp.test",
+            "CN=d70.corp.test"
+        ]
+    );
+    let days: Vec<i64> = rows
+        .iter()
+        .map(|r| r.get(col("days_left")).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(days, [10, 20, 40, 70], "whole days left");
+    assert_eq!(
+        rows[0].get(col("fingerprint")).unwrap(),
+        fps["d10.corp.test"]
+    );
+    assert_eq!(rows[0].get(col("org_unit")).unwrap(), "web");
+    // JSON: the same rows, the summary buckets.
+    let text = daemon.cli_ok(&[
+        "report",
+        "expiring",
+        "--format",
+        "json",
+        "--within-days",
+        "30",
+    ]);
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["count"], 2, "{json}");
+    assert_eq!(json["summary"]["within 30 days"], "2");
+    // Inventory: counts by status agree with the inventory.
+    let text = daemon.cli_ok(&["report", "inventory", "--format", "json"]);
+    let json: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["count"], 6);
+    assert_eq!(json["summary"]["total"], "6");
+    assert_eq!(json["summary"]["expired"], "1");
+    // HTML: one self-contained file with its charts and rows.
+    daemon.cli_ok(&[
+        "report",
+        "expiring",
+        "--format",
+        "html",
+        "--out",
+        out("e.html").to_str().unwrap(),
+    ]);
+    let html = std::fs::read_to_string(out("e.html")).unwrap();
+    assert_eq!(html.matches("<html").count(), 1);
+    assert!(html.contains("<svg"), "a chart");
+    assert!(
+        !html.contains("<script") && !html.contains("src="),
+        "self-contained, no script"
+    );
+    assert!(html.contains("CN=d70.corp.test") && !html.contains("CN=d200.corp.test"));
+    // PDF: text extracts and holds the rows.
+    daemon.cli_ok(&[
+        "report",
+        "expiring",
+        "--format",
+        "pdf",
+        "--out",
+        out("e.pdf").to_str().unwrap(),
+    ]);
+    let info = std::process::Command::new("pdfinfo")
+        .arg(out("e.pdf"))
+        .output()
+        .unwrap();
+    assert!(
+        info.status.success(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(out("e.pdf"))
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for cn in [
+        "d10.corp.test",
+        "d20.corp.test",
+        "d40.corp.test",
+        "d70.corp.test",
+    ] {
+        assert!(text.contains(cn), "{cn} in the PDF:\n{text}");
+    }
+    assert!(!text.contains("d200.corp.test"));
+}
+
+#[test]
+fn reports_through_the_api_keep_to_the_callers_scope() {
+    let (daemon, _) = inventory();
+    call(
+        &daemon,
+        "POST",
+        "/api/v1/users",
+        ROOT,
+        Some(json!({ "name": "fred", "role": "department_admin", "units": ["finance"] })),
+    );
+    let (_, t) = call(
+        &daemon,
+        "POST",
+        "/api/v1/tokens",
+        ROOT,
+        Some(json!({ "user": "fred" })),
+    );
+    let fred = serde_json::from_str::<Value>(&t).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/expiring?format=csv",
+        &fred,
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("d20.corp.test"), "{body}");
+    assert!(
+        !body.contains("d10.corp.test"),
+        "another unit's certificate: {body}"
+    );
+    let (status, _) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/expiring?org_unit=web",
+        &fred,
+        None,
+    );
+    assert_eq!(status, 404, "a unit outside the scope");
+    let (status, body) = call(&daemon, "GET", "/api/v1/reports/nope", &fred, None);
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("inventory"),
+        "the error lists the kinds: {body}"
+    );
+    let (status, _) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/expiring?format=docx",
+        &fred,
+        None,
+    );
+    assert_eq!(status, 400);
+    // 47-day readiness: what Certkeeper renews is ready, the rest is listed.
+    let (status, r) = call(
+        &daemon,
+        "POST",
+        "/api/v1/domains",
+        ROOT,
+        Some(json!({ "domain": "auto.corp.test", "org_unit": "web", "mode": "pre_approved" })),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = call(
+        &daemon,
+        "POST",
+        "/api/v1/requests",
+        ROOT,
+        Some(
+            json!({ "identifiers": ["www.auto.corp.test"], "org_unit": "web", "connector": "corp-ca" }),
+        ),
+    );
+    assert_eq!(status, 201, "{r}");
+    eventually(Duration::from_secs(60), || {
+        let (_, body) = call(
+            &daemon,
+            "GET",
+            "/api/v1/reports/readiness47?format=json",
+            ROOT,
+            None,
+        );
+        let json: Value = serde_json::from_str(&body).ok()?;
+        (json["summary"]["renewed and deployed by Certkeeper"] == "1").then_some(json)
+    })
+    .map(|json| {
+        let rows = json["rows"].as_array().unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| !r["subject"].as_str().unwrap().contains("auto.corp.test")),
+            "{json}"
+        );
+        assert!(
+            rows.iter().any(|r| r["subject"] == "CN=d10.corp.test"),
+            "{json}"
+        );
+    })
+    .expect("the issued certificate counts as ready");
+    // Units: the forecast counts the managed certificate's renewal.
+    call(
+        &daemon,
+        "POST",
+        "/api/v1/units",
+        ROOT,
+        Some(json!({ "connector": "corp-ca", "add": 5, "threshold": 1 })),
+    );
+    let (_, body) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/units?format=csv",
+        ROOT,
+        None,
+    );
+    let mut lines = body.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "connector,purchased,used,remaining,threshold,needed_next_12_months,to_buy"
+    );
+    assert_eq!(lines.next().unwrap(), "corp-ca,5,0,5,1,1,0", "{body}");
+}
