@@ -215,6 +215,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         ("GET", "/api/v1/certificates/{fingerprint}" | "/api/v1/requests/{id}") => {
             (READERS, Object)
         }
+        ("GET", "/api/v1/reports/{kind}") => (READERS, List),
         ("GET", "/api/v1/org-units" | "/api/v1/domains" | "/api/v1/whoami" | "/api/v1/tokens") => {
             (READERS, None)
         }
@@ -365,6 +366,7 @@ fn every_route_role_and_scope_is_enforced() {
                         },
                     )
                     .replace("{connector}", "corp-ca")
+                    .replace("{kind}", "inventory")
                     .replace("{domain}", "nothing.corp.test")
                     .replace(
                         "{id}",

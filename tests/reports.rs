@@ -360,3 +360,76 @@ fn reports_through_the_api_keep_to_the_callers_scope() {
     );
     assert_eq!(lines.next().unwrap(), "corp-ca,5,0,5,1,1,0", "{body}");
 }
+
+#[test]
+fn scheduled_reports_land_in_their_directory_and_are_announced() {
+    let (mut daemon, _) = inventory();
+    let dir = daemon.path("reports");
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "{text}\n[[job]]\ntype = \"report\"\nname = \"weekly-expiring\"\nschedule = \"*/2 * * * * *\"\nkind = \"expiring\"\nformat = \"csv\"\ndirectory = \"{}\"\nkeep = 2\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+    daemon.start();
+    // Three runs or more: only the newest two are kept, none half-written.
+    let files = eventually(Duration::from_secs(60), || {
+        let (_, body) = call(&daemon, "GET", "/api/v1/events?limit=1000", ROOT, None);
+        let ready = serde_json::from_str::<Value>(&body).ok()?["items"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["kind"]["type"] == "report_ready")
+            .count();
+        (ready >= 3).then(|| {
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+                .collect();
+            names.sort();
+            names
+        })
+    })
+    .unwrap_or_else(|| panic!("no scheduled reports\n{}", daemon.log()));
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("weekly-expiring-") && f.ends_with(".csv")),
+        "{files:?}"
+    );
+    let csv = std::fs::read_to_string(dir.join(&files[1])).unwrap();
+    assert!(csv.starts_with("subject,"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        5,
+        "header and the 4 certificates within 90 days: {csv}"
+    );
+    // The event says where the report is, for the e-mail or chat message.
+    let (_, body) = call(&daemon, "GET", "/api/v1/events?limit=1000", ROOT, None);
+    let events: Value = serde_json::from_str(&body).unwrap();
+    let location = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"]["type"] == "report_ready")
+        .map(|e| e["kind"]["location"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(location.starts_with(dir.to_str().unwrap()), "{location}");
+    // A misspelt kind is refused by validate, naming the key.
+    std::fs::write(
+        &daemon.config,
+        format!("[[job]]\ntype = \"report\"\nname = \"r\"\nschedule = \"0 0 * * * *\"\nkind = \"expring\"\ndirectory = \"{}\"\n", dir.display()),
+    )
+    .unwrap();
+    let out = daemon.cli(&["validate"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("job[0].kind") && text.contains("expring"),
+        "{text}"
+    );
+}

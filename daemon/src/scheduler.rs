@@ -53,6 +53,8 @@ pub enum JobBody {
         /// Days before `not_after` that count as expiring.
         expiring_days: u32,
     },
+    /// Write a report and announce it.
+    Report(Box<crate::config::ReportJob>),
     /// Run a program.
     Command {
         /// Program and arguments.
@@ -117,6 +119,7 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
                 argv: c.command.clone(),
                 timeout: Duration::from_secs(c.timeout_seconds),
             },
+            JobConfig::Report(r) => JobBody::Report(Box::new(r.clone())),
         };
         push(job.name(), job.schedule(), body);
     }
@@ -353,6 +356,7 @@ pub async fn execute(store: &Store, body: &JobBody) -> Result<(), String> {
             Ok(())
         }
         JobBody::Command { argv, timeout } => run_command(argv, *timeout).await,
+        JobBody::Report(job) => crate::reports::scheduled(store, job).await,
     }
 }
 

@@ -461,6 +461,41 @@ pub enum JobConfig {
     /// Runs a command (a hook): e.g. a script that copies certificates to
     /// where an import job reads them.
     Command(CommandJob),
+    /// Writes a report to a directory and announces it (`report_ready`)
+    /// through the alert routing (e-mail, webhook, chat).
+    Report(ReportJob),
+}
+
+/// `type = "report"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportJob {
+    /// Unique job name (also the report files' prefix).
+    pub name: String,
+    /// Cron schedule with a seconds field.
+    pub schedule: String,
+    /// `inventory`, `expiring`, `units` or `readiness47`.
+    pub kind: String,
+    /// `csv` (default), `json`, `html` or `pdf`.
+    #[serde(default = "default_report_format")]
+    pub format: String,
+    /// Directory the files go to (`NAME-YYYYMMDD-HHMMSS.EXT`).
+    pub directory: PathBuf,
+    /// Only this org unit (and those below it).
+    pub org_unit: Option<String>,
+    /// Expiring: the horizon in days.
+    pub within_days: Option<i64>,
+    /// Reports kept in the directory; older ones of this job are deleted. Default 30.
+    #[serde(default = "default_keep_reports")]
+    pub keep: usize,
+}
+
+fn default_report_format() -> String {
+    "csv".into()
+}
+
+fn default_keep_reports() -> usize {
+    30
 }
 
 impl JobConfig {
@@ -469,6 +504,7 @@ impl JobConfig {
         match self {
             Self::Import(j) => &j.name,
             Self::Command(j) => &j.name,
+            Self::Report(j) => &j.name,
         }
     }
 
@@ -477,6 +513,7 @@ impl JobConfig {
         match self {
             Self::Import(j) => &j.schedule,
             Self::Command(j) => &j.schedule,
+            Self::Report(j) => &j.schedule,
         }
     }
 }
@@ -645,6 +682,15 @@ impl Config {
                 ));
             }
             parse_schedule(job.schedule()).map_err(|e| err(&format!("job[{i}].schedule"), e))?;
+            if let JobConfig::Report(r) = job {
+                crate::reports::Kind::parse(&r.kind)
+                    .map_err(|e| err(&format!("job[{i}].kind"), e))?;
+                crate::reports::Format::parse(&r.format)
+                    .map_err(|e| err(&format!("job[{i}].format"), e))?;
+                if r.keep == 0 {
+                    return Err(err(&format!("job[{i}].keep"), "expected at least 1".into()));
+                }
+            }
             if let JobConfig::Command(c) = job
                 && c.command.is_empty()
             {

@@ -731,3 +731,90 @@ pub async fn generate(
     let _ = kind.name();
     Ok(())
 }
+
+/// Runs a `[[job]] type = "report"`: writes the report to its directory
+/// (through a temporary file, renamed when complete), prunes the job's old
+/// reports, and records a `report_ready` event for the alert routing.
+pub async fn scheduled(store: &Store, job: &crate::config::ReportJob) -> Result<(), String> {
+    let kind = Kind::parse(&job.kind)?;
+    let format = Format::parse(&job.format)?;
+    std::fs::create_dir_all(&job.directory)
+        .map_err(|e| format!("cannot create {}: {e}", job.directory.display()))?;
+    let now = chrono::Utc::now();
+    let file = job.directory.join(format!(
+        "{}-{}.{}",
+        job.name,
+        now.format("%Y%m%d-%H%M%S"),
+        format.extension()
+    ));
+    let partial = file.with_extension(format!("{}.partial", format.extension()));
+    let out = std::fs::File::create(&partial)
+        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let filters = Filters {
+        org_units: match &job.org_unit {
+            Some(u) => {
+                let all = store.org_units().await.map_err(|e| e.to_string())?;
+                Some(crate::api::descendants(&all, std::slice::from_ref(u)))
+            }
+            None => None,
+        },
+        within_days: job.within_days,
+        ..Default::default()
+    };
+    let result = generate(
+        store,
+        kind,
+        &filters,
+        sink(format, io::BufWriter::new(out)),
+        &mut no_flush(),
+    )
+    .await;
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.to_string());
+    }
+    std::fs::rename(&partial, &file)
+        .map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
+    prune(&job.directory, &job.name, job.keep);
+    let location = file.display().to_string();
+    let event = certkeeper_integrations::Event {
+        id: format!("report:{}:{}", job.name, now.timestamp()),
+        at: now,
+        kind: certkeeper_integrations::EventKind::ReportReady {
+            report: job.kind.clone(),
+            location: location.clone(),
+        },
+        certificate: None,
+    };
+    let stored = crate::store::managed::StoredEvent {
+        id: event.id.clone(),
+        time: now.timestamp(),
+        event: serde_json::to_value(&event).unwrap_or_default(),
+    };
+    store.push_event(&stored).await.map_err(|e| e.to_string())?;
+    tracing::info!(job = %job.name, file = %location, "report written");
+    Ok(())
+}
+
+/// Deletes all but the newest `keep` reports of job `name` in `dir`.
+fn prune(dir: &std::path::Path, name: &str, keep: usize) {
+    let prefix = format!("{name}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".partial"))
+        })
+        .collect();
+    // Names carry the time, so they sort oldest first.
+    files.sort();
+    let excess = files.len().saturating_sub(keep);
+    for old in files.into_iter().take(excess) {
+        let _ = std::fs::remove_file(old);
+    }
+}
