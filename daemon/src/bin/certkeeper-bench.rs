@@ -4,8 +4,10 @@
 //! Prints: load time and rate (through the same `record_certificates` path an
 //! import uses, a sighting per certificate); the "expiring within 30 days"
 //! query as the API runs it (first page of 100, and the count from the
-//! counters); dashboard counts by status; and the RSS of the real `certkeeper`
-//! daemon idling on that store. Times are medians over repeated runs.
+//! counters); dashboard counts by status; the RSS of the real `certkeeper`
+//! daemon idling on that store; and the time and peak RSS of
+//! `certkeeper report expiring --within-days 90` as CSV and as PDF on it.
+//! Times are medians over repeated runs.
 //!
 //! ```sh
 //! cargo run --release -p certkeeper --bin certkeeper-bench -- --count 1000000
@@ -267,7 +269,67 @@ async fn main() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    for format in ["csv", "pdf"] {
+        match report(&dir, format).await {
+            Ok((took, peak_kib, size)) => println!(
+                "expiring report, {format}:     {:>10.2} s, peak RSS {:.1} MiB, {:.1} MiB written (`certkeeper report expiring --within-days 90` on the stopped store)",
+                took.as_secs_f64(),
+                peak_kib as f64 / 1024.0,
+                size as f64 / 1_048_576.0
+            ),
+            Err(e) => println!("expiring report, {format}: not measured: {e:#}"),
+        }
+    }
     Ok(())
+}
+
+/// Runs `certkeeper report expiring` on the loaded store (the daemon is
+/// stopped, so the CLI reads the store itself) and watches its peak RSS.
+async fn report(dir: &std::path::Path, format: &str) -> anyhow::Result<(Duration, u64, u64)> {
+    let exe = std::env::current_exe()?;
+    let cli = exe.with_file_name("certkeeper");
+    let out = dir.join(format!("expiring.{format}"));
+    let start = Instant::now();
+    let mut child = tokio::process::Command::new(&cli)
+        .args([
+            "report",
+            "expiring",
+            "--within-days",
+            "90",
+            "--format",
+            format,
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--config")
+        .arg(dir.join("bench.toml"))
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("report pid")?;
+    let mut peak = 0;
+    let status = loop {
+        if let Some(hwm) = peak_kib(pid) {
+            peak = peak.max(hwm);
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    };
+    anyhow::ensure!(status.success(), "certkeeper report failed: {status}");
+    Ok((start.elapsed(), peak, std::fs::metadata(&out)?.len()))
+}
+
+/// A process's peak resident set (VmHWM) in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Starts the real daemon on the loaded store, lets it idle, reads its RSS.
