@@ -471,7 +471,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<crate::inventory::CertificateRecord>, StoreError> {
         self.rows(
-            "SELECT * OMIT id, search FROM certificate
+            // The PEM is the bulk of a row and alerts never need it.
+            "SELECT *, '' AS pem OMIT id, search FROM certificate
              WHERE not_after >= $from AND not_after <= $horizon
                AND status IN ['valid', 'expiring', 'expired'] AND replaced_by = NONE
                AND (not_after > $t OR (not_after = $t AND fingerprint > $fp))
