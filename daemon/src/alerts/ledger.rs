@@ -53,6 +53,25 @@ pub async fn pass(
     config: &AlertsConfig,
     now: i64,
 ) -> Result<PassReport, StoreError> {
+    pass_until(
+        store,
+        config,
+        now,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`pass`], stopping between pages once `stop` is cancelled (a shutdown
+/// does not wait for a first pass over a large inventory). Every page is
+/// committed as it goes, so the next pass carries on where this one
+/// stopped.
+pub async fn pass_until(
+    store: &Store,
+    config: &AlertsConfig,
+    now: i64,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
     let mut thresholds = config.thresholds_days.clone();
     thresholds.sort_unstable();
@@ -72,6 +91,9 @@ pub async fn pass(
         raise_page(store, &thresholds, &page, now, &mut report).await?;
         if page.len() < PAGE {
             break;
+        }
+        if stop.is_cancelled() {
+            return Ok(report);
         }
     }
     report.resolved = resolve_finished(store, now).await?;

@@ -87,7 +87,7 @@ async fn ledger_loop(
     let interval = Duration::from_secs(config.check_interval_seconds);
     loop {
         let now = chrono::Utc::now().timestamp();
-        match ledger::pass(&store, &config, now).await {
+        match ledger::pass_until(&store, &config, now, &cancel).await {
             Ok(report) if report != ledger::PassReport::default() => {
                 tracing::info!(
                     raised = report.raised,
