@@ -123,20 +123,17 @@ async fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, 
     notify(&[sd_notify::NotifyState::Reloading]);
     let loaded = Config::load(path);
     let entry = crate::admin::audit_chain::AuditEntry {
-        seq: 0,
-        time: chrono::Utc::now().timestamp_millis(),
-        actor: "system".into(),
         source: Some("SIGHUP".into()),
-        action: "config_reload".into(),
-        object: Some(path.display().to_string()),
         outcome: if loaded.is_ok() { "success" } else { "failure" }.into(),
-        before: None,
         after: loaded
             .as_ref()
             .err()
             .map(|e| serde_json::json!({ "error": e.to_string() })),
-        prev_hash: String::new(),
-        hash: String::new(),
+        ..crate::admin::audit_chain::AuditEntry::new(
+            "system",
+            "config_reload",
+            Some(path.display().to_string()),
+        )
     };
     if let Err(e) = store.append_audit(entry).await {
         tracing::error!(error = %e, "cannot write the audit entry of the reload");

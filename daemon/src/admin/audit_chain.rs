@@ -63,6 +63,26 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+impl AuditEntry {
+    /// A successful action by `actor` on `object`, now, not yet sealed:
+    /// set the other fields with struct update syntax.
+    pub fn new(actor: impl Into<String>, action: &str, object: Option<String>) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            time: chrono::Utc::now().timestamp_millis(),
+            actor: actor.into(),
+            source: None,
+            action: action.to_owned(),
+            object,
+            outcome: "success".into(),
+            before: None,
+            after: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+}
+
 /// Chains `entry` after the entry whose hash is `prev_hash`: sets
 /// `prev_hash` and computes `hash`. The caller sets `seq` (one more than the
 /// previous entry's).

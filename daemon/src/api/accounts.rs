@@ -25,17 +25,13 @@ pub async fn audit(
     state
         .store
         .append_audit(crate::admin::audit_chain::AuditEntry {
-            seq: 0,
-            time: chrono::Utc::now().timestamp_millis(),
-            actor: principal.user.clone(),
-            source: None,
-            action: action.to_owned(),
-            object: object.map(str::to_owned),
-            outcome: "success".into(),
             before,
             after,
-            prev_hash: String::new(),
-            hash: String::new(),
+            ..crate::admin::audit_chain::AuditEntry::new(
+                principal.user.clone(),
+                action,
+                object.map(str::to_owned),
+            )
         })
         .await
         .map_err(ApiError::internal)?;
@@ -456,11 +452,9 @@ pub async fn assign_certificates(
     if let Some(unit) = &body.org_unit
         && !state
             .store
-            .org_units()
+            .org_unit_exists(unit)
             .await
             .map_err(ApiError::internal)?
-            .iter()
-            .any(|u| &u.name == unit)
     {
         return Err(ApiError::bad_request(format!(
             "org_unit: no org unit `{unit}`"
@@ -693,17 +687,13 @@ async fn audit_outcome(
     state
         .store
         .append_audit(crate::admin::audit_chain::AuditEntry {
-            seq: 0,
-            time: chrono::Utc::now().timestamp_millis(),
-            actor: principal.user.clone(),
             source: source.map(|s| s.to_string()),
-            action: action.to_owned(),
-            object: Some(principal.user.clone()),
             outcome: outcome.to_owned(),
-            before: None,
-            after: None,
-            prev_hash: String::new(),
-            hash: String::new(),
+            ..crate::admin::audit_chain::AuditEntry::new(
+                principal.user.clone(),
+                action,
+                Some(principal.user.clone()),
+            )
         })
         .await
         .map_err(ApiError::internal)?;

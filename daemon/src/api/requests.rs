@@ -134,11 +134,9 @@ async fn enroll(
     };
     if !state
         .store
-        .org_units()
+        .org_unit_exists(&unit)
         .await
         .map_err(ApiError::internal)?
-        .iter()
-        .any(|u| u.name == unit)
     {
         return Err(ApiError::bad_request(format!(
             "org_unit: no org unit `{unit}`"
@@ -640,11 +638,9 @@ pub async fn put_domain(
     if let Some(unit) = &rule.org_unit
         && !state
             .store
-            .org_units()
+            .org_unit_exists(unit)
             .await
             .map_err(ApiError::internal)?
-            .iter()
-            .any(|u| &u.name == unit)
     {
         return Err(ApiError::bad_request(format!(
             "org_unit: no org unit `{unit}`"

@@ -131,17 +131,9 @@ async fn local_audit(
 ) -> anyhow::Result<()> {
     store
         .append_audit(AuditEntry {
-            seq: 0,
-            time: chrono::Utc::now().timestamp_millis(),
-            actor: local_actor(),
             source: Some("local".into()),
-            action: action.to_owned(),
-            object: Some(object.to_owned()),
-            outcome: "success".into(),
-            before: None,
             after,
-            prev_hash: String::new(),
-            hash: String::new(),
+            ..AuditEntry::new(local_actor(), action, Some(object.to_owned()))
         })
         .await?;
     Ok(())

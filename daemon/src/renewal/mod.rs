@@ -539,13 +539,7 @@ impl Renewer {
         self.consume_unit(&cert.connector, &record.cert.fingerprint, now)
             .await;
         let entry = crate::admin::audit_chain::AuditEntry {
-            seq: 0,
-            time: Utc::now().timestamp_millis(),
-            actor: "system".into(),
             source: Some(format!("connector {}", cert.connector)),
-            action: "certificate_issue".into(),
-            object: Some(record.cert.fingerprint.clone()),
-            outcome: "success".into(),
             before: record
                 .replaces
                 .as_ref()
@@ -554,8 +548,11 @@ impl Renewer {
                 "managed": cert.name, "subject": record.cert.subject,
                 "serial": record.cert.serial, "not_after": record.cert.not_after,
             })),
-            prev_hash: String::new(),
-            hash: String::new(),
+            ..crate::admin::audit_chain::AuditEntry::new(
+                "system",
+                "certificate_issue",
+                Some(record.cert.fingerprint.clone()),
+            )
         };
         if let Err(e) = self.store.append_audit(entry).await {
             tracing::error!(managed = %cert.name, error = %e, "cannot write the issuance to the audit log");

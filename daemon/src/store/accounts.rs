@@ -127,6 +127,18 @@ impl Store {
         .await
     }
 
+    /// Whether an org unit of this name exists.
+    pub async fn org_unit_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let rows: Vec<String> = self
+            .rows(
+                "SELECT VALUE name FROM type::record('org_unit', $name)",
+                json!({ "name": name }),
+                0,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// Creates or moves an org unit.
     pub async fn put_org_unit(&self, unit: &OrgUnit) -> Result<(), StoreError> {
         let vars = json!({ "name": unit.name, "parent": unit.parent });
