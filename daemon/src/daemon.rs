@@ -76,7 +76,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let state = api::AppState::new(store.clone(), config_rx.clone()).with_renewer(renewer.clone());
     let closing = store.clone();
-    let app = api::router(state);
+    let app = api::app(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
     let renewals = tokio::spawn(renewer.run(cancel.clone()));
     let alerting = tokio::spawn(alerts.run(cancel.clone()));

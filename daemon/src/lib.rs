@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod discovery;
 pub mod inventory;
+pub mod portal;
 pub mod renewal;
 pub mod reports;
 pub mod scheduler;

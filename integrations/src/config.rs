@@ -55,6 +55,23 @@ pub enum ChannelConfig {
 }
 
 impl ChannelConfig {
+    /// The channel's `type`, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelConfig::Webhook(_) => "webhook",
+            ChannelConfig::Slack(_) => "slack",
+            ChannelConfig::Teams(_) => "teams",
+            ChannelConfig::Mattermost(_) => "mattermost",
+            ChannelConfig::Discord(_) => "discord",
+            ChannelConfig::Pagerduty(_) => "pagerduty",
+            ChannelConfig::Opsgenie(_) => "opsgenie",
+            ChannelConfig::Sms(_) => "sms",
+            ChannelConfig::Jira(_) => "jira",
+            ChannelConfig::Servicenow(_) => "servicenow",
+            ChannelConfig::Email(_) => "email",
+        }
+    }
+
     /// Whether the channel addresses people (each message goes to the
     /// recipients it is given) rather than one fixed destination.
     pub fn addresses_people(&self) -> bool {

@@ -231,6 +231,17 @@ pub fn http(
     body: Option<&[u8]>,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    let (status, _, body) = http_full(method, url, body, headers);
+    (status, body)
+}
+
+/// As [`http`], also answering the response's header block.
+pub fn http_full(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -259,7 +270,7 @@ pub fn http(
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut body: &str) -> String {

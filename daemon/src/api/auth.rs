@@ -44,6 +44,35 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     response
 }
 
+/// A principal already authenticated by the web portal, attached to the
+/// API requests the portal makes in-process.
+#[derive(Debug, Clone)]
+pub struct InProcess(pub Principal);
+
+/// The principal and CSRF key of a live portal session, or `None` when the
+/// session is unknown, expired or its account disabled.
+pub async fn session_principal(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<(Principal, String)>, Response> {
+    let now = chrono::Utc::now().timestamp();
+    let Some(session) = state
+        .store
+        .session(&token::hash_secret(id), now)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    let Some(user) = state.store.user(&session.user).await.map_err(internal)? else {
+        return Ok(None);
+    };
+    if user.disabled {
+        return Ok(None);
+    }
+    Ok(Some((principal_of(state, user).await?, session.csrf_key)))
+}
+
 /// The middleware: authenticates, authorizes, and hands the principal on.
 pub async fn authorize(
     State(state): State<AppState>,
@@ -76,6 +105,20 @@ pub async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    // The portal's in-process calls carry the principal it authenticated
+    // (an extension cannot come from the network); the permission check
+    // below still applies.
+    if let Some(InProcess(principal)) = request.extensions().get::<InProcess>().cloned() {
+        if !allows(principal.role, permission) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!("the {} role may not do this", principal.role),
+            );
+        }
+        request.extensions_mut().insert(principal);
+        return next.run(request).await;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -80,7 +80,8 @@ impl AppState {
         self
     }
 
-    fn config(&self) -> Arc<Config> {
+    /// The live config.
+    pub(crate) fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
     }
 }
@@ -204,6 +205,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BYTES))
         .with_state(state)
+}
+
+/// The whole application: the web portal (`/ui`) and the API, on one port.
+pub fn app(state: AppState) -> Router {
+    let api = router(state.clone());
+    crate::portal::router(state, api.clone()).merge(api)
 }
 
 /// `units` and every unit below them in `all`.

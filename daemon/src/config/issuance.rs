@@ -42,6 +42,14 @@ impl ConnectorConfig {
         }
     }
 
+    /// The connector's `type`, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Acme(_) => "acme",
+            Self::InternalCa(_) => "internal_ca",
+        }
+    }
+
     /// The CA's CAA issuer domain names.
     pub fn caa_identities(&self) -> &[String] {
         match self {

@@ -83,6 +83,16 @@ impl Kind {
             })
     }
 
+    /// What a person calls it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Inventory => "Inventory by status",
+            Kind::Expiring => "Expiring certificates (renewal planning)",
+            Kind::Units => "Purchased units and 12-month forecast",
+            Kind::Readiness47 => "47-day lifetime readiness",
+        }
+    }
+
     fn name(self) -> &'static str {
         Kind::ALL
             .iter()

@@ -1,0 +1,546 @@
+//! The web portal end to end, against the real daemon with an internal CA:
+//! what each role sees and may do, enforced by the server (forged forms,
+//! missing CSRF tokens, foreign origins); then a walk through the portal in
+//! headless Chromium (Debian's `chromium`, driven by Playwright from
+//! `tests/browser`), with screenshots of the main pages.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Daemon, eventually, http, http_full};
+use serde_json::{Value, json};
+
+const ROOT: &str = "root-token-for-portal-tests-0123";
+
+/// Users by role: (user, role, units, password).
+const USERS: [(&str, &str, &str, &str); 5] = [
+    ("alice", "primary_admin", "", "tulip-orbit-harbour-71"),
+    (
+        "dave",
+        "department_admin",
+        "web",
+        "copper-lantern-meadow-72",
+    ),
+    ("audrey", "auditor", "", "violet-summit-rocket-73"),
+    ("sam", "subscriber", "web", "granite-echo-willow-74"),
+    (
+        "fred",
+        "department_admin",
+        "finance",
+        "amber-falcon-river-75",
+    ),
+];
+
+fn api(daemon: &Daemon, method: &str, path: &str, body: Value) -> Value {
+    let auth = format!("Bearer {ROOT}");
+    let body = serde_json::to_vec(&body).unwrap();
+    let (status, text) = http(
+        method,
+        &daemon.url(path),
+        (method != "GET").then_some(body.as_slice()),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+    );
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// A self-signed certificate for `cn` expiring in `days`, as PEM.
+fn certificate(dir: &Path, cn: &str, days: u32) -> Vec<u8> {
+    common::openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    std::fs::read(dir.join(format!("{cn}.pem"))).unwrap()
+}
+
+/// Starts the daemon and builds the organisation: units web and finance,
+/// the five users with passwords, domain rules, and a certificate of web
+/// expiring in 5 days (so an open alert) plus one of finance.
+fn organisation() -> Daemon {
+    let mut daemon = Daemon::new("");
+    daemon.write_config(&format!(
+        r#"
+[alerts]
+check_interval_seconds = 1
+
+[renewal]
+check_interval_seconds = 1
+
+[[connector]]
+name = "corp-ca"
+type = "internal_ca"
+passphrase = "correct horse battery staple"
+allowed_dns = [".corp.test"]
+backdate_seconds = 0
+crl_path = "{}"
+"#,
+        daemon.path("corp.crl").display()
+    ));
+    // [api] token: the common config writes [api] first; append the token
+    // into that table.
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(
+        &daemon.config,
+        config.replacen("[api]\n", &format!("[api]\ntoken = \"{ROOT}\"\n"), 1),
+    )
+    .unwrap();
+    daemon.start();
+    for name in ["web", "finance"] {
+        api(
+            &daemon,
+            "POST",
+            "/api/v1/org-units",
+            json!({ "name": name }),
+        );
+    }
+    for (user, role, units, password) in USERS {
+        let units: Vec<&str> = units.split(',').filter(|u| !u.is_empty()).collect();
+        api(
+            &daemon,
+            "POST",
+            "/api/v1/users",
+            json!({ "name": user, "role": role, "units": units, "password": password }),
+        );
+    }
+    for (domain, unit, mode) in [
+        ("shop.corp.test", "web", "pre_approved"),
+        ("app.corp.test", "web", "requires_approval"),
+        ("pay.corp.test", "finance", "pre_approved"),
+    ] {
+        api(
+            &daemon,
+            "POST",
+            "/api/v1/domains",
+            json!({ "domain": domain, "org_unit": unit, "mode": mode }),
+        );
+    }
+    for (cn, unit, days) in [
+        ("soon.shop.corp.test", "web", 5),
+        ("books.pay.corp.test", "finance", 200),
+    ] {
+        let pem = certificate(daemon.dir.path(), cn, days);
+        let auth = format!("Bearer {ROOT}");
+        let (status, text) = http(
+            "POST",
+            &daemon.url("/api/v1/import"),
+            Some(&pem),
+            &[("Authorization", auth.as_str())],
+        );
+        assert_eq!(status, 200, "{text}");
+        let added: Value = serde_json::from_str(&text).unwrap();
+        api(
+            &daemon,
+            "POST",
+            "/api/v1/certificates/assign",
+            json!({ "fingerprints": added["added"], "org_unit": unit, "contacts": [format!("owner@{cn}")] }),
+        );
+    }
+    daemon
+}
+
+/// A signed-in portal session over plain HTTP.
+struct Session<'a> {
+    daemon: &'a Daemon,
+    cookie: String,
+}
+
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl<'a> Session<'a> {
+    fn sign_in(daemon: &'a Daemon, user: &str, password: &str) -> Session<'a> {
+        let body = form_body(&[("name", user), ("password", password)]);
+        let (status, head, text) = http_full(
+            "POST",
+            &daemon.url("/ui/login"),
+            Some(body.as_bytes()),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        );
+        assert_eq!(status, 303, "sign-in of {user}: {text}");
+        assert_eq!(header(&head, "location"), Some("/ui/"));
+        let set = header(&head, "set-cookie").unwrap();
+        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+        Session {
+            daemon,
+            cookie: set.split(';').next().unwrap().to_owned(),
+        }
+    }
+
+    /// A page, with the `/` that the templates escape as `&#x2f;` put back.
+    fn get(&self, path: &str) -> (u16, String, String) {
+        let (status, head, body) = http_full(
+            "GET",
+            &self.daemon.url(path),
+            None,
+            &[("Cookie", self.cookie.as_str())],
+        );
+        (status, head, body.replace("&#x2f;", "/"))
+    }
+
+    /// The CSRF token every form of the page carries.
+    fn csrf(&self) -> String {
+        let (_, _, page) = self.get("/ui/");
+        let at = page.find("name=\"_csrf\" value=\"").unwrap() + 20;
+        page[at..at + page[at..].find('"').unwrap()].to_owned()
+    }
+
+    fn post(&self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> (u16, String) {
+        let body = form_body(fields);
+        let mut headers = vec![
+            ("Cookie", self.cookie.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(o) = origin {
+            headers.push(("Origin", o));
+        }
+        let (status, head, _) = http_full(
+            "POST",
+            &self.daemon.url(path),
+            Some(body.as_bytes()),
+            &headers,
+        );
+        (status, head)
+    }
+}
+
+/// Every page × every role: the server answers what the role allows, the
+/// menu offers only that, and forged or cross-site forms are refused.
+#[test]
+fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
+    let daemon = organisation();
+    // Signed out: every page leads to the sign-in page.
+    let (status, head, _) = http_full("GET", &daemon.url("/ui/certificates"), None, &[]);
+    assert_eq!(
+        (status, header(&head, "location")),
+        (303, Some("/ui/login"))
+    );
+    let (status, _, page) = http_full(
+        "POST",
+        &daemon.url("/ui/login"),
+        Some(b"name=alice&password=wrong-password-here"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+    );
+    assert_eq!(status, 401);
+    assert!(page.contains("class=\"error\""), "{page}");
+
+    let sessions: HashMap<&str, Session> = USERS
+        .iter()
+        .map(|(u, _, _, p)| (*u, Session::sign_in(&daemon, u, p)))
+        .collect();
+    // Who may open what, written here from the roles of the issue.
+    let pages: [(&str, &[&str]); 7] = [
+        ("/ui/", &["alice", "dave", "audrey", "sam", "fred"]),
+        (
+            "/ui/certificates",
+            &["alice", "dave", "audrey", "sam", "fred"],
+        ),
+        ("/ui/requests", &["alice", "dave", "audrey", "sam", "fred"]),
+        ("/ui/alerts", &["alice", "dave", "audrey", "sam", "fred"]),
+        ("/ui/reports", &["alice", "dave", "audrey", "sam", "fred"]),
+        ("/ui/discovery", &["alice", "dave", "audrey", "fred"]),
+        ("/ui/admin", &["alice"]),
+    ];
+    for (path, allowed) in pages {
+        for (user, session) in &sessions {
+            let (status, head, page) = session.get(path);
+            let expected = if allowed.contains(user) { 200 } else { 403 };
+            assert_eq!(status, expected, "{user} GET {path}: {page}");
+            assert!(
+                header(&head, "content-security-policy")
+                    .is_some_and(|c| c.contains("default-src 'none'")),
+                "{path}: {head}"
+            );
+            assert!(!page.contains("<script"), "{path} has a script");
+            // The menu offers the page exactly when the role may open it.
+            let (_, _, home) = session.get("/ui/");
+            assert_eq!(
+                home.contains(&format!("href=\"{path}\"")),
+                allowed.contains(user),
+                "{user}'s menu and {path}: {home}"
+            );
+        }
+    }
+
+    // Scope: dave (web) sees the web certificate, fred (finance) does not,
+    // and its page is 404 for fred.
+    let soon = api(
+        &daemon,
+        "GET",
+        "/api/v1/certificates?q=soon.shop.corp.test",
+        json!(null),
+    )["items"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, list) = sessions["dave"].get("/ui/certificates");
+    assert!(list.contains("soon.shop.corp.test") && !list.contains("books.pay.corp.test"));
+    let (_, _, list) = sessions["fred"].get("/ui/certificates");
+    assert!(!list.contains("soon.shop.corp.test") && list.contains("books.pay.corp.test"));
+    let (status, _, _) = sessions["fred"].get(&format!("/ui/certificates/{soon}"));
+    assert_eq!(status, 404);
+    let (status, _, detail) = sessions["audrey"].get(&format!("/ui/certificates/{soon}"));
+    assert_eq!(status, 200);
+    assert!(detail.contains(&soon) && !detail.contains("PRIVATE KEY"));
+    assert!(
+        !detail.contains("action-revoke"),
+        "the auditor has no actions"
+    );
+
+    // Forms: no token, a wrong token, another site's origin: refused, and
+    // nothing is created.
+    let sam = &sessions["sam"];
+    let csrf = sam.csrf();
+    let request = [
+        ("identifiers", "www.app.corp.test"),
+        ("connector", "corp-ca"),
+        ("org_unit", "web"),
+    ];
+    let (status, _) = sam.post("/ui/requests", &request, None);
+    assert_eq!(status, 403, "no CSRF token");
+    let mut wrong = request.to_vec();
+    wrong.push(("_csrf", "0000"));
+    assert_eq!(sam.post("/ui/requests", &wrong, None).0, 403);
+    let mut good = request.to_vec();
+    good.push(("_csrf", csrf.as_str()));
+    assert_eq!(
+        sam.post("/ui/requests", &good, Some("http://evil.example"))
+            .0,
+        403,
+        "cross-site form"
+    );
+    // Another user's token does not pass either.
+    let dave_csrf = sessions["dave"].csrf();
+    let mut borrowed = request.to_vec();
+    borrowed.push(("_csrf", dave_csrf.as_str()));
+    assert_eq!(sam.post("/ui/requests", &borrowed, None).0, 403);
+    let requests = api(&daemon, "GET", "/api/v1/requests", json!(null));
+    assert_eq!(requests["items"].as_array().unwrap().len(), 0, "{requests}");
+
+    // The real form: a pending request, with a flash on the next page.
+    let origin = daemon.url("");
+    let origin = origin.trim_end_matches('/');
+    let (status, head) = sam.post("/ui/requests", &good, Some(origin));
+    assert_eq!(
+        (status, header(&head, "location")),
+        (303, Some("/ui/requests"))
+    );
+    let flash = header(&head, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, _, page) = http_full(
+        "GET",
+        &daemon.url("/ui/requests"),
+        None,
+        &[("Cookie", &format!("{}; {flash}", sam.cookie))],
+    );
+    assert!(
+        page.contains("class=\"flash\"") && page.contains("pending"),
+        "{page}"
+    );
+    let id = api(&daemon, "GET", "/api/v1/requests", json!(null))["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Deciding it: the auditor and the subscriber lack the role (403), the
+    // finance admin the scope (404); the web admin approves.
+    for (user, expected) in [("audrey", 403), ("sam", 403), ("fred", 404)] {
+        let s = &sessions[user];
+        let token = s.csrf();
+        let (status, _) = s.post(
+            &format!("/ui/requests/{id}/approve"),
+            &[("_csrf", token.as_str())],
+            None,
+        );
+        assert_eq!(status, expected, "{user} approving");
+    }
+    let state = api(
+        &daemon,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        json!(null),
+    );
+    assert_eq!(state["state"], "pending");
+    let dave = &sessions["dave"];
+    let token = dave.csrf();
+    let (status, _) = dave.post(
+        &format!("/ui/requests/{id}/approve"),
+        &[("_csrf", token.as_str())],
+        None,
+    );
+    assert_eq!(status, 303);
+    let fingerprint = eventually(Duration::from_secs(60), || {
+        let (_, _, page) = dave.get("/ui/requests");
+        let at = page.find("<td class=\"certificate\"><a href=\"/ui/certificates/")?;
+        let rest = &page[at + 50..];
+        Some(rest[..64].to_owned())
+    })
+    .unwrap_or_else(|| panic!("never issued\n{}", daemon.log()));
+    let (status, _, page) = dave.get(&format!("/ui/certificates/{fingerprint}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("www.app.corp.test"));
+    assert!(page.contains("action-renew") && page.contains("action-replace"));
+    assert!(!page.contains("PRIVATE KEY"), "no key material on the page");
+
+    // Signing out ends the session for every later request.
+    let token = sam.csrf();
+    let (status, _) = sam.post("/ui/logout", &[("_csrf", token.as_str())], None);
+    assert_eq!(status, 303);
+    assert_eq!(sam.get("/ui/").0, 303);
+}
+
+/// Where the browser test writes its screenshots.
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots")
+}
+
+/// The portal in a real browser: every role signs in, sees what it may,
+/// a subscriber requests, a department admin approves and sees the
+/// certificate issued, acknowledges an alert; an auditor downloads reports.
+#[test]
+fn a_walk_through_the_portal_in_headless_chromium() {
+    let daemon = organisation();
+    // The alert the department admin acknowledges must be open first.
+    eventually(Duration::from_secs(30), || {
+        let alerts = api(&daemon, "GET", "/api/v1/alerts?state=open", json!(null));
+        alerts["items"]
+            .as_array()?
+            .iter()
+            .find(|a| {
+                a["subject"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("soon.shop.corp.test"))
+            })
+            .cloned()
+    })
+    .unwrap_or_else(|| panic!("no alert raised\n{}", daemon.log()));
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    if !browser.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&browser)
+            .status()
+            .expect("npm (Node.js) is needed for the browser test: tests/run.sh installs it");
+        assert!(status.success(), "npm ci in tests/browser failed");
+    }
+    let users: serde_json::Map<String, Value> = [
+        ("primary", "alice"),
+        ("department", "dave"),
+        ("auditor", "audrey"),
+        ("subscriber", "sam"),
+        ("other_department", "fred"),
+    ]
+    .iter()
+    .map(|(role, user)| {
+        let password = USERS.iter().find(|u| u.0 == *user).unwrap().3;
+        (
+            (*role).to_owned(),
+            json!({ "name": user, "password": password }),
+        )
+    })
+    .collect();
+    let out = screenshots();
+    let _ = std::fs::remove_dir_all(&out);
+    let base = daemon.url("");
+    let output = Command::new("node")
+        .arg("portal.mjs")
+        .current_dir(&browser)
+        .env("CERTKEEPER_URL", base.trim_end_matches('/'))
+        .env("CERTKEEPER_USERS", Value::Object(users).to_string())
+        .env("REQUEST_NAME", "www.app.corp.test")
+        .env("ALERT_SUBJECT", "soon.shop.corp.test")
+        .env("SCREENSHOT_DIR", &out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "browser walk-through failed:\n{stdout}\n{}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    for shot in [
+        "dashboard-primary.png",
+        "dashboard-department.png",
+        "dashboard-auditor.png",
+        "dashboard-subscriber.png",
+        "requests-subscriber.png",
+        "certificate-detail.png",
+        "inventory.png",
+        "alerts.png",
+        "reports.png",
+        "admin.png",
+        "discovery.png",
+        "dashboard-phone.png",
+    ] {
+        let size = std::fs::metadata(out.join(shot))
+            .map(|m| m.len())
+            .unwrap_or_else(|_| panic!("no screenshot {shot} in {}", out.display()));
+        assert!(size > 5_000, "{shot} is {size} bytes");
+    }
+    // What the browser did is what the store holds.
+    let requests = api(&daemon, "GET", "/api/v1/requests", json!(null));
+    let request = &requests["items"][0];
+    assert_eq!(request["state"], "approved");
+    assert_eq!(request["requester"], "sam");
+    assert_eq!(request["decided_by"], "dave");
+    let alerts = api(&daemon, "GET", "/api/v1/alerts", json!(null));
+    assert!(
+        alerts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["state"] == "acknowledged" && a["acked_by"] == "dave"),
+        "{alerts}"
+    );
+    println!("screenshots in {}", out.display());
+}
