@@ -67,9 +67,14 @@ fn call(
 /// web: in 10 (é in its unit name's contact), 40 and 70 days; finance: in
 /// 20 and 200 days; one expired (web). Returns the daemon and fingerprints.
 fn inventory() -> (Daemon, HashMap<&'static str, String>) {
+    inventory_with("")
+}
+
+/// As [`inventory`], with `extra` config appended.
+fn inventory_with(extra: &str) -> (Daemon, HashMap<&'static str, String>) {
     let mut daemon = Daemon::new("");
     daemon.write_config(&format!(
-        "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{ROOT}\"\n\n[[connector]]\nname = \"corp-ca\"\ntype = \"internal_ca\"\npassphrase = \"correct horse battery staple\"\nallowed_dns = [\".corp.test\"]\ncrl_path = \"{}\"\n",
+        "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{ROOT}\"\n\n[[connector]]\nname = \"corp-ca\"\ntype = \"internal_ca\"\npassphrase = \"correct horse battery staple\"\nallowed_dns = [\".corp.test\"]\ncrl_path = \"{}\"\n{extra}",
         daemon.port,
         daemon.path("corp.crl").display()
     ));
@@ -432,4 +437,183 @@ fn scheduled_reports_land_in_their_directory_and_are_announced() {
         !out.status.success() && text.contains("job[0].kind") && text.contains("expring"),
         "{text}"
     );
+}
+
+/// History per month, by org unit and administrator, findings by owner, and
+/// the date-range and administrator filters, against the known inventory.
+#[test]
+fn history_org_units_and_findings_by_owner() {
+    let files = tempfile::tempdir().unwrap();
+    let (daemon, _fps) = inventory_with(&format!(
+        "[[discovery.files]]\nname = \"pki-files\"\nschedule = \"0 0 0 1 1 *\"\nroots = [{:?}]\n",
+        files.path().display().to_string()
+    ));
+    let now = chrono::Utc::now().timestamp();
+    let day = |offset: i64| {
+        chrono::DateTime::from_timestamp(now + offset * 86_400, 0)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let json = |path: &str, token: &str| -> Value {
+        let (status, body) = call(&daemon, "GET", path, token, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    // History: all six were issued 400 days ago, one expired 5 days ago.
+    let h = json(
+        &format!(
+            "/api/v1/reports/history?format=json&from={}&to={}",
+            day(-420),
+            day(0)
+        ),
+        ROOT,
+    );
+    assert_eq!(h["summary"]["issued"], "6", "{h}");
+    assert_eq!(h["summary"]["expired"], "1", "{h}");
+    let month = |offset: i64| day(offset)[..7].to_owned();
+    let rows = h["rows"].as_array().unwrap();
+    let issued_month = rows.iter().find(|r| r["month"] == month(-400)).unwrap();
+    assert_eq!(issued_month["issued"], "6");
+    let expired_month = rows.iter().find(|r| r["month"] == month(-5)).unwrap();
+    assert_eq!(expired_month["expired"], "1");
+    assert!(
+        rows.len() >= 14,
+        "one row per month of the period: {}",
+        rows.len()
+    );
+
+    // By org unit and administrator.
+    for (user, unit) in [("dave", "web"), ("fred", "finance")] {
+        let (status, body) = call(
+            &daemon,
+            "POST",
+            "/api/v1/users",
+            ROOT,
+            Some(json!({ "name": user, "role": "department_admin", "units": [unit] })),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let units = json("/api/v1/reports/org-units?format=json", ROOT);
+    let row = |r: &Value, unit: &str| {
+        r["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["org_unit"] == unit)
+            .cloned()
+    };
+    let web = row(&units, "web").unwrap();
+    assert_eq!(web["administrators"], "dave");
+    assert_eq!(web["certificates"], "4");
+    assert_eq!(web["expired"], "1");
+    assert_eq!(row(&units, "finance").unwrap()["certificates"], "2");
+    let freds = json(
+        "/api/v1/reports/org-units?format=json&administrator=fred",
+        ROOT,
+    );
+    assert!(row(&freds, "web").is_none() && row(&freds, "finance").is_some());
+    let (status, body) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/org-units?administrator=nobody",
+        ROOT,
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // The administrator and date-range filters on the inventory report.
+    let (_, csv) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/inventory?format=csv&administrator=dave",
+        ROOT,
+        None,
+    );
+    assert_eq!(csv.lines().count(), 1 + 4, "{csv}");
+    let (_, csv) = call(
+        &daemon,
+        "GET",
+        &format!(
+            "/api/v1/reports/inventory?format=csv&from={}&to={}",
+            day(30),
+            day(75)
+        ),
+        ROOT,
+        None,
+    );
+    let names: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names, ["CN=d40.corp.test", "CN=d70.corp.test"], "{csv}");
+    let (status, body) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/inventory?from=2026-13-01",
+        ROOT,
+        None,
+    );
+    assert!(status == 400 && body.contains("from"), "{body}");
+
+    // Findings by owner: the expired certificate, found in a file.
+    let expired = certificate(files.path(), "old.corp.test", -5);
+    std::fs::write(files.path().join("old.pem"), &expired).unwrap();
+    let (status, body) = call(&daemon, "POST", "/api/v1/jobs/pki-files/run", ROOT, None);
+    assert_eq!(status, 202, "{body}");
+    let report = common::eventually(std::time::Duration::from_secs(30), || {
+        let r = json("/api/v1/reports/findings?format=json", ROOT);
+        (r["count"].as_u64()? > 0).then_some(r)
+    })
+    .unwrap_or_else(|| panic!("no findings\n{}", daemon.log()));
+    let rows = report["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["location"].as_str().unwrap().contains("old.pem")),
+        "{report}"
+    );
+    assert!(rows.iter().any(|r| r["finding"] == "expired"), "{report}");
+    // The file's certificate is a new one (a new key), so it has no unit
+    // until assigned: assign it to web and the report follows.
+    let fp = rows[0]["fingerprint"].as_str().unwrap().to_owned();
+    call(
+        &daemon,
+        "POST",
+        "/api/v1/certificates/assign",
+        ROOT,
+        Some(json!({ "fingerprints": [fp], "org_unit": "web" })),
+    );
+    let report = json("/api/v1/reports/findings?format=json", ROOT);
+    assert!(
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["org_unit"] == "web")
+    );
+    // A finance administrator sees none of web's findings.
+    let (status, body) = call(
+        &daemon,
+        "POST",
+        "/api/v1/tokens",
+        ROOT,
+        Some(json!({ "user": "fred", "label": "t" })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let fred: Value = serde_json::from_str(&body).unwrap();
+    let theirs = json(
+        "/api/v1/reports/findings?format=json",
+        fred["token"].as_str().unwrap(),
+    );
+    assert_eq!(theirs["count"], 0, "{theirs}");
+    // PDF and HTML of the new kinds render with their rows.
+    let (status, html) = call(
+        &daemon,
+        "GET",
+        "/api/v1/reports/history?format=html",
+        ROOT,
+        None,
+    );
+    assert!(status == 200 && html.contains("<svg") && html.contains("Issued per month"));
 }

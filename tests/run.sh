@@ -14,8 +14,11 @@ cd "$(dirname "$0")/.."
 # tests scan real SMTP, IMAP and POP3 servers), pebble (the ACME connector and
 # renewal tests issue from it; pebble-challtestsrv ships in the same package),
 # lego (the renewal benchmark's peer), poppler-utils (the report tests read
-# PDFs back with pdftotext and pdfinfo) and curl (the alert benchmark's peer).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d pebble lego poppler-utils curl)
+# PDFs back with pdftotext and pdfinfo), curl (the alert benchmark's peer),
+# and chromium with nodejs/npm (the portal's browser test drives Debian's
+# Chromium with Playwright, installed from the npm registry by its lockfile;
+# Debian's nodejs and npm are installed only when there is no node or npm).
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d pebble lego poppler-utils curl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +33,17 @@ if ((${#missing[@]})); then
     echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
   fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Debian's nodejs and npm"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+# The browser test's packages, exactly as locked.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
 # The tests build in the dev profile (dependencies optimised, see Cargo.toml).

@@ -832,7 +832,16 @@ pub async fn report(
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     use crate::reports::{Chunks, Filters, Format, Kind};
-    let allowed = ["format", "org_unit", "issuer", "status", "within_days"];
+    let allowed = [
+        "format",
+        "org_unit",
+        "issuer",
+        "status",
+        "within_days",
+        "from",
+        "to",
+        "administrator",
+    ];
     if let Some(k) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "unknown parameter `{k}` (expected {})",
@@ -845,21 +854,35 @@ pub async fn report(
     let mut filters = Filters {
         org_units: principal.scope.units().map(<[String]>::to_vec),
         contact: principal.scope.owner().map(str::to_owned),
-        issuer: query.get("issuer").cloned(),
         ..Default::default()
     };
-    if let Some(s) = query.get("status") {
-        filters.status = Some(s.parse().map_err(ApiError::bad_request)?);
+    // Forms send empty fields for "any".
+    for key in [
+        "issuer",
+        "status",
+        "within_days",
+        "from",
+        "to",
+        "administrator",
+    ] {
+        if let Some(v) = query.get(key).filter(|v| !v.is_empty()) {
+            filters.set(key, v).map_err(ApiError::bad_request)?;
+        }
     }
-    if let Some(d) = query.get("within_days") {
-        filters.within_days = Some(
-            d.parse::<i64>()
-                .ok()
-                .filter(|d| (1..=3650).contains(d))
-                .ok_or_else(|| ApiError::bad_request("within_days: expected 1 to 3650"))?,
-        );
+    // Checked here so the caller gets a 400, not a report cut short.
+    if let Some(name) = &filters.administrator
+        && state
+            .store
+            .user(name)
+            .await
+            .map_err(ApiError::internal)?
+            .is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "administrator: no user `{name}`"
+        )));
     }
-    if let Some(unit) = query.get("org_unit") {
+    if let Some(unit) = query.get("org_unit").filter(|u| !u.is_empty()) {
         if filters
             .org_units
             .as_ref()

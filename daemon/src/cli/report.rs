@@ -12,7 +12,8 @@ use crate::reports::{Filters, Format, Kind};
 /// `certkeeper report` arguments.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// inventory, expiring, units or readiness47.
+    /// inventory, expiring, units, readiness47, history, org-units or
+    /// findings.
     pub kind: String,
     /// csv, json, html or pdf.
     #[arg(long, default_value = "csv")]
@@ -26,6 +27,44 @@ pub struct ReportArgs {
     /// Expiring: the horizon in days (default 90).
     #[arg(long)]
     pub within_days: Option<i64>,
+    /// Only certificates whose issuer DN contains this.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Only this status (valid, expiring, expired, revoked, deactivated).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Date range start, YYYY-MM-DD (history: the period; others: expiry on
+    /// or after).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Date range end, YYYY-MM-DD, inclusive.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only the org units this administrator looks after.
+    #[arg(long)]
+    pub administrator: Option<String>,
+}
+
+impl ReportArgs {
+    /// The filters given as flags, by their API names.
+    fn filter_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(d) = self.within_days {
+            pairs.push(("within_days", d.to_string()));
+        }
+        for (key, value) in [
+            ("issuer", &self.issuer),
+            ("status", &self.status),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("administrator", &self.administrator),
+        ] {
+            if let Some(v) = value {
+                pairs.push((key, v.clone()));
+            }
+        }
+        pairs
+    }
 }
 
 /// Runs `certkeeper report`.
@@ -49,8 +88,8 @@ pub async fn report(args: ReportArgs, backend: &Backend) -> anyhow::Result<()> {
             if let Some(u) = &args.org_unit {
                 query.append_pair("org_unit", u);
             }
-            if let Some(d) = args.within_days {
-                query.append_pair("within_days", &d.to_string());
+            for (key, value) in args.filter_pairs() {
+                query.append_pair(key, &value);
             }
             let path = format!("/api/v1/reports/{}?{}", args.kind, query.finish());
             let mut response = client.request(reqwest::Method::GET, &path).send().await?;
@@ -64,7 +103,7 @@ pub async fn report(args: ReportArgs, backend: &Backend) -> anyhow::Result<()> {
             }
         }
         Backend::Local(store, _) => {
-            let filters = Filters {
+            let mut filters = Filters {
                 org_units: match &args.org_unit {
                     Some(u) => {
                         let all = store.org_units().await?;
@@ -72,9 +111,14 @@ pub async fn report(args: ReportArgs, backend: &Backend) -> anyhow::Result<()> {
                     }
                     None => None,
                 },
-                within_days: args.within_days,
                 ..Default::default()
             };
+            for (key, value) in args.filter_pairs() {
+                let flag = key.replace('_', "-");
+                filters
+                    .set(key, &value)
+                    .map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+            }
             let sink = crate::reports::sink(format, out);
             crate::reports::generate(store, kind, &filters, sink, &mut crate::reports::no_flush())
                 .await?;

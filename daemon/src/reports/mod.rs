@@ -17,6 +17,7 @@
 //! Scoped callers (department admins, subscribers) see their units only.
 
 pub mod html;
+mod owners;
 pub mod pdf;
 
 use std::collections::{BTreeMap, HashSet};
@@ -58,15 +59,24 @@ pub enum Kind {
     Units,
     /// 47-day lifetime readiness.
     Readiness47,
+    /// Issued, renewed, revoked, expired per month.
+    History,
+    /// By org unit and administrator.
+    OrgUnits,
+    /// Discovery findings by owner.
+    Findings,
 }
 
 impl Kind {
     /// Every kind, by name.
-    pub const ALL: [(&'static str, Kind); 4] = [
+    pub const ALL: [(&'static str, Kind); 7] = [
         ("inventory", Kind::Inventory),
         ("expiring", Kind::Expiring),
         ("units", Kind::Units),
         ("readiness47", Kind::Readiness47),
+        ("history", Kind::History),
+        ("org-units", Kind::OrgUnits),
+        ("findings", Kind::Findings),
     ];
 
     /// Parses a kind's name.
@@ -90,6 +100,9 @@ impl Kind {
             Kind::Expiring => "Expiring certificates (renewal planning)",
             Kind::Units => "Purchased units and 12-month forecast",
             Kind::Readiness47 => "47-day lifetime readiness",
+            Kind::History => "History: issued, renewed, revoked, expired per month",
+            Kind::OrgUnits => "By org unit and administrator",
+            Kind::Findings => "Discovery findings by owner",
         }
     }
 
@@ -160,6 +173,59 @@ pub struct Filters {
     pub status: Option<Status>,
     /// Expiring: the horizon in days (default 90).
     pub within_days: Option<i64>,
+    /// Date range start (Unix seconds): inventory and expiring keep
+    /// certificates expiring on or after it; history starts its period there.
+    pub from: Option<i64>,
+    /// Date range end (Unix seconds, excluded).
+    pub to: Option<i64>,
+    /// Only the org units this administrator looks after.
+    pub administrator: Option<String>,
+}
+
+impl Filters {
+    /// Sets the filter named `key` (the API's query parameter, the CLI's
+    /// flag) from text; errors name the parameter.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "issuer" => self.issuer = Some(value.to_owned()),
+            "status" => self.status = Some(value.parse().map_err(|e| format!("status: {e}"))?),
+            "within_days" => {
+                self.within_days = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|d| (1..=3650).contains(d))
+                        .ok_or("within_days: expected 1 to 3650")?,
+                );
+            }
+            "from" => self.from = Some(parse_date(value).map_err(|e| format!("from: {e}"))?),
+            "to" => {
+                // Up to the end of that day.
+                self.to = Some(parse_date(value).map_err(|e| format!("to: {e}"))? + DAY);
+            }
+            "administrator" => self.administrator = Some(value.to_lowercase()),
+            _ => return Err(format!("unknown filter `{key}`")),
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err("from: must be before to".into());
+        }
+        Ok(())
+    }
+
+    fn in_range(&self, not_after: i64) -> bool {
+        self.from.is_none_or(|f| not_after >= f) && self.to.is_none_or(|t| not_after < t)
+    }
+}
+
+/// Parses `YYYY-MM-DD` (UTC midnight) to Unix seconds.
+pub fn parse_date(text: &str) -> Result<i64, String> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc().timestamp())
+        .ok_or_else(|| format!("`{text}` is not a date; expected YYYY-MM-DD"))
 }
 
 /// Where a report's parts go, whatever the format.
@@ -499,6 +565,9 @@ pub enum ReportError {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A filter names something that does not exist.
+    #[error("{0}")]
+    Filter(String),
     /// Writing failed (the client went away, the disk is full).
     #[error("writing the report: {0}")]
     Io(#[from] io::Error),
@@ -547,6 +616,16 @@ pub async fn generate(
     flush: Flush<'_>,
 ) -> Result<(), ReportError> {
     let now = chrono::Utc::now().timestamp();
+    // An administrator filter narrows the units to those the administrator
+    // looks after (the org-units report does this itself, per row).
+    let narrowed;
+    let filters = match (&filters.administrator, kind) {
+        (Some(name), k) if k != Kind::OrgUnits => {
+            narrowed = administered(store, filters, name).await?;
+            &narrowed
+        }
+        _ => filters,
+    };
     let scope = match &filters.org_units {
         Some(units) => format!("org units: {}", units.join(", ")),
         None => "all org units".to_owned(),
@@ -584,7 +663,18 @@ pub async fn generate(
             sink.columns(&CERT_COLUMNS)?;
             flush().await?;
             let filter = certificate_filter(filters, now);
-            each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
+            each_certificate(
+                store,
+                filter,
+                |c| {
+                    if filters.in_range(c.cert.not_after) {
+                        sink.row(&cert_row(c, now))?;
+                    }
+                    Ok(())
+                },
+                flush,
+            )
+            .await?;
         }
         Kind::Expiring => {
             let within = filters.within_days.unwrap_or(90);
@@ -601,6 +691,9 @@ pub async fn generate(
                 store,
                 filter.clone(),
                 |c| {
+                    if !filters.in_range(c.cert.not_after) {
+                        return Ok(());
+                    }
                     let left = (c.cert.not_after - now).div_euclid(DAY);
                     let bucket = if left < 30 {
                         "within 30 days"
@@ -628,7 +721,18 @@ pub async fn generate(
             sink.chart("Expiries per week", &columns, true)?;
             sink.columns(&CERT_COLUMNS)?;
             flush().await?;
-            each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
+            each_certificate(
+                store,
+                filter,
+                |c| {
+                    if filters.in_range(c.cert.not_after) {
+                        sink.row(&cert_row(c, now))?;
+                    }
+                    Ok(())
+                },
+                flush,
+            )
+            .await?;
         }
         Kind::Units => {
             sink.start("Purchased units and forecast", &subtitle)?;
@@ -735,11 +839,42 @@ pub async fn generate(
             )
             .await?;
         }
+        Kind::History => owners::history(store, filters, &mut sink, &subtitle, now, flush).await?,
+        Kind::OrgUnits => {
+            owners::org_units(store, filters, &mut sink, &subtitle, now, flush).await?;
+        }
+        Kind::Findings => owners::findings(store, filters, &mut sink, &subtitle, flush).await?,
     }
     sink.finish()?;
     flush().await?;
     let _ = kind.name();
     Ok(())
+}
+
+/// `filters` limited to the org units administrator `name` looks after.
+async fn administered(
+    store: &Store,
+    filters: &Filters,
+    name: &str,
+) -> Result<Filters, ReportError> {
+    let store_err = |e: crate::store::StoreError| ReportError::Store(e.to_string());
+    let user = store
+        .user(name)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| ReportError::Filter(format!("administrator `{name}`: no such user")))?;
+    let mut out = filters.clone();
+    if user.role == crate::admin::Role::DepartmentAdmin
+        || user.role == crate::admin::Role::Subscriber
+    {
+        let all = store.org_units().await.map_err(store_err)?;
+        let mine = crate::api::descendants(&all, &user.units);
+        out.org_units = Some(match &filters.org_units {
+            Some(scope) => mine.into_iter().filter(|u| scope.contains(u)).collect(),
+            None => mine,
+        });
+    }
+    Ok(out)
 }
 
 /// Runs a `[[job]] type = "report"`: writes the report to its directory

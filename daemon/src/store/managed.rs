@@ -307,6 +307,32 @@ impl Store {
         Ok(())
     }
 
+    /// Times and fingerprints of the revocations recorded in the event
+    /// outbox between `from` and `to` (Unix seconds, `to` excluded).
+    pub async fn revocations_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            time: i64,
+            fingerprint: Option<String>,
+        }
+        let rows: Vec<Row> = self
+            .rows(
+                "SELECT time, event.certificate.fingerprint AS fingerprint FROM event \
+                 WHERE time >= $from AND time < $to AND event.kind.type = 'certificate_revoked'",
+                json!({ "from": from, "to": to }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.time, r.fingerprint.unwrap_or_default()))
+            .collect())
+    }
+
     /// The newest events, newest first.
     pub async fn recent_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let mut response = self
