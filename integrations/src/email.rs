@@ -54,7 +54,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -343,17 +343,28 @@ impl EmailNotifier {
         for mailbox in recipients {
             builder = builder.to(mailbox.clone());
         }
-        builder
-            .multipart(MultiPart::alternative_plain_html(
-                format!("{}\n", rendered.plain_text()),
-                html(&rendered, &event.id),
-            ))
-            .map_err(|e| {
-                self.error(
-                    DeliveryClass::Permanent,
-                    format!("cannot build the message: {e}"),
-                )
-            })
+        let mut text = format!("{}\n", rendered.plain_text());
+        let attachment = match &event.kind {
+            crate::EventKind::ReportReady { location, .. } => match report_attachment(location) {
+                Ok(part) => Some(part),
+                Err(why) => {
+                    text.push_str(&format!("\nThe report is not attached: {why}.\n"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let body = MultiPart::alternative_plain_html(text, html(&rendered, &event.id));
+        let body = match attachment {
+            Some(part) => MultiPart::mixed().multipart(body).singlepart(part),
+            None => body,
+        };
+        builder.multipart(body).map_err(|e| {
+            self.error(
+                DeliveryClass::Permanent,
+                format!("cannot build the message: {e}"),
+            )
+        })
     }
 
     /// An error of this notifier, with the password scrubbed in every form.
@@ -400,6 +411,40 @@ impl Notifier for EmailNotifier {
             }
         }
     }
+}
+
+/// Largest report attached to a `report_ready` message; bigger ones are
+/// announced with their location only (mail relays commonly refuse
+/// messages over 10–25 MB).
+pub const MAX_ATTACHMENT_BYTES: u64 = 10 * 1024 * 1024;
+
+/// The report file at `location` as an attachment, or why it is not one.
+fn report_attachment(location: &str) -> Result<SinglePart, String> {
+    let path = std::path::Path::new(location);
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {location}: {e}"))?
+        .len();
+    if size > MAX_ATTACHMENT_BYTES {
+        return Err(format!(
+            "it is {size} bytes, over the {MAX_ATTACHMENT_BYTES}-byte limit; it is at {location}"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {location}: {e}"))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("report")
+        .to_owned();
+    let mime = match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => "text/csv; charset=utf-8",
+        Some("json") => "application/json",
+        Some("html") => "text/html; charset=utf-8",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    };
+    let content_type = lettre::message::header::ContentType::parse(mime)
+        .map_err(|e| format!("content type {mime}: {e}"))?;
+    Ok(Attachment::new(name).body(bytes, content_type))
 }
 
 /// The delivery class of a failed SMTP delivery.

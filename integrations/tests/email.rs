@@ -277,3 +277,60 @@ async fn smtp_auth_delivers_with_the_right_password_only() {
         "the refused ones were not delivered"
     );
 }
+
+/// A scheduled report reaches its readers as an attachment, byte for byte;
+/// one too large to attach is announced with where it is.
+#[tokio::test]
+async fn a_ready_report_arrives_attached() {
+    let mta = Mta::start(&["finance"], None);
+    let notifier = EmailNotifier::new("mail", settings(&mta, TlsMode::None)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weekly-expiring-20261127-060000.csv");
+    let csv = "subject,not_after\r\n\"CN=a, O=Ex\u{e4}mple\",2026-12-01\r\n";
+    std::fs::write(&file, csv).unwrap();
+    let mut event = sample("report_ready");
+    event.kind = certkeeper_integrations::EventKind::ReportReady {
+        report: "expiring".into(),
+        location: file.display().to_string(),
+    };
+    notifier
+        .send_to(&event, &[format!("finance@{DOMAIN}")])
+        .await
+        .unwrap();
+    let mail = mta.wait_for_mail("finance", 1);
+    let mail = mailparse::parse_mail(&mail[0]).unwrap();
+    assert_eq!(mail.ctype.mimetype, "multipart/mixed");
+    let (text, _) = alternative_parts(&mail.subparts[0]);
+    assert!(text.contains("expiring"), "{text}");
+    let attachment = &mail.subparts[1];
+    assert_eq!(attachment.ctype.mimetype, "text/csv");
+    let disposition = attachment.get_content_disposition();
+    assert_eq!(
+        disposition.params.get("filename").map(String::as_str),
+        Some("weekly-expiring-20261127-060000.csv")
+    );
+    assert_eq!(attachment.get_body_raw().unwrap(), csv.as_bytes());
+
+    // Over the limit: the message says where the report is instead.
+    let big = dir.path().join("huge.pdf");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(certkeeper_integrations::email::MAX_ATTACHMENT_BYTES + 1)
+        .unwrap();
+    event.id = "report:huge".into();
+    event.kind = certkeeper_integrations::EventKind::ReportReady {
+        report: "inventory".into(),
+        location: big.display().to_string(),
+    };
+    notifier
+        .send_to(&event, &[format!("finance@{DOMAIN}")])
+        .await
+        .unwrap();
+    let mail = mta.wait_for_mail("finance", 2);
+    let mail = mailparse::parse_mail(&mail[1]).unwrap();
+    assert_eq!(mail.ctype.mimetype, "multipart/alternative");
+    let (text, _) = alternative_parts(&mail);
+    assert!(
+        text.contains("not attached") && text.contains("huge.pdf"),
+        "{text}"
+    );
+}

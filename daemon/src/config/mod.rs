@@ -474,7 +474,8 @@ pub struct ReportJob {
     pub name: String,
     /// Cron schedule with a seconds field.
     pub schedule: String,
-    /// `inventory`, `expiring`, `units` or `readiness47`.
+    /// `inventory`, `expiring`, `units`, `readiness47`, `history`,
+    /// `org-units` or `findings`.
     pub kind: String,
     /// `csv` (default), `json`, `html` or `pdf`.
     #[serde(default = "default_report_format")]
