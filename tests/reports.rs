@@ -185,6 +185,15 @@ fn every_format_shows_the_known_inventory() {
     let json: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["count"], 2, "{json}");
     assert_eq!(json["summary"]["within 30 days"], "2");
+    // The weekly chart: d10 in week 1 (days 7-13), d20 in week 2.
+    let weeks: Vec<u64> = json["Expiries per week"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(weeks.iter().sum::<u64>(), 2, "{json}");
+    assert_eq!((weeks[1], weeks[2]), (1, 1), "{json}");
     // Inventory: counts by status agree with the inventory.
     let text = daemon.cli_ok(&["report", "inventory", "--format", "json"]);
     let json: Value = serde_json::from_str(&text).unwrap();

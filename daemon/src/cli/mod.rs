@@ -510,6 +510,7 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
                 limit,
                 cursor,
                 now: chrono::Utc::now().timestamp(),
+                ..Default::default()
             };
             let mut items = Vec::new();
             let next = loop {

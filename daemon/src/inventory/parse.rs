@@ -92,7 +92,8 @@ pub struct ParsedCertificate {
     pub certificate_policies: Vec<String>,
     /// The certificate re-encoded as PEM: `-----BEGIN CERTIFICATE-----`, the
     /// base64 DER in 64-character lines, `-----END CERTIFICATE-----`, each
-    /// line ending in `\n`.
+    /// line ending in `\n`. Empty when read without it (reports).
+    #[serde(default)]
     pub pem: String,
 }
 

@@ -83,8 +83,10 @@ pub async fn history(
         .into_iter()
         .map(|m| (m, MonthCounts::default()))
         .collect();
+    // The date range is the period here, not an expiry range.
     let mut filter = certificate_filter(filters, now);
-    filter.status = filters.status;
+    filter.not_after_from = None;
+    filter.not_after_to = None;
     each_certificate(
         store,
         filter,
@@ -235,7 +237,8 @@ pub async fn org_units(
         }
     }
     let mut filter = certificate_filter(filters, now);
-    filter.status = filters.status;
+    filter.not_after_from = None;
+    filter.not_after_to = None;
     each_certificate(
         store,
         filter,

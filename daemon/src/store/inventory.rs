@@ -39,6 +39,13 @@ pub struct CertificateFilter {
     pub cursor: Option<String>,
     /// The time "expiring within" counts from (Unix seconds).
     pub now: i64,
+    /// Only certificates expiring at or after this time (Unix seconds).
+    pub not_after_from: Option<i64>,
+    /// Only certificates expiring before this time (Unix seconds).
+    pub not_after_to: Option<i64>,
+    /// Leave out each certificate's PEM (reports, which never print it,
+    /// read a third of the bytes).
+    pub without_pem: bool,
 }
 
 /// One page of certificates.
@@ -164,50 +171,14 @@ impl Store {
 
     /// A page of certificates matching `filter`.
     pub async fn list_certificates(&self, filter: &CertificateFilter) -> Result<Page, ListError> {
-        let mut conditions = Vec::new();
-        let mut vars = json!({ "limit": filter.limit + 1, "now": filter.now });
-        if let Some(status) = filter.status {
-            conditions.push("status = $status");
-            vars["status"] = json!(status);
-        }
-        if let Some(within) = filter.expiring_within {
-            conditions.push("not_after >= $now AND not_after <= $until");
-            vars["until"] = json!(filter.now.saturating_add(within));
-        }
-        if let Some(issuer) = &filter.issuer {
-            conditions.push("string::contains(string::lowercase(issuer), $issuer)");
-            vars["issuer"] = json!(issuer.to_lowercase());
-        }
-        if let Some(org_unit) = &filter.org_unit {
-            conditions.push("org_unit = $org_unit");
-            vars["org_unit"] = json!(org_unit);
-        }
-        if let Some(units) = &filter.org_units {
-            conditions.push("org_unit IN $org_units");
-            vars["org_units"] = json!(units);
-        }
-        if let Some(contact) = &filter.contact {
-            conditions.push("$contact IN contacts");
-            vars["contact"] = json!(contact);
-        }
-        if let Some(q) = &filter.q {
-            conditions.push("string::contains(search, $q)");
-            vars["q"] = json!(q.to_lowercase());
-        }
-        if let Some(cursor) = &filter.cursor {
-            let (after, fp) = decode_cursor(cursor)?;
-            conditions
-                .push("(not_after > $after OR (not_after = $after AND fingerprint > $after_fp))");
-            vars["after"] = json!(after);
-            vars["after_fp"] = json!(fp);
-        }
-        let filter_sql = if conditions.is_empty() {
-            String::new()
+        let (filter_sql, vars) = where_clause(filter)?;
+        let omit = if filter.without_pem {
+            "id, search, pem"
         } else {
-            format!("WHERE {}", conditions.join(" AND "))
+            "id, search"
         };
         let sql = format!(
-            "SELECT * OMIT id, search FROM certificate {filter_sql} ORDER BY not_after, fingerprint LIMIT $limit"
+            "SELECT * OMIT {omit} FROM certificate {filter_sql} ORDER BY not_after, fingerprint LIMIT $limit"
         );
         let mut items: Vec<CertificateRecord> = self.rows(&sql, vars, 0).await?;
         let next_cursor = if items.len() > filter.limit {
@@ -219,6 +190,36 @@ impl Store {
             None
         };
         Ok(Page { items, next_cursor })
+    }
+
+    /// How many certificates of `filter` expire in each period of `seconds`
+    /// from `filter.now` (period 0 is the first): one aggregate over the
+    /// expiry index instead of reading the rows.
+    pub async fn expiries_per_period(
+        &self,
+        filter: &CertificateFilter,
+        seconds: i64,
+    ) -> Result<BTreeMap<i64, u64>, ListError> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            week: i64,
+            n: u64,
+        }
+        let mut unpaged = filter.clone();
+        unpaged.cursor = None;
+        let (filter_sql, mut vars) = where_clause(&unpaged)?;
+        vars["period"] = json!(seconds.max(1));
+        let rows: Vec<Row> = self
+            .rows(
+                &format!(
+                    "SELECT <int> math::floor((not_after - $now) / $period) AS week, count() AS n \
+                     FROM certificate {filter_sql} GROUP BY week"
+                ),
+                vars,
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.week, r.n)).collect())
     }
 
     /// The first `limit` certificates with `not_after >= since`, soonest
@@ -417,6 +418,61 @@ UPSERT type::record('status_count', $to) SET n = (n ?? 0) + array::len($moved) R
 RETURN [array::len($moved)];
 COMMIT TRANSACTION;
 "#;
+
+/// The `WHERE` clause and its variables for `filter` (with `$limit` and
+/// `$now`), shared by the page query and the aggregates over the same set.
+fn where_clause(filter: &CertificateFilter) -> Result<(String, serde_json::Value), ListError> {
+    let mut conditions = Vec::new();
+    let mut vars = json!({ "limit": filter.limit + 1, "now": filter.now });
+    if let Some(status) = filter.status {
+        conditions.push("status = $status");
+        vars["status"] = json!(status);
+    }
+    if let Some(within) = filter.expiring_within {
+        conditions.push("not_after >= $now AND not_after <= $until");
+        vars["until"] = json!(filter.now.saturating_add(within));
+    }
+    if let Some(from) = filter.not_after_from {
+        conditions.push("not_after >= $from");
+        vars["from"] = json!(from);
+    }
+    if let Some(to) = filter.not_after_to {
+        conditions.push("not_after < $to");
+        vars["to"] = json!(to);
+    }
+    if let Some(issuer) = &filter.issuer {
+        conditions.push("string::contains(string::lowercase(issuer), $issuer)");
+        vars["issuer"] = json!(issuer.to_lowercase());
+    }
+    if let Some(org_unit) = &filter.org_unit {
+        conditions.push("org_unit = $org_unit");
+        vars["org_unit"] = json!(org_unit);
+    }
+    if let Some(units) = &filter.org_units {
+        conditions.push("org_unit IN $org_units");
+        vars["org_units"] = json!(units);
+    }
+    if let Some(contact) = &filter.contact {
+        conditions.push("$contact IN contacts");
+        vars["contact"] = json!(contact);
+    }
+    if let Some(q) = &filter.q {
+        conditions.push("string::contains(search, $q)");
+        vars["q"] = json!(q.to_lowercase());
+    }
+    if let Some(cursor) = &filter.cursor {
+        let (after, fp) = decode_cursor(cursor)?;
+        conditions.push("(not_after > $after OR (not_after = $after AND fingerprint > $after_fp))");
+        vars["after"] = json!(after);
+        vars["after_fp"] = json!(fp);
+    }
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    Ok((filter_sql, vars))
+}
 
 #[cfg(test)]
 pub(crate) mod tests {
