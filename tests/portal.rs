@@ -412,6 +412,19 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     let dave = &sessions["dave"];
     let token = dave.csrf();
     let (status, _) = dave.post(
+        &format!("/ui/requests/{id}/assign"),
+        &[("_csrf", token.as_str()), ("to", "dave")],
+        None,
+    );
+    assert_eq!(status, 303);
+    let state = api(
+        &daemon,
+        "GET",
+        &format!("/api/v1/requests/{id}"),
+        json!(null),
+    );
+    assert_eq!(state["assignee"], "dave", "{state}");
+    let (status, _) = dave.post(
         &format!("/ui/requests/{id}/approve"),
         &[("_csrf", token.as_str())],
         None,
@@ -429,6 +442,31 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     assert!(page.contains("www.app.corp.test"));
     assert!(page.contains("action-renew") && page.contains("action-replace"));
     assert!(!page.contains("PRIVATE KEY"), "no key material on the page");
+
+    // Administration: a primary admin adds an org unit and a domain rule
+    // from the forms; a department admin posting the same form is refused.
+    let alice = &sessions["alice"];
+    let token = alice.csrf();
+    let unit = [
+        ("_csrf", token.as_str()),
+        ("name", "web-shop"),
+        ("parent", "web"),
+    ];
+    assert_eq!(alice.post("/ui/admin/org-units", &unit, None).0, 303);
+    let rule = [
+        ("_csrf", token.as_str()),
+        ("domain", "shop2.corp.test"),
+        ("org_unit", "web-shop"),
+        ("mode", "requires_approval"),
+    ];
+    assert_eq!(alice.post("/ui/admin/domains", &rule, None).0, 303);
+    let (_, _, page) = alice.get("/ui/admin");
+    assert!(page.contains("web-shop") && page.contains("shop2.corp.test"));
+    let token = dave.csrf();
+    let unit = [("_csrf", token.as_str()), ("name", "rogue"), ("parent", "")];
+    assert_eq!(dave.post("/ui/admin/org-units", &unit, None).0, 403);
+    let units = api(&daemon, "GET", "/api/v1/org-units", json!(null));
+    assert!(!units.to_string().contains("rogue"), "{units}");
 
     // Signing out ends the session for every later request.
     let token = sam.csrf();

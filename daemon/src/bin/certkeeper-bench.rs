@@ -6,7 +6,10 @@
 //! query as the API runs it (first page of 100, and the count from the
 //! counters); dashboard counts by status; the RSS of the real `certkeeper`
 //! daemon idling on that store; and the time and peak RSS of
-//! `certkeeper report expiring --within-days 90` as CSV and as PDF on it.
+//! `certkeeper report expiring --within-days 90` as CSV and as PDF on it,
+//! beside the peer: the same rows (same count, same spread of expiries)
+//! exported to CSV by `sqlite3` from an indexed table, the plain database
+//! dump a spreadsheet-driven team would run, with the ratio.
 //! Times are medians over repeated runs.
 //!
 //! ```sh
@@ -269,18 +272,102 @@ async fn main() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    let mut csv_time = None;
     for format in ["csv", "pdf"] {
         match report(&dir, format).await {
-            Ok((took, peak_kib, size)) => println!(
-                "expiring report, {format}:     {:>10.2} s, peak RSS {:.1} MiB, {:.1} MiB written (`certkeeper report expiring --within-days 90` on the stopped store)",
-                took.as_secs_f64(),
-                peak_kib as f64 / 1024.0,
-                size as f64 / 1_048_576.0
-            ),
+            Ok((took, peak_kib, size)) => {
+                println!(
+                    "expiring report, {format}:     {:>10.2} s, peak RSS {:.1} MiB, {:.1} MiB written (`certkeeper report expiring --within-days 90` on the stopped store)",
+                    took.as_secs_f64(),
+                    peak_kib as f64 / 1024.0,
+                    size as f64 / 1_048_576.0
+                );
+                if format == "csv" {
+                    csv_time = Some(took);
+                }
+            }
             Err(e) => println!("expiring report, {format}: not measured: {e:#}"),
         }
     }
+    match sqlite_peer(&dir, args.count, now) {
+        Ok((took, rows)) => {
+            println!(
+                "peer: sqlite3 CSV export:  {:>10.2} s, {rows} rows (indexed table of the same {} rows)",
+                took.as_secs_f64(),
+                args.count
+            );
+            if let Some(ours) = csv_time {
+                println!(
+                    "ratio, report CSV / sqlite3: {:>8.1}x",
+                    ours.as_secs_f64() / took.as_secs_f64()
+                );
+            }
+        }
+        Err(e) => println!("peer sqlite3: not measured: {e:#}"),
+    }
     Ok(())
+}
+
+/// The peer: loads the same synthetic rows (regenerated from the same seed)
+/// into an indexed SQLite table with the `sqlite3` shell, then times the
+/// shell's CSV export of the certificates expiring within 90 days, soonest
+/// first, with the report's columns. Returns the export time and rows.
+fn sqlite_peer(dir: &std::path::Path, count: u64, now: i64) -> anyhow::Result<(Duration, u64)> {
+    use std::io::Write as _;
+    let db = dir.join("peer.sqlite");
+    let _ = std::fs::remove_file(&db);
+    let rows = dir.join("peer-rows.csv");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&rows)?);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..count {
+            let c = synthetic(i, now, &mut rng);
+            writeln!(
+                out,
+                "\"{}\",{},\"{}\",{},{},valid,,{}",
+                c.subject,
+                c.san_dns.join(" "),
+                c.issuer,
+                c.serial,
+                c.not_after,
+                c.fingerprint
+            )?;
+        }
+    }
+    let load = format!(
+        "CREATE TABLE c(subject TEXT, sans TEXT, issuer TEXT, serial TEXT, not_after INTEGER, status TEXT, org_unit TEXT, fingerprint TEXT);\n\
+         .mode csv\n.import {} c\nCREATE INDEX c_expiry ON c(not_after, fingerprint);\n",
+        rows.display()
+    );
+    let mut child = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("sqlite3 (Debian package sqlite3) is needed for the peer")?;
+    child
+        .stdin
+        .take()
+        .context("sqlite3 stdin")?
+        .write_all(load.as_bytes())?;
+    anyhow::ensure!(child.wait()?.success(), "sqlite3 import failed");
+    let query = format!(
+        "SELECT subject, sans, issuer, serial, date(not_after, 'unixepoch') AS not_after, \
+         (not_after - {now}) / 86400 AS days_left, status, org_unit, fingerprint FROM c \
+         WHERE not_after >= {now} AND not_after <= {} ORDER BY not_after, fingerprint",
+        now + 90 * 86_400
+    );
+    let out = dir.join("peer-expiring.csv");
+    let start = Instant::now();
+    let status = std::process::Command::new("sqlite3")
+        .args(["-csv", "-header"])
+        .arg(&db)
+        .arg(&query)
+        .stdout(std::fs::File::create(&out)?)
+        .status()?;
+    let took = start.elapsed();
+    anyhow::ensure!(status.success(), "sqlite3 export failed");
+    let lines = std::fs::read_to_string(&out)?.lines().count() as u64;
+    Ok((took, lines.saturating_sub(1)))
 }
 
 /// Runs `certkeeper report expiring` on the loaded store (the daemon is

@@ -637,6 +637,7 @@ async fn decide(
     let body = match decision.as_str() {
         "approve" => json!({}),
         "reject" => json!({ "reason": form.text("reason") }),
+        "assign" => json!({ "to": form.text("to") }),
         _ => return p.error_page(Some(&s), StatusCode::NOT_FOUND, "No such decision."),
     };
     let id_part: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
