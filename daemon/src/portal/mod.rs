@@ -15,7 +15,10 @@
 //! token in a hidden `_csrf` field; the middleware refuses a POST without
 //! it, and one whose `Origin` is another site.
 
+mod inventory;
+mod operations;
 mod pages;
+mod workflow;
 
 use std::collections::HashMap;
 use std::sync::Arc;
