@@ -443,6 +443,35 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     assert!(page.contains("action-renew") && page.contains("action-replace"));
     assert!(!page.contains("PRIVATE KEY"), "no key material on the page");
 
+    // Inventory order and window, alert states, as the filters say.
+    let (_, _, latest) = dave.get("/ui/certificates?sort=latest");
+    let (new, old) = (
+        latest.find("www.app.corp.test").unwrap(),
+        latest.find("soon.shop.corp.test").unwrap(),
+    );
+    assert!(new < old, "latest expiry first");
+    let (_, _, soonest) = dave.get("/ui/certificates");
+    assert!(
+        soonest.find("soon.shop.corp.test").unwrap() < soonest.find("www.app.corp.test").unwrap()
+    );
+    let (_, _, month) = dave.get("/ui/certificates?within=30");
+    assert!(month.contains("soon.shop.corp.test") && !month.contains("www.app.corp.test"));
+    eventually(Duration::from_secs(30), || {
+        let (_, _, open) = dave.get("/ui/alerts?state=open");
+        open.contains("soon.shop.corp.test").then_some(())
+    })
+    .expect("the open alert is listed under state=open");
+    let (_, _, resolved) = dave.get("/ui/alerts?state=resolved");
+    assert!(!resolved.contains("soon.shop.corp.test"));
+    let auth = format!("Bearer {ROOT}");
+    let (status, body) = http(
+        "GET",
+        &daemon.url("/api/v1/certificates?order=sideways"),
+        None,
+        &[("Authorization", auth.as_str())],
+    );
+    assert!(status == 400 && body.contains("order"), "{body}");
+
     // Administration: a primary admin adds an org unit and a domain rule
     // from the forms; a department admin posting the same form is refused.
     let alice = &sessions["alice"];

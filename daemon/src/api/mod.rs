@@ -331,6 +331,7 @@ async fn list_certificates(
             "q",
             "limit",
             "cursor",
+            "order",
         ],
     )?;
     let max = state.config().api.max_page_size;
@@ -362,6 +363,15 @@ async fn list_certificates(
     filter.org_unit = params.get("org_unit").cloned();
     filter.q = params.get("q").cloned().filter(|q| !q.is_empty());
     filter.cursor = params.get("cursor").cloned();
+    filter.descending = match params.get("order").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "order: expected asc or desc, got `{other}`"
+            )));
+        }
+    };
     filter.org_units = principal.scope.units().map(<[String]>::to_vec);
     filter.contact = principal.scope.owner().map(str::to_owned);
     match state.store.list_certificates(&filter).await {

@@ -166,7 +166,8 @@ fn base_document() -> Value {
                     { "name": "org_unit", "in": "query", "schema": { "type": "string" } },
                     { "name": "q", "in": "query", "description": "text search over names, issuer, serial, fingerprint", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } },
-                    { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } }
+                    { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } },
+                    { "name": "order", "in": "query", "description": "asc (soonest expiry first, the default) or desc (latest first); keep it across the pages of a walk", "schema": { "type": "string", "enum": ["asc", "desc"] } }
                 ],
                 "responses": {
                     "200": { "description": "a page", "content": { "application/json": { "schema": {

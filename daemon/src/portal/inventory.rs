@@ -41,14 +41,12 @@ pub(super) async fn certificates(
                 query.append_pair(key, &v);
             }
         }
-        match sort.as_str() {
-            "expiring30" => {
-                query.append_pair("expiring_within", "30d");
-            }
-            "expiring90" => {
-                query.append_pair("expiring_within", "90d");
-            }
-            _ => {}
+        if sort == "latest" {
+            query.append_pair("order", "desc");
+        }
+        let within = get("within");
+        if ["7", "30", "60", "90"].contains(&within.as_str()) {
+            query.append_pair("expiring_within", &format!("{within}d"));
         }
         query.append_pair("limit", "50");
         query.finish()
@@ -71,7 +69,7 @@ pub(super) async fn certificates(
     // The next page keeps the filters.
     let next = page["next_cursor"].as_str().map(|c| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for key in ["q", "status", "org_unit", "issuer", "sort"] {
+        for key in ["q", "status", "org_unit", "issuer", "sort", "within"] {
             let v = get(key);
             if !v.is_empty() {
                 q.append_pair(key, &v);
@@ -98,7 +96,7 @@ pub(super) async fn certificates(
             "items": items(&page),
             "next": next,
             "export": format!("/api/v1/reports/inventory?{}", export.finish()),
-            "filters": { "q": get("q"), "status": get("status"), "org_unit": get("org_unit"), "issuer": get("issuer"), "sort": sort },
+            "filters": { "q": get("q"), "status": get("status"), "org_unit": get("org_unit"), "issuer": get("issuer"), "sort": sort, "within": get("within") },
             "statuses": STATUSES,
             "units": items(&units),
             "error": error,

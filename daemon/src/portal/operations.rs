@@ -115,6 +115,16 @@ pub(super) async fn reports(
         .iter()
         .map(|(name, kind)| json!({ "name": name, "title": kind.title() }))
         .collect();
+    // Only a primary admin lists accounts; for others the choice is absent.
+    let users = p
+        .api(&s.principal, Method::GET, "/api/v1/users", None)
+        .await
+        .or(json!({}));
+    let administrators: Vec<Value> = items(&users)
+        .into_iter()
+        .filter(|u| u["role"] == "department_admin")
+        .map(|u| u["name"].clone())
+        .collect();
     let units = p
         .api(&s.principal, Method::GET, "/api/v1/org-units", None)
         .await
@@ -124,7 +134,13 @@ pub(super) async fn reports(
         Some(&headers),
         StatusCode::OK,
         "reports.html",
-        json!({ "title": "Reports", "kinds": kinds, "schedules": schedules, "units": items(&units) }),
+        json!({
+            "title": "Reports",
+            "kinds": kinds,
+            "schedules": schedules,
+            "units": items(&units),
+            "administrators": administrators,
+        }),
     )
 }
 

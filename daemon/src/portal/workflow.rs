@@ -139,25 +139,47 @@ pub(super) async fn decide(
     redirect("/ui/requests", Some(flash))
 }
 
+/// Most ledger rows the alerts page lists (the API's page limit).
+const ALERT_ROWS: usize = 1000;
+
 pub(super) async fn alerts(
     State(p): State<Portal>,
     Extension(s): Extension<Session>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
+    let state = query
+        .get("state")
+        .map(String::as_str)
+        .filter(|s| ["open", "acknowledged", "resolved"].contains(s))
+        .unwrap_or_default();
+    let uri = if state.is_empty() {
+        format!("/api/v1/alerts?limit={ALERT_ROWS}")
+    } else {
+        format!("/api/v1/alerts?state={state}&limit={ALERT_ROWS}")
+    };
     let list = p
-        .api(&s.principal, Method::GET, "/api/v1/alerts", None)
+        .api(&s.principal, Method::GET, &uri, None)
         .await
         .or(json!({}));
-    let rows: Vec<Value> = items(&list)
-        .into_iter()
+    let all = items(&list);
+    let rows: Vec<Value> = all
+        .iter()
         .filter(|a| a["folded"] != json!(true))
+        .cloned()
         .collect();
     p.render(
         Some(&s),
         Some(&headers),
         StatusCode::OK,
         "alerts.html",
-        json!({ "title": "Alerts", "alerts": rows }),
+        json!({
+            "title": "Alerts",
+            "alerts": rows,
+            "state": state,
+            "truncated": all.len() >= ALERT_ROWS,
+            "limit": ALERT_ROWS,
+        }),
     )
 }
 

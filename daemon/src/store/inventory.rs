@@ -43,6 +43,8 @@ pub struct CertificateFilter {
     pub not_after_from: Option<i64>,
     /// Only certificates expiring before this time (Unix seconds).
     pub not_after_to: Option<i64>,
+    /// Latest expiry first (the cursor then walks backwards).
+    pub descending: bool,
     /// Leave out each certificate's PEM (reports, which never print it,
     /// read a third of the bytes).
     pub without_pem: bool,
@@ -177,8 +179,13 @@ impl Store {
         } else {
             "id, search"
         };
+        let order = if filter.descending {
+            "not_after DESC, fingerprint DESC"
+        } else {
+            "not_after, fingerprint"
+        };
         let sql = format!(
-            "SELECT * OMIT {omit} FROM certificate {filter_sql} ORDER BY not_after, fingerprint LIMIT $limit"
+            "SELECT * OMIT {omit} FROM certificate {filter_sql} ORDER BY {order} LIMIT $limit"
         );
         let mut items: Vec<CertificateRecord> = self.rows(&sql, vars, 0).await?;
         let next_cursor = if items.len() > filter.limit {
@@ -462,7 +469,11 @@ fn where_clause(filter: &CertificateFilter) -> Result<(String, serde_json::Value
     }
     if let Some(cursor) = &filter.cursor {
         let (after, fp) = decode_cursor(cursor)?;
-        conditions.push("(not_after > $after OR (not_after = $after AND fingerprint > $after_fp))");
+        conditions.push(if filter.descending {
+            "(not_after < $after OR (not_after = $after AND fingerprint < $after_fp))"
+        } else {
+            "(not_after > $after OR (not_after = $after AND fingerprint > $after_fp))"
+        });
         vars["after"] = json!(after);
         vars["after_fp"] = json!(fp);
     }
@@ -581,6 +592,28 @@ pub(crate) mod tests {
         }
         assert_eq!(seen.len(), 20);
         assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+        // Descending pages walk the same twenty backwards.
+        let mut back = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .list_certificates(&CertificateFilter {
+                    limit: 7,
+                    cursor,
+                    now,
+                    descending: true,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            back.extend(page.items.iter().map(|c| c.cert.not_after));
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        back.reverse();
+        assert_eq!(back, seen);
 
         let expiring = store
             .list_certificates(&CertificateFilter {
