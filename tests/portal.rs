@@ -306,6 +306,15 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
         }
     }
 
+    // An unknown page is an HTML 404 for a person, not the API's JSON.
+    let (status, head, page) = sessions["sam"].get("/ui/no-such-page");
+    assert_eq!(status, 404);
+    assert!(
+        header(&head, "content-type").is_some_and(|c| c.starts_with("text/html"))
+            && page.contains("id=\"whoami\""),
+        "{page}"
+    );
+
     // Scope: dave (web) sees the web certificate, fred (finance) does not,
     // and its page is 404 for fred.
     let soon = api(

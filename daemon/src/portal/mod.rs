@@ -222,14 +222,16 @@ const MAX_FORM_BYTES: usize = 256 * 1024;
 /// origin and the CSRF token; the handler gets the [`Session`] and the
 /// parsed [`Form`].
 async fn guard(State(portal): State<Portal>, request: Request, next: Next) -> Response {
+    // HEAD is answered by the GET route, with its need.
+    let method = if request.method() == Method::HEAD {
+        Method::GET
+    } else {
+        request.method().clone()
+    };
     let need = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|p| {
-            portal
-                .needs
-                .get(&(request.method().clone(), p.as_str().to_owned()))
-        })
+        .and_then(|p| portal.needs.get(&(method.clone(), p.as_str().to_owned())))
         .copied()
         .unwrap_or(Need::Permission(Permission::Administer));
     let post = request.method() == Method::POST;

@@ -40,6 +40,8 @@ pub fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Portal>)> {
             get(stylesheet),
         ),
         (Method::GET, "/ui/login", Public, get(login_page)),
+        // Any other page under /ui: an HTML 404, not the API's JSON one.
+        (Method::GET, "/ui/{*rest}", Public, get(not_found)),
         (Method::POST, "/ui/login", Public, post(login)),
         (
             Method::POST,
@@ -144,6 +146,14 @@ async fn stylesheet() -> Response {
         super::STYLESHEET,
     )
         .into_response()
+}
+
+async fn not_found(State(p): State<Portal>, session: Option<Extension<Session>>) -> Response {
+    p.error_page(
+        session.as_ref().map(|Extension(s)| s),
+        StatusCode::NOT_FOUND,
+        "There is no such page.",
+    )
 }
 
 async fn login_page(State(p): State<Portal>, session: Option<Extension<Session>>) -> Response {
