@@ -50,31 +50,6 @@ impl Api<'_> {
     }
 }
 
-/// A self-signed certificate for `cn`, expiring in `days`, as PEM.
-fn certificate(dir: &std::path::Path, cn: &str, days: u32) -> Vec<u8> {
-    common::openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{cn}.key"),
-            "-out",
-            &format!("{cn}.pem"),
-            "-days",
-            &days.to_string(),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    std::fs::read(dir.join(format!("{cn}.pem"))).unwrap()
-}
-
 fn config(daemon: &Daemon) -> String {
     format!(
         r#"
@@ -259,7 +234,7 @@ fn every_route_role_and_scope_is_enforced() {
     // One imported certificate per side, expiring in 20 days (alerts raise).
     let mut fp = HashMap::new();
     for (side, unit, contacts) in [("in", "web", vec!["sam"]), ("out", "finance", vec!["fred"])] {
-        let pem = certificate(&dir, &format!("{side}.corp.test"), 20);
+        let pem = common::self_signed(&dir, &format!("{side}.corp.test"), 20);
         let (status, outcome) = {
             let (s, t) = http(
                 "POST",

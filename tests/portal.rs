@@ -56,31 +56,6 @@ fn api(daemon: &Daemon, method: &str, path: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
-/// A self-signed certificate for `cn` expiring in `days`, as PEM.
-fn certificate(dir: &Path, cn: &str, days: u32) -> Vec<u8> {
-    common::openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{cn}.key"),
-            "-out",
-            &format!("{cn}.pem"),
-            "-days",
-            &days.to_string(),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    std::fs::read(dir.join(format!("{cn}.pem"))).unwrap()
-}
-
 /// Starts the daemon and builds the organisation: units web and finance,
 /// the five users with passwords, domain rules, and a certificate of web
 /// expiring in 5 days (so an open alert) plus one of finance.
@@ -146,7 +121,7 @@ crl_path = "{}"
         ("soon.shop.corp.test", "web", 5),
         ("books.pay.corp.test", "finance", 200),
     ] {
-        let pem = certificate(daemon.dir.path(), cn, days);
+        let pem = common::self_signed(daemon.dir.path(), cn, days);
         let auth = format!("Bearer {ROOT}");
         let (status, text) = http(
             "POST",

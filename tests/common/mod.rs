@@ -286,6 +286,32 @@ fn dechunk(mut body: &str) -> String {
     }
 }
 
+/// A self-signed P-256 certificate for `cn`, expiring in `days`, as PEM
+/// (its key is left beside it in `dir`).
+pub fn self_signed(dir: &Path, cn: &str, days: u32) -> Vec<u8> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{cn}.key"),
+            "-out",
+            &format!("{cn}.pem"),
+            "-days",
+            &days.to_string(),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    std::fs::read(dir.join(format!("{cn}.pem"))).unwrap()
+}
+
 /// Runs `openssl` with args in `dir`; panics with its stderr on failure.
 pub fn openssl(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("openssl")

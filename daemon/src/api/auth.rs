@@ -108,47 +108,12 @@ pub async fn authorize(
     // The portal's in-process calls carry the principal it authenticated
     // (an extension cannot come from the network); the permission check
     // below still applies.
-    if let Some(InProcess(principal)) = request.extensions().get::<InProcess>().cloned() {
-        if !allows(principal.role, permission) {
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!("the {} role may not do this", principal.role),
-            );
-        }
-        request.extensions_mut().insert(principal);
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
-    let session = if presented.is_none() {
-        session_cookie(request.headers())
-    } else {
-        None
-    };
-    let principal = if let Some(id) = session {
-        let csrf = request
-            .headers()
-            .get("x-csrf-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let safe = matches!(
-            *request.method(),
-            axum::http::Method::GET | axum::http::Method::HEAD
-        );
-        match from_session(&state, &id, csrf.as_deref(), safe).await {
+    let principal = match request.extensions().get::<InProcess>().cloned() {
+        Some(InProcess(principal)) => principal,
+        None => match credentials(&state, request.headers(), request.method(), source).await {
             Ok(p) => p,
             Err(response) => return response,
-        }
-    } else {
-        match authenticate(&state, presented.as_deref(), source).await {
-            Ok(p) => p,
-            Err(response) => return response,
-        }
+        },
     };
     if !allows(principal.role, permission) {
         return refuse(
@@ -159,6 +124,35 @@ pub async fn authorize(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The principal of a request's bearer token or portal session.
+async fn credentials(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    method: &axum::http::Method,
+    source: IpAddr,
+) -> Result<Principal, Response> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let session = if presented.is_none() {
+        session_cookie(headers)
+    } else {
+        None
+    };
+    if let Some(id) = session {
+        let csrf = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let safe = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
+        from_session(state, &id, csrf.as_deref(), safe).await
+    } else {
+        authenticate(state, presented.as_deref(), source).await
+    }
 }
 
 async fn authenticate(

@@ -62,10 +62,7 @@ pub(super) async fn certificates(
         .await;
     let error = (!page.ok()).then(|| page.message());
     let page = page.or(json!({}));
-    let units = p
-        .api(who, Method::GET, "/api/v1/org-units", None)
-        .await
-        .or(json!({}));
+    let units = p.read(who, "/api/v1/org-units").await;
     // The next page keeps the filters.
     let next = page["next_cursor"].as_str().map(|c| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -133,10 +130,7 @@ pub(super) async fn certificate(
     if let Some(c) = detail["certificate"].as_object_mut() {
         c.remove("pem");
     }
-    let managed = p
-        .api(who, Method::GET, "/api/v1/managed", None)
-        .await
-        .or(json!({}));
+    let managed = p.read(who, "/api/v1/managed").await;
     let managed = items(&managed).into_iter().find(|m| {
         m["fingerprint"] == json!(fp)
             || m["previous"]
@@ -145,14 +139,8 @@ pub(super) async fn certificate(
     });
     let audit = if allows(who.role, Permission::ReadAudit) {
         let a = p
-            .api(
-                who,
-                Method::GET,
-                &format!("/api/v1/audit?object={fp}&limit=50"),
-                None,
-            )
-            .await
-            .or(json!({}));
+            .read(who, &format!("/api/v1/audit?object={fp}&limit=50"))
+            .await;
         items(&a)
     } else {
         Vec::new()

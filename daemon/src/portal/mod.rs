@@ -458,6 +458,15 @@ impl Portal {
         }
     }
 
+    /// A GET of the API as `principal`: the body when it worked, else an
+    /// empty object (a section the role may not read renders empty; use
+    /// [`pages::items`] for lists).
+    async fn read(&self, principal: &Principal, uri: &str) -> Value {
+        self.api(principal, Method::GET, uri, None)
+            .await
+            .or(json!({}))
+    }
+
     /// Renders `template` with the page's `context` and what every page
     /// shows (who is signed in, the menu, the CSRF token, a flash).
     fn render(

@@ -17,10 +17,7 @@ pub(super) async fn discovery(
     headers: HeaderMap,
 ) -> Response {
     let who = &s.principal;
-    let jobs = p
-        .api(who, Method::GET, "/api/v1/jobs", None)
-        .await
-        .or(json!([]));
+    let jobs = p.read(who, "/api/v1/jobs").await;
     let mut rows = Vec::new();
     for job in items(&jobs) {
         let name = job["name"].as_str().unwrap_or_default().to_owned();
@@ -38,10 +35,7 @@ pub(super) async fn discovery(
             .or(json!([]));
         rows.push(json!({ "job": job, "last": items(&runs).into_iter().next() }));
     }
-    let findings = p
-        .api(who, Method::GET, "/api/v1/findings?limit=200", None)
-        .await
-        .or(json!([]));
+    let findings = p.read(who, "/api/v1/findings?limit=200").await;
     let sources: Vec<Value> = {
         let config = p.state.config();
         let d = &config.discovery;
@@ -116,19 +110,13 @@ pub(super) async fn reports(
         .map(|(name, kind)| json!({ "name": name, "title": kind.title() }))
         .collect();
     // Only a primary admin lists accounts; for others the choice is absent.
-    let users = p
-        .api(&s.principal, Method::GET, "/api/v1/users", None)
-        .await
-        .or(json!({}));
+    let users = p.read(&s.principal, "/api/v1/users").await;
     let administrators: Vec<Value> = items(&users)
         .into_iter()
         .filter(|u| u["role"] == "department_admin")
         .map(|u| u["name"].clone())
         .collect();
-    let units = p
-        .api(&s.principal, Method::GET, "/api/v1/org-units", None)
-        .await
-        .or(json!({}));
+    let units = p.read(&s.principal, "/api/v1/org-units").await;
     p.render(
         Some(&s),
         Some(&headers),
@@ -150,18 +138,9 @@ pub(super) async fn admin(
     headers: HeaderMap,
 ) -> Response {
     let who = &s.principal;
-    let users = p
-        .api(who, Method::GET, "/api/v1/users", None)
-        .await
-        .or(json!({}));
-    let units = p
-        .api(who, Method::GET, "/api/v1/org-units", None)
-        .await
-        .or(json!({}));
-    let domains = p
-        .api(who, Method::GET, "/api/v1/domains", None)
-        .await
-        .or(json!({}));
+    let users = p.read(who, "/api/v1/users").await;
+    let units = p.read(who, "/api/v1/org-units").await;
+    let domains = p.read(who, "/api/v1/domains").await;
     let config = p.state.config();
     // Names, types and where they point: never credentials.
     let connectors: Vec<Value> = config

@@ -243,36 +243,18 @@ async fn dashboard(
     headers: HeaderMap,
 ) -> Response {
     let who = &s.principal;
-    let counts = p
-        .api(who, Method::GET, "/api/v1/counts", None)
-        .await
-        .or(json!({}));
+    let counts = p.read(who, "/api/v1/counts").await;
     let statuses: Vec<Value> = STATUSES
         .iter()
         .map(|st| json!({ "status": st, "count": counts[st].as_u64().unwrap_or(0) }))
         .collect();
     let expiring = p
-        .api(
-            who,
-            Method::GET,
-            "/api/v1/certificates?expiring_within=90d&limit=500",
-            None,
-        )
-        .await
-        .or(json!({}));
+        .read(who, "/api/v1/certificates?expiring_within=90d&limit=500")
+        .await;
     let timeline = weekly(&expiring["items"], 13);
-    let findings = p
-        .api(who, Method::GET, "/api/v1/findings?limit=10", None)
-        .await
-        .or(json!([]));
-    let pending = p
-        .api(who, Method::GET, "/api/v1/requests?state=pending", None)
-        .await
-        .or(json!({}));
-    let alerts = p
-        .api(who, Method::GET, "/api/v1/alerts?state=open", None)
-        .await
-        .or(json!({}));
+    let findings = p.read(who, "/api/v1/findings?limit=10").await;
+    let pending = p.read(who, "/api/v1/requests?state=pending").await;
+    let alerts = p.read(who, "/api/v1/alerts?state=open").await;
     p.render(
         Some(&s),
         Some(&headers),
@@ -283,7 +265,7 @@ async fn dashboard(
             "statuses": statuses,
             "timeline": timeline,
             "more_expiring": expiring["next_cursor"].is_string(),
-            "findings": findings,
+            "findings": items(&findings),
             "pending": items(&pending).iter().take(10).collect::<Vec<_>>(),
             "pending_total": items(&pending).len(),
             "alerts": items(&alerts).iter().filter(|a| a["folded"] != json!(true)).take(10).collect::<Vec<_>>(),

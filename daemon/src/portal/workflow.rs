@@ -16,14 +16,8 @@ pub(super) async fn requests(
     headers: HeaderMap,
 ) -> Response {
     let who = &s.principal;
-    let list = p
-        .api(who, Method::GET, "/api/v1/requests", None)
-        .await
-        .or(json!({}));
-    let managed = p
-        .api(who, Method::GET, "/api/v1/managed", None)
-        .await
-        .or(json!({}));
+    let list = p.read(who, "/api/v1/requests").await;
+    let managed = p.read(who, "/api/v1/managed").await;
     let managed = items(&managed);
     let rows: Vec<Value> = items(&list)
         .into_iter()
@@ -39,10 +33,7 @@ pub(super) async fn requests(
             r
         })
         .collect();
-    let units = p
-        .api(who, Method::GET, "/api/v1/org-units", None)
-        .await
-        .or(json!({}));
+    let units = p.read(who, "/api/v1/org-units").await;
     let connectors: Vec<String> = p
         .state
         .config()
@@ -158,10 +149,7 @@ pub(super) async fn alerts(
     } else {
         format!("/api/v1/alerts?state={state}&limit={ALERT_ROWS}")
     };
-    let list = p
-        .api(&s.principal, Method::GET, &uri, None)
-        .await
-        .or(json!({}));
+    let list = p.read(&s.principal, &uri).await;
     let all = items(&list);
     let rows: Vec<Value> = all
         .iter()
