@@ -60,4 +60,6 @@ echo; echo "== counts by status (API: GET /api/v1/counts) =="
 curl -fsS "http://127.0.0.1:$port/api/v1/counts"; echo
 echo; echo "certkeeper is running on http://127.0.0.1:$port (Ctrl-C stops it)."
 echo "Try: $bin certificates list --config $config --all --format csv"
+echo "Web portal: http://127.0.0.1:$port/ui/ (first make an account in another terminal:"
+echo "  $bin admin create admin --role primary_admin --password-stdin --config $config )"
 wait $daemon

@@ -595,3 +595,20 @@ fn a_walk_through_the_portal_in_headless_chromium() {
     );
     println!("screenshots in {}", out.display());
 }
+
+/// A fresh install has no account: the sign-in page says how to make the
+/// first one, and stops saying it once there is one.
+#[test]
+fn the_sign_in_page_says_how_to_make_the_first_account() {
+    let mut daemon = Daemon::new("");
+    daemon.start();
+    let (status, page) = http("GET", &daemon.url("/ui/login"), None, &[]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("id=\"first-run\"") && page.contains("admin create"),
+        "{page}"
+    );
+    daemon.cli_ok(&["admin", "create", "alice", "--role", "primary_admin"]);
+    let (_, page) = http("GET", &daemon.url("/ui/login"), None, &[]);
+    assert!(!page.contains("first-run"), "{page}");
+}

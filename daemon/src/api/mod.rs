@@ -84,6 +84,11 @@ impl AppState {
     pub(crate) fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
     }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 /// A JSON error response.

@@ -160,7 +160,16 @@ async fn login_page(State(p): State<Portal>, session: Option<Extension<Session>>
     if session.is_some() {
         return redirect("/ui/", None);
     }
-    p.render(None, None, StatusCode::OK, "login.html", json!({}))
+    // A fresh install has nobody to sign in as: say how to make the first
+    // account rather than leave the form to fail.
+    let first_run = !p.state.store().has_users().await.unwrap_or(true);
+    p.render(
+        None,
+        None,
+        StatusCode::OK,
+        "login.html",
+        json!({ "first_run": first_run }),
+    )
 }
 
 async fn login(
