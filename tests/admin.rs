@@ -186,7 +186,9 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
             "GET",
             "/api/v1/certificates" | "/api/v1/findings" | "/api/v1/managed" | "/api/v1/events",
         )
-        | ("GET", "/api/v1/alerts" | "/api/v1/requests" | "/api/v1/counts") => (READERS, List),
+        | ("GET", "/api/v1/alerts" | "/api/v1/requests" | "/api/v1/counts" | "/api/v1/expiries") => {
+            (READERS, List)
+        }
         ("GET", "/api/v1/certificates/{fingerprint}" | "/api/v1/requests/{id}") => {
             (READERS, Object)
         }

@@ -427,6 +427,24 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     assert!(page.contains("action-renew") && page.contains("action-replace"));
     assert!(!page.contains("PRIVATE KEY"), "no key material on the page");
 
+    // The dashboard's timeline: the 5-day certificate in week 0, the new
+    // 89-day one in week 12; the 200-day one is past the 13 weeks.
+    let weeks = api(&daemon, "GET", "/api/v1/expiries?weeks=13", json!(null));
+    let counts: Vec<u64> = weeks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 13);
+    assert_eq!(
+        (counts[0], counts[12], counts.iter().sum::<u64>()),
+        (1, 1, 2),
+        "{weeks}"
+    );
+    let (_, _, home) = dave.get("/ui/");
+    assert!(home.contains("<title>week of"), "the chart's bars: {home}");
+
     // Inventory order and window, alert states, as the filters say.
     let (_, _, latest) = dave.get("/ui/certificates?sort=latest");
     let (new, old) = (

@@ -433,6 +433,46 @@ async fn counts(
     Ok(axum::Json(counts).into_response())
 }
 
+/// `GET /api/v1/expiries?weeks=N`: how many certificates in force in the
+/// caller's scope expire in each of the next N weeks (default 13, at most
+/// 104), from one aggregate over the expiry index.
+async fn expiries(
+    State(state): State<AppState>,
+    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    const WEEK: i64 = 7 * 86_400;
+    let params = query_params(raw, &["weeks"])?;
+    let weeks = match params.get("weeks") {
+        None => 13,
+        Some(w) => w
+            .parse::<i64>()
+            .ok()
+            .filter(|w| (1..=104).contains(w))
+            .ok_or_else(|| ApiError::bad_request("weeks: expected 1 to 104"))?,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let filter = CertificateFilter {
+        expiring_within: Some(weeks * WEEK - 1),
+        org_units: principal.scope.units().map(<[String]>::to_vec),
+        contact: principal.scope.owner().map(str::to_owned),
+        now,
+        ..Default::default()
+    };
+    let counts = match state.store.expiries_per_period(&filter, WEEK).await {
+        Ok(c) => c,
+        Err(ListError::Cursor(e)) => return Err(ApiError::bad_request(e.to_string())),
+        Err(ListError::Store(e)) => return Err(ApiError::internal(e)),
+    };
+    let items: Vec<serde_json::Value> = (0..weeks)
+        .map(|w| {
+            let start = crate::reports::date(now + w * WEEK);
+            json!({ "week": w, "start": start, "count": counts.get(&w).copied().unwrap_or(0) })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "items": items })).into_response())
+}
+
 async fn import(
     State(state): State<AppState>,
     axum::Extension(principal): axum::Extension<crate::admin::Principal>,

@@ -193,6 +193,12 @@ fn base_document() -> Value {
             "/api/v1/counts": { "get": { "summary": "Certificates by status. Any role, scoped", "security": [{ "bearer": [] }],
                 "responses": { "200": { "description": "status → count", "content": { "application/json": { "schema": {
                     "type": "object", "additionalProperties": { "type": "integer" } } } } } } } },
+            "/api/v1/expiries": { "get": { "summary": "How many certificates in force expire in each of the next weeks (the dashboard's timeline). Any role, scoped", "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "weeks", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 104, "default": 13 } }],
+                "responses": { "200": { "description": "one item per week from now", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "week": { "type": "integer" }, "start": { "type": "string", "format": "date" }, "count": { "type": "integer" } } } } } } } } },
+                    "400": error_response("weeks out of range, or an unknown parameter") } } },
             "/api/v1/import": { "post": {
                 "summary": "Import PEM (any number of certificates) or DER; imported certificates have no org unit until assigned. Primary admin, department admin",
                 "security": [{ "bearer": [] }],

@@ -453,6 +453,40 @@ pub struct Decide {
     pub to: Option<String>,
 }
 
+/// Applies `changes` to `request` if it is still pending (409 if someone
+/// decided first), records `event` with it, and audits `action`.
+async fn decide_pending(
+    state: &AppState,
+    principal: &Principal,
+    request: &Request,
+    changes: serde_json::Value,
+    event: Option<(String, Value)>,
+    action: &str,
+) -> Result<Request, ApiError> {
+    let now = chrono::Utc::now().timestamp();
+    let Some(after) = state
+        .store
+        .transition_request(&request.id, "pending", changes, event, now)
+        .await
+        .map_err(ApiError::internal)?
+    else {
+        return Err(ApiError::conflict(format!(
+            "request `{}` is {}, not pending",
+            request.id, request.state
+        )));
+    };
+    audit(
+        state,
+        principal,
+        action,
+        Some(&request.id),
+        Some(json!(request)),
+        Some(json!(after)),
+    )
+    .await?;
+    Ok(after)
+}
+
 /// `POST /api/v1/requests/{id}/approve`: approves a pending request in the
 /// approver's scope and starts issuance.
 pub async fn approve(
@@ -469,30 +503,13 @@ pub async fn approve(
             approver: principal.user.clone(),
         },
     );
-    let Some(approved) = state
-        .store
-        .transition_request(
-            &id,
-            "pending",
-            json!({ "state": "approved", "decided_by": principal.user, "decided": now }),
-            Some(ev),
-            now,
-        )
-        .await
-        .map_err(ApiError::internal)?
-    else {
-        return Err(ApiError::conflict(format!(
-            "request `{id}` is {}, not pending",
-            request.state
-        )));
-    };
-    audit(
+    let approved = decide_pending(
         &state,
         &principal,
+        &request,
+        json!({ "state": "approved", "decided_by": principal.user, "decided": now }),
+        Some(ev),
         "request_approve",
-        Some(&id),
-        Some(json!(request)),
-        Some(json!(approved)),
     )
     .await?;
     // A renewal request names its managed certificate: approving it
@@ -536,27 +553,13 @@ pub async fn reject(
             reason: reason.clone(),
         },
     );
-    let Some(rejected) = state
-        .store
-        .transition_request(
-            &id,
-            "pending",
-            json!({ "state": "rejected", "decided_by": principal.user, "decided": now, "reason": reason }),
-            Some(ev),
-            now,
-        )
-        .await
-        .map_err(ApiError::internal)?
-    else {
-        return Err(ApiError::conflict(format!("request `{id}` is {}, not pending", request.state)));
-    };
-    audit(
+    let rejected = decide_pending(
         &state,
         &principal,
+        &request,
+        json!({ "state": "rejected", "decided_by": principal.user, "decided": now, "reason": reason }),
+        Some(ev),
         "request_reject",
-        Some(&id),
-        Some(json!(request)),
-        Some(json!(rejected)),
     )
     .await?;
     Ok(Json(rejected).into_response())
@@ -594,25 +597,13 @@ pub async fn assign(
             request.org_unit
         )));
     }
-    let now = chrono::Utc::now().timestamp();
-    let Some(assigned) = state
-        .store
-        .transition_request(&id, "pending", json!({ "assignee": to }), None, now)
-        .await
-        .map_err(ApiError::internal)?
-    else {
-        return Err(ApiError::conflict(format!(
-            "request `{id}` is {}, not pending",
-            request.state
-        )));
-    };
-    audit(
+    let assigned = decide_pending(
         &state,
         &principal,
+        &request,
+        json!({ "assignee": to }),
+        None,
         "request_assign",
-        Some(&id),
-        Some(json!(request)),
-        Some(json!(assigned)),
     )
     .await?;
     Ok(Json(assigned).into_response())
@@ -869,19 +860,6 @@ pub async fn report(
             filters.set(key, v).map_err(ApiError::bad_request)?;
         }
     }
-    // Checked here so the caller gets a 400, not a report cut short.
-    if let Some(name) = &filters.administrator
-        && state
-            .store
-            .user(name)
-            .await
-            .map_err(ApiError::internal)?
-            .is_none()
-    {
-        return Err(ApiError::bad_request(format!(
-            "administrator: no user `{name}`"
-        )));
-    }
     if let Some(unit) = query.get("org_unit").filter(|u| !u.is_empty()) {
         if filters
             .org_units
@@ -894,6 +872,16 @@ pub async fn report(
         }
         let all = state.store.org_units().await.map_err(ApiError::internal)?;
         filters.org_units = Some(super::descendants(&all, std::slice::from_ref(unit)));
+    }
+    // Narrowed here, so an unknown administrator is a 400, not a report
+    // cut short.
+    if let Some(name) = filters.administrator.clone() {
+        filters = crate::reports::administered(&state.store, &filters, &name)
+            .await
+            .map_err(|e| match e {
+                crate::reports::ReportError::Filter(m) => ApiError::bad_request(m),
+                other => ApiError::internal(other),
+            })?;
     }
     let chunks = Chunks::default();
     let sink = crate::reports::sink(format, chunks.clone());

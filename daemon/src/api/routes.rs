@@ -68,6 +68,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(Method::GET, "/api/v1/counts", P::Read, get(super::counts)),
         r(
+            Method::GET,
+            "/api/v1/expiries",
+            P::Read,
+            get(super::expiries),
+        ),
+        r(
             Method::POST,
             "/api/v1/import",
             P::Import,

@@ -133,7 +133,7 @@ fn environment() -> Environment<'static> {
             tracing::error!(template = name, error = %e, "portal template does not parse");
         }
     }
-    env.add_filter("date", |t: i64| date(t));
+    env.add_filter("date", crate::reports::date);
     env.add_filter("datetime", |t: i64| {
         chrono::DateTime::from_timestamp(t, 0)
             .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -146,12 +146,6 @@ fn environment() -> Environment<'static> {
         url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
     });
     env
-}
-
-fn date(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t, 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
 }
 
 /// The portal's routes, in front of the API router `api` (which its pages

@@ -257,10 +257,7 @@ async fn dashboard(
         .iter()
         .map(|st| json!({ "status": st, "count": counts[st].as_u64().unwrap_or(0) }))
         .collect();
-    let expiring = p
-        .read(who, "/api/v1/certificates?expiring_within=90d&limit=500")
-        .await;
-    let timeline = weekly(&expiring["items"], 13);
+    let timeline = weekly(&items(&p.read(who, "/api/v1/expiries?weeks=13").await));
     let findings = p.read(who, "/api/v1/findings?limit=10").await;
     let pending = p.read(who, "/api/v1/requests?state=pending").await;
     let alerts = p.read(who, "/api/v1/alerts?state=open").await;
@@ -273,7 +270,6 @@ async fn dashboard(
             "title": "Dashboard",
             "statuses": statuses,
             "timeline": timeline,
-            "more_expiring": expiring["next_cursor"].is_string(),
             "findings": items(&findings),
             "pending": items(&pending).iter().take(10).collect::<Vec<_>>(),
             "pending_total": items(&pending).len(),
@@ -291,28 +287,24 @@ pub(super) fn items(v: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Expiries per week for the next `weeks` weeks, with bar geometry for an
-/// inline SVG chart.
-fn weekly(certificates: &Value, weeks: i64) -> Value {
-    let now = chrono::Utc::now().timestamp();
-    let mut counts = vec![0u64; usize::try_from(weeks).unwrap_or(13)];
-    for c in certificates.as_array().into_iter().flatten() {
-        if let Some(t) = c["not_after"].as_i64() {
-            let w = (t - now).div_euclid(7 * 86_400);
-            if let Some(slot) = usize::try_from(w).ok().and_then(|w| counts.get_mut(w)) {
-                *slot += 1;
-            }
-        }
-    }
-    let max = counts.iter().copied().max().unwrap_or(0).max(1);
-    let bars: Vec<Value> = counts
+/// Bar geometry for an inline SVG chart of the weekly expiry counts
+/// (`GET /api/v1/expiries` items).
+fn weekly(weeks: &[Value]) -> Value {
+    let max = weeks
+        .iter()
+        .filter_map(|w| w["count"].as_u64())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars: Vec<Value> = weeks
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            let height = (*n as f64 / max as f64 * 100.0).round();
+        .map(|(i, w)| {
+            let n = w["count"].as_u64().unwrap_or(0);
+            let height = (n as f64 / max as f64 * 100.0).round();
             let i = i as i64;
             json!({
-                "week": super::date(now + i * 7 * 86_400),
+                "week": w["start"],
                 "count": n,
                 "x": i * 40 + 30,
                 "y": 110.0 - height,
@@ -320,5 +312,5 @@ fn weekly(certificates: &Value, weeks: i64) -> Value {
             })
         })
         .collect();
-    json!({ "bars": bars, "max": max, "width": weeks * 40 + 40 })
+    json!({ "bars": bars, "max": max, "width": weeks.len() as i64 * 40 + 40 })
 }

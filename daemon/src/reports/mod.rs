@@ -512,7 +512,8 @@ fn column_weight(header: &str) -> f32 {
     }
 }
 
-fn date(t: i64) -> String {
+/// `YYYY-MM-DD` (UTC) of a Unix time.
+pub(crate) fn date(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .map(|d| d.format("%Y-%m-%d").to_string())
         .unwrap_or_default()
@@ -618,14 +619,14 @@ pub async fn generate(
 ) -> Result<(), ReportError> {
     let now = chrono::Utc::now().timestamp();
     // An administrator filter narrows the units to those the administrator
-    // looks after (the org-units report does this itself, per row).
+    // looks after.
     let narrowed;
-    let filters = match (&filters.administrator, kind) {
-        (Some(name), k) if k != Kind::OrgUnits => {
+    let filters = match &filters.administrator {
+        Some(name) => {
             narrowed = administered(store, filters, name).await?;
             &narrowed
         }
-        _ => filters,
+        None => filters,
     };
     let scope = match &filters.org_units {
         Some(units) => format!("org units: {}", units.join(", ")),
@@ -824,8 +825,9 @@ pub async fn generate(
     Ok(())
 }
 
-/// `filters` limited to the org units administrator `name` looks after.
-async fn administered(
+/// `filters` limited to the org units administrator `name` looks after
+/// (within the caller's scope already in `filters`).
+pub async fn administered(
     store: &Store,
     filters: &Filters,
     name: &str,
@@ -835,8 +837,9 @@ async fn administered(
         .user(name)
         .await
         .map_err(store_err)?
-        .ok_or_else(|| ReportError::Filter(format!("administrator `{name}`: no such user")))?;
+        .ok_or_else(|| ReportError::Filter(format!("administrator: no user `{name}`")))?;
     let mut out = filters.clone();
+    out.administrator = None;
     if user.role == crate::admin::Role::DepartmentAdmin
         || user.role == crate::admin::Role::Subscriber
     {

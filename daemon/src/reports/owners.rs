@@ -186,8 +186,8 @@ struct UnitCounts {
 }
 
 /// `org-units`: each org unit with its administrators, its certificates by
-/// status and its enrollment requests. `filters.administrator` keeps the
-/// units that administrator looks after.
+/// status and its enrollment requests (an `administrator` filter has
+/// already narrowed the units to those that administrator looks after).
 pub async fn org_units(
     store: &Store,
     filters: &Filters,
@@ -209,33 +209,19 @@ pub async fn org_units(
             admins.entry(unit).or_default().push(u.name.clone());
         }
     }
-    let wanted: Option<Vec<String>> = match &filters.administrator {
-        Some(name) => {
-            let user = users.iter().find(|u| &u.name == name).ok_or_else(|| {
-                ReportError::Filter(format!("administrator `{name}`: no such user"))
-            })?;
-            Some(match user.role {
-                Role::PrimaryAdmin | Role::Auditor => {
-                    all_units.iter().map(|u| u.name.clone()).collect()
-                }
-                _ => crate::api::descendants(&all_units, &user.units),
-            })
-        }
-        None => None,
-    };
+    // `generate` has narrowed `filters.org_units` to the scope and to the
+    // administrator's units; the store query keeps to them.
     let keep = |unit: &str| {
-        wanted.as_ref().is_none_or(|w| w.iter().any(|u| u == unit))
-            && filters
-                .org_units
-                .as_ref()
-                .is_none_or(|s| s.iter().any(|u| u == unit))
+        filters
+            .org_units
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|u| u == unit))
     };
-    let mut counts: BTreeMap<String, UnitCounts> = BTreeMap::new();
-    for u in &all_units {
-        if keep(&u.name) {
-            counts.insert(u.name.clone(), UnitCounts::default());
-        }
-    }
+    let mut counts: BTreeMap<String, UnitCounts> = all_units
+        .iter()
+        .filter(|u| keep(&u.name))
+        .map(|u| (u.name.clone(), UnitCounts::default()))
+        .collect();
     let mut filter = certificate_filter(filters, now);
     filter.not_after_from = None;
     filter.not_after_to = None;
@@ -244,12 +230,6 @@ pub async fn org_units(
         filter,
         |c: &CertificateRecord| {
             let unit = c.org_unit.clone().unwrap_or_else(|| "(no unit)".into());
-            if unit != "(no unit)" && !keep(&unit) {
-                return Ok(());
-            }
-            if unit == "(no unit)" && wanted.is_some() {
-                return Ok(());
-            }
             let entry = counts.entry(unit).or_default();
             entry.total += 1;
             *entry.by_status.entry(c.status.to_string()).or_default() += 1;
