@@ -42,6 +42,8 @@ use std::time::Duration;
 mod config;
 mod files;
 mod material;
+#[cfg(test)]
+pub(crate) use material::tests::cert as test_cert;
 mod reload;
 
 pub use config::{DeployTarget, Endpoint, FileKind, InvalidTarget, Mode};

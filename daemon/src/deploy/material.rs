@@ -173,7 +173,7 @@ fn pkcs12(
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;

@@ -10,7 +10,8 @@
 //! 1. **ordering**: a fresh key (sealed in the store), a CSR, the order;
 //!    the issued chain is saved as soon as the CA returns it;
 //! 2. **issued**: deploy to every target (atomic files, reload, live
-//!    verification, rollback on failure), and for a replacement also verify
+//!    verification on several probes in a row, rollback on failure), and
+//!    for a replacement also verify
 //!    every endpoint where the old certificate was seen;
 //! 3. **deployed**: for a replacement, revoke the old certificate (a CA that
 //!    answers "already revoked" means a previous run did it);
@@ -53,6 +54,11 @@ use crate::store::{Store, StoreError};
 const WINDOW_REFRESH: i64 = 6 * 3600;
 /// Earlier certificates kept per managed certificate, for `revoke`.
 const KEEP_PREVIOUS: usize = 5;
+/// Probes in a row that must see the new certificate before a deployment
+/// counts as verified, spread over [`VERIFY_SETTLE`].
+const VERIFY_STREAK: u32 = 4;
+/// How long the new certificate must be served without a lapse.
+const VERIFY_SETTLE: Duration = Duration::from_millis(750);
 
 /// A connector with its per-CA concurrency bound.
 pub struct ConnectorEntry {
@@ -667,49 +673,22 @@ impl Renewer {
         Ok(())
     }
 
-    /// Probes each endpoint until it serves `fingerprint` or the
-    /// verification timeout passes.
+    /// Checks every endpoint serves `fingerprint` steadily (see
+    /// [`serves_steadily`]).
     async fn verify_serving(
         &self,
         endpoints: &[(String, u16)],
         sni: Option<&str>,
         fingerprint: &str,
     ) -> Result<(), String> {
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(self.settings.verify_timeout_seconds);
-        for (host, port) in endpoints {
-            let addr = match tokio::net::lookup_host((host.as_str(), *port)).await {
-                Ok(mut addrs) => addrs
-                    .next()
-                    .ok_or_else(|| format!("{host}:{port} does not resolve"))?,
-                Err(e) => return Err(format!("{host}:{port} does not resolve: {e}")),
-            };
-            let name = sni.or_else(|| {
-                host.parse::<std::net::IpAddr>()
-                    .is_err()
-                    .then_some(host.as_str())
-            });
-            let mut last;
-            loop {
-                last = match self.prober.probe(addr, name, None).await {
-                    Ok(probed) => match probed
-                        .chain_der
-                        .first()
-                        .map(|d| hex::encode(Sha256::digest(d)))
-                    {
-                        Some(fp) if fp == fingerprint => break,
-                        Some(fp) => format!("{host}:{port} serves {fp}"),
-                        None => format!("{host}:{port} presented no certificate"),
-                    },
-                    Err(e) => format!("{host}:{port}: {e}"),
-                };
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(format!("{last}, not the new certificate {fingerprint}"));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-        Ok(())
+        serves_steadily(
+            &self.prober,
+            endpoints,
+            sni,
+            fingerprint,
+            Duration::from_secs(self.settings.verify_timeout_seconds),
+        )
+        .await
     }
 
     async fn revoke_old(
@@ -1295,6 +1274,67 @@ fn parse_location(location: &str) -> Option<(std::net::SocketAddr, Option<String
     Some((addr.parse().ok()?, sni))
 }
 
+/// Probes each endpoint until it serves `fingerprint` on
+/// [`VERIFY_STREAK`] probes in a row, or `timeout` passes.
+///
+/// One good answer is not enough: a reloading server (nginx, for one)
+/// runs its old workers beside the new ones for a moment, so the next
+/// connection can still get the old certificate. A streak spanning
+/// [`VERIFY_SETTLE`] outlasts that hand-over.
+async fn serves_steadily(
+    prober: &Prober,
+    endpoints: &[(String, u16)],
+    sni: Option<&str>,
+    fingerprint: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (host, port) in endpoints {
+        let addr = match tokio::net::lookup_host((host.as_str(), *port)).await {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| format!("{host}:{port} does not resolve"))?,
+            Err(e) => return Err(format!("{host}:{port} does not resolve: {e}")),
+        };
+        let name = sni.or_else(|| {
+            host.parse::<std::net::IpAddr>()
+                .is_err()
+                .then_some(host.as_str())
+        });
+        let mut streak = 0;
+        loop {
+            let last = match prober.probe(addr, name, None).await {
+                Ok(probed) => match probed
+                    .chain_der
+                    .first()
+                    .map(|d| hex::encode(Sha256::digest(d)))
+                {
+                    Some(fp) if fp == fingerprint => None,
+                    Some(fp) => Some(format!("{host}:{port} serves {fp}")),
+                    None => Some(format!("{host}:{port} presented no certificate")),
+                },
+                Err(e) => Some(format!("{host}:{port}: {e}")),
+            };
+            match last {
+                None => {
+                    streak += 1;
+                    if streak >= VERIFY_STREAK {
+                        break;
+                    }
+                }
+                Some(last) => {
+                    streak = 0;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(format!("{last}, not the new certificate {fingerprint}"));
+                    }
+                }
+            }
+            tokio::time::sleep(VERIFY_SETTLE / (VERIFY_STREAK - 1)).await;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1306,6 +1346,96 @@ mod tests {
         assert_eq!(sni.as_deref(), Some("www.example.com"));
         assert_eq!(parse_location("[::1]:8443").unwrap().1, None);
         assert!(parse_location("/etc/ssl/cert.pem").is_none());
+    }
+
+    /// A TLS server on loopback answering its `n`th connection with
+    /// `script(n)`'s certificate; returns its port and a connection counter.
+    async fn flapping_server(
+        script: impl Fn(usize) -> usize + Send + 'static,
+    ) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let identities = [
+            deploy::test_cert("new.test", None),
+            deploy::test_cert("old.test", None),
+        ];
+        let acceptors: Vec<_> = identities
+            .iter()
+            .map(|(cert, key)| {
+                let mut a = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+                a.set_certificate(cert).unwrap();
+                a.set_private_key(key).unwrap();
+                a.build()
+            })
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let ssl = openssl::ssl::Ssl::new(acceptors[script(n)].context()).unwrap();
+                tokio::spawn(async move {
+                    let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+                    let _ = std::pin::Pin::new(&mut tls).accept().await;
+                });
+            }
+        });
+        (port, count)
+    }
+
+    /// After a reload, old and new workers answer side by side for a moment:
+    /// a single good probe must not count as verified.
+    #[tokio::test]
+    async fn verification_waits_for_a_steady_streak() {
+        let prober = Prober::new(ProbeOptions::default()).unwrap();
+        // Connection 0 gets the new certificate, 1 the old, then new again.
+        let (port, count) = flapping_server(|n| usize::from(n == 1)).await;
+        // The server's own new certificate, read from a first probe.
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let first = prober.probe(addr, None, None).await.unwrap();
+        let served_new = hex::encode(Sha256::digest(&first.chain_der[0]));
+        let endpoints = [("127.0.0.1".to_owned(), port)];
+        serves_steadily(
+            &prober,
+            &endpoints,
+            None,
+            &served_new,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        // Connection 1 (old) broke the streak: verified only after four
+        // more new answers in a row (connections 2 to 5).
+        let connections = count.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(connections >= 6, "verified after {connections} connections");
+
+        // A server that never settles is refused once the timeout passes,
+        // with the old certificate named.
+        let (port, _) = flapping_server(|n| n % 2).await;
+        let endpoints = [("127.0.0.1".to_owned(), port)];
+        let first = prober
+            .probe(([127, 0, 0, 1], port).into(), None, None)
+            .await
+            .unwrap();
+        let flapping_new = hex::encode(Sha256::digest(&first.chain_der[0]));
+        let error = serves_steadily(
+            &prober,
+            &endpoints,
+            None,
+            &flapping_new,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            error.contains("serves") && error.contains(&flapping_new),
+            "{error}"
+        );
     }
 
     #[test]
