@@ -143,7 +143,7 @@ async fn a_daemon_down_across_thresholds_catches_up_with_one_message_and_never_r
     let events = expiry_events(&store).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].2, 30, "the tightest threshold speaks");
-    let ledger_rows = store.list_alerts(None, 100).await.unwrap();
+    let ledger_rows = store.list_alerts(None, 100, None).await.unwrap().items;
     let folded: Vec<u32> = ledger_rows
         .iter()
         .filter(|a| a.folded)
@@ -188,9 +188,10 @@ async fn a_renewed_certificate_stops_alerting_and_its_alerts_resolve() {
     assert!(events.iter().any(|e| e.0 == new_fp && e.2 == 90));
     assert!(
         store
-            .list_alerts(Some("open"), 100)
+            .list_alerts(Some("open"), 100, None)
             .await
             .unwrap()
+            .items
             .iter()
             .all(|a| a.fingerprint == new_fp)
     );

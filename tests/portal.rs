@@ -121,24 +121,31 @@ crl_path = "{}"
         ("soon.shop.corp.test", "web", 5),
         ("books.pay.corp.test", "finance", 200),
     ] {
-        let pem = common::self_signed(daemon.dir.path(), cn, days);
-        let auth = format!("Bearer {ROOT}");
-        let (status, text) = http(
-            "POST",
-            &daemon.url("/api/v1/import"),
-            Some(&pem),
-            &[("Authorization", auth.as_str())],
-        );
-        assert_eq!(status, 200, "{text}");
-        let added: Value = serde_json::from_str(&text).unwrap();
-        api(
-            &daemon,
-            "POST",
-            "/api/v1/certificates/assign",
-            json!({ "fingerprints": added["added"], "org_unit": unit, "contacts": [format!("owner@{cn}")] }),
-        );
+        owned_certificate(&daemon, cn, unit, days);
     }
     daemon
+}
+
+/// Imports a self-signed certificate for `cn` expiring in `days`, assigned
+/// to `unit` with contact `owner@cn`; returns its fingerprint.
+fn owned_certificate(daemon: &Daemon, cn: &str, unit: &str, days: u32) -> String {
+    let pem = common::self_signed(daemon.dir.path(), cn, days);
+    let auth = format!("Bearer {ROOT}");
+    let (status, text) = http(
+        "POST",
+        &daemon.url("/api/v1/import"),
+        Some(&pem),
+        &[("Authorization", auth.as_str())],
+    );
+    assert_eq!(status, 200, "{text}");
+    let added: Value = serde_json::from_str(&text).unwrap();
+    api(
+        daemon,
+        "POST",
+        "/api/v1/certificates/assign",
+        json!({ "fingerprints": added["added"], "org_unit": unit, "contacts": [format!("owner@{cn}")] }),
+    );
+    added["added"][0].as_str().unwrap().to_owned()
 }
 
 /// A signed-in portal session over plain HTTP.
@@ -504,6 +511,187 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     let (status, _) = sam.post("/ui/logout", &[("_csrf", token.as_str())], None);
     assert_eq!(status, 303);
     assert_eq!(sam.get("/ui/").0, 303);
+}
+
+/// Ids of the rows of a ledger page (`data-{kind}-id` attributes).
+fn row_ids(page: &str, kind: &str) -> Vec<String> {
+    let marker = format!("data-{kind}-id=\"");
+    page.match_indices(&marker)
+        .map(|(at, _)| {
+            let rest = &page[at + marker.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// The "Next page" link of a page, if any.
+fn next_link(page: &str) -> Option<String> {
+    let at = page.find("<a rel=\"next\" href=\"")? + 20;
+    let rest = &page[at..];
+    Some(rest[..rest.find('"').unwrap()].replace("&amp;", "&"))
+}
+
+/// Long lists come a page at a time: each request and alert once, newest
+/// first, with the filters kept; a scoped admin's pages hold only its own
+/// rows however they are spread through the ledger.
+#[test]
+fn long_lists_page_without_repeats_and_within_scope() {
+    let daemon = organisation();
+    // 120 requests for web (requires approval, so they stay pending).
+    let mut csv = String::from("identifiers,connector,org_unit\n");
+    for i in 0..120 {
+        csv.push_str(&format!("n{i}.app.corp.test,corp-ca,web\n"));
+    }
+    let auth = format!("Bearer {ROOT}");
+    let (status, body) = http(
+        "POST",
+        &daemon.url("/api/v1/requests/bulk"),
+        Some(csv.as_bytes()),
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "text/csv"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let dave = Session::sign_in(&daemon, "dave", USERS[1].3);
+    let mut seen = Vec::new();
+    let mut page_sizes = Vec::new();
+    let mut next = Some("/ui/requests?state=pending".to_owned());
+    while let Some(path) = next.take() {
+        let (status, _, page) = dave.get(&path);
+        assert_eq!(status, 200, "{path}");
+        let ids = row_ids(&page, "request");
+        page_sizes.push(ids.len());
+        seen.extend(ids);
+        assert_eq!(
+            page.contains(">First page<"),
+            path.contains("cursor="),
+            "a first-page link on later pages only: {path}"
+        );
+        next = next_link(&page);
+        if let Some(n) = &next {
+            assert!(n.contains("state=pending"), "the filter is kept: {n}");
+        }
+    }
+    assert_eq!(page_sizes, [50, 50, 20]);
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 120, "every request once");
+    // Newest first: the API's own order, one page of 500.
+    let all = api(&daemon, "GET", "/api/v1/requests?limit=500", json!(null));
+    let order: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, order, "the pages are the ledger, newest first");
+    let (_, _, rejected) = dave.get("/ui/requests?state=rejected");
+    assert!(row_ids(&rejected, "request").is_empty() && next_link(&rejected).is_none());
+    let fred = Session::sign_in(&daemon, "fred", USERS[4].3);
+    let (_, _, theirs) = fred.get("/ui/requests");
+    assert!(
+        row_ids(&theirs, "request").is_empty(),
+        "web's requests are not finance's"
+    );
+    for (path, name) in [
+        ("/api/v1/requests?limit=0", "limit"),
+        ("/api/v1/requests?cursor=not-a-cursor", "cursor"),
+        ("/api/v1/alerts?cursor=not-a-cursor", "cursor"),
+        ("/api/v1/managed?owner=me", "owner"),
+    ] {
+        let (status, body) = http(
+            "GET",
+            &daemon.url(path),
+            None,
+            &[("Authorization", auth.as_str())],
+        );
+        assert!(
+            status == 400 && body.contains(name),
+            "{path}: {status} {body}"
+        );
+    }
+
+    // Alerts: 8 more certificates expiring in 3 days, web and finance in
+    // turn. Walking dave's ledger two rows at a time gives exactly web's
+    // alerts, each once.
+    let mut web = std::collections::HashSet::new();
+    for i in 0..8 {
+        let unit = if i % 2 == 0 { "web" } else { "finance" };
+        let cn = format!(
+            "a{i}.{}.corp.test",
+            if unit == "web" { "shop" } else { "pay" }
+        );
+        let fp = owned_certificate(&daemon, &cn, unit, 3);
+        if unit == "web" {
+            web.insert(fp);
+        }
+    }
+    // Every one of the ten certificates in the ledger (the two of the
+    // organisation, the eight new ones).
+    let everything = eventually(Duration::from_secs(30), || {
+        let all = api(&daemon, "GET", "/api/v1/alerts?limit=1000", json!(null));
+        let fps: std::collections::HashSet<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["fingerprint"].as_str().unwrap().to_owned())
+            .collect();
+        (fps.len() >= 9).then_some(all)
+    })
+    .unwrap_or_else(|| panic!("alerts never raised\n{}", daemon.log()));
+    let mut expected: Vec<String> = everything["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            web.contains(a["fingerprint"].as_str().unwrap())
+                || a["subject"].as_str().unwrap_or("").contains("soon.shop")
+        })
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    let dave_token = api(
+        &daemon,
+        "POST",
+        "/api/v1/tokens",
+        json!({ "user": "dave", "label": "pager" }),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dave_auth = format!("Bearer {dave_token}");
+    let mut walked = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/alerts?limit=2&cursor={c}"),
+            None => "/api/v1/alerts?limit=2".to_owned(),
+        };
+        let (status, body) = http(
+            "GET",
+            &daemon.url(&path),
+            None,
+            &[("Authorization", dave_auth.as_str())],
+        );
+        assert_eq!(status, 200, "{body}");
+        let page: Value = serde_json::from_str(&body).unwrap();
+        let ids: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(ids.len() <= 2);
+        walked.extend(ids);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    expected.sort();
+    walked.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(walked, expected, "dave's pages: web's alerts, each once");
 }
 
 /// Where the browser test writes its screenshots.

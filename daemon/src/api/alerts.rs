@@ -39,29 +39,48 @@ fn one_of(
     }
 }
 
-/// `GET /api/v1/alerts?state=open|acknowledged|resolved&limit=N`: the alert
-/// ledger, newest first.
+/// Most ledger pages one scoped listing reads to fill its page.
+const SCOPED_SCAN_PAGES: usize = 20;
+
+/// `GET /api/v1/alerts?state=open|acknowledged|resolved&limit=N&cursor=C`:
+/// the alert ledger, newest first, a page at a time (`next_cursor`).
+///
+/// A scoped caller's page holds only its certificates' alerts: the walk goes
+/// on through the ledger until the page is full, or for at most
+/// [`SCOPED_SCAN_PAGES`] pages, and the cursor resumes where it stopped, so a
+/// short page never means the end unless `next_cursor` is absent.
 pub async fn list_alerts(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let filter = one_of(&query, "state", &["open", "acknowledged", "resolved"])?;
-    let mut items = state
-        .store
-        .list_alerts(filter.as_deref(), limit(&query)?)
-        .await
-        .map_err(ApiError::internal)?;
-    if let Some(units) = principal.scope.units() {
-        let fps: Vec<String> = items.iter().map(|a| a.fingerprint.clone()).collect();
-        let visible = state
+    let limit = limit(&query)?;
+    let mut cursor = query.get("cursor").cloned();
+    let mut items = Vec::new();
+    for _ in 0..SCOPED_SCAN_PAGES {
+        let page = state
             .store
-            .in_scope(&fps, units, principal.scope.owner())
+            .list_alerts(filter.as_deref(), limit - items.len(), cursor.as_deref())
             .await
-            .map_err(ApiError::internal)?;
-        items.retain(|a| visible.contains(&a.fingerprint));
+            .map_err(super::list_error)?;
+        let mut rows = page.items;
+        if let Some(units) = principal.scope.units() {
+            let fps: Vec<String> = rows.iter().map(|a| a.fingerprint.clone()).collect();
+            let visible = state
+                .store
+                .in_scope(&fps, units, principal.scope.owner())
+                .await
+                .map_err(ApiError::internal)?;
+            rows.retain(|a| visible.contains(&a.fingerprint));
+        }
+        items.extend(rows);
+        cursor = page.next_cursor;
+        if cursor.is_none() || items.len() >= limit {
+            break;
+        }
     }
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(Json(json!({ "items": items, "next_cursor": cursor })).into_response())
 }
 
 /// Body of an acknowledgement.

@@ -6,7 +6,7 @@
 //! progress shows in `GET /api/v1/managed`. Sealed keys never leave the
 //! store: the listing is a view without them.
 
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use certkeeper_connectors::RevocationReason;
@@ -131,20 +131,57 @@ pub async fn certificate_in_scope(
         .is_some_and(|(cert, _)| principal.can_see(&cert)))
 }
 
-/// `GET /api/v1/managed`.
+/// `GET /api/v1/managed?name=&fingerprint=`: every managed certificate in
+/// the caller's scope, or the one of that name, or the one holding that
+/// certificate now or before.
 pub async fn list_managed(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let items = renewer(&state)?.list().await.map_err(ApiError::internal)?;
+    if let Some(key) = query
+        .keys()
+        .find(|k| !["name", "fingerprint"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter `{key}` (expected name or fingerprint)"
+        )));
+    }
+    let fingerprint = query
+        .get("fingerprint")
+        .map(|f| f.replace(':', "").to_ascii_lowercase());
+    let holds = |m: &ManagedState| {
+        fingerprint.as_deref().is_none_or(|fp| {
+            m.current.as_ref().is_some_and(|c| c.fingerprint == fp)
+                || m.previous.iter().any(|p| p.fingerprint == fp)
+        })
+    };
+    let renewer = renewer(&state)?;
+    let items: Vec<ManagedState> = match (query.get("name"), fingerprint.as_deref()) {
+        (None, None) => renewer.list().await.map_err(ApiError::internal)?,
+        (Some(name), _) => state
+            .store
+            .managed(name)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .collect(),
+        (None, Some(fp)) => state
+            .store
+            .managed_holding(fp)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .collect(),
+    };
+    let items: Vec<ManagedState> = items.into_iter().filter(|m| holds(m)).collect();
     let mut views = Vec::new();
     for view in items.iter().map(ManagedView::from) {
         if certificate_in_scope(&state, &principal, view.fingerprint.as_deref()).await? {
             views.push(view);
         }
     }
-    let items = views;
-    Ok(axum::Json(json!({ "items": items })).into_response())
+    Ok(axum::Json(json!({ "items": views })).into_response())
 }
 
 /// `POST /api/v1/managed`: a `[[certificate]]` table as JSON (no deploy
@@ -258,12 +295,12 @@ pub async fn renew_one(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     if principal.scope != Scope::All {
-        let managed = renewer(&state)?.list().await.map_err(ApiError::internal)?;
-        let fingerprint = managed
-            .iter()
-            .map(ManagedView::from)
-            .find(|m| m.name == name)
-            .and_then(|m| m.fingerprint);
+        let fingerprint = state
+            .store
+            .managed(&name)
+            .await
+            .map_err(ApiError::internal)?
+            .and_then(|m| m.current.map(|c| c.fingerprint));
         if !certificate_in_scope(&state, &principal, fingerprint.as_deref()).await? {
             return Err(ApiError::not_found(format!(
                 "no managed certificate `{name}`"

@@ -381,8 +381,16 @@ async fn list_certificates(
     filter.contact = principal.scope.owner().map(str::to_owned);
     match state.store.list_certificates(&filter).await {
         Ok(page) => Ok(axum::Json(page).into_response()),
-        Err(ListError::Cursor(e)) => Err(ApiError::bad_request(e.to_string())),
-        Err(ListError::Store(e)) => Err(ApiError::internal(e)),
+        Err(e) => Err(list_error(e)),
+    }
+}
+
+/// A listing's failure: a bad cursor is the caller's (400, naming the
+/// parameter), anything else the store's.
+pub(crate) fn list_error(e: ListError) -> ApiError {
+    match e {
+        ListError::Cursor(e) => ApiError::bad_request(format!("cursor: {e}")),
+        ListError::Store(e) => ApiError::internal(e),
     }
 }
 

@@ -243,6 +243,9 @@ fn base_document() -> Value {
                 "responses": { "200": { "description": "jobs", "content": { "application/json": { "schema": {
                     "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } } } } } },
             "/api/v1/managed": { "get": { "summary": "Managed certificates: what is in service, when it renews, the operation in progress. Any role, scoped", "security": [{ "bearer": [] }],
+                "parameters": [
+                    { "name": "name", "in": "query", "description": "only the managed certificate of this name", "schema": { "type": "string" } },
+                    { "name": "fingerprint", "in": "query", "description": "only the managed certificate holding this certificate, now or before", "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "managed certificates", "content": { "application/json": { "schema": {
                     "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
                         "name": { "type": "string" },
@@ -258,7 +261,7 @@ fn base_document() -> Value {
                         "attempts": { "type": "integer" }, "next_attempt": { "type": ["integer", "null"] },
                         "last_error": { "type": ["string", "null"] },
                         "previous": { "type": "array", "items": { "type": "string" } } } } } } } } } },
-                    "503": error_response("renewal worker not running") } },
+                    "400": error_response("an unknown parameter"), "503": error_response("renewal worker not running") } },
                 "post": { "summary": "Create a managed certificate: a [[certificate]] table as JSON, without deploy targets (those stay in the config file); issued at once. Primary admin (others enroll through POST /api/v1/requests)",
                     "security": [{ "bearer": [] }],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
@@ -285,19 +288,21 @@ fn base_document() -> Value {
                         "kind": { "type": "object", "properties": { "type": { "type": "string" } } },
                         "certificate": { "type": ["object", "null"] } } } } } } } } },
                     "400": error_response("bad limit") } } },
-            "/api/v1/alerts": { "get": { "summary": "The alert ledger (one row per certificate and expiry threshold; threshold 0 is expired), newest first. Any role, scoped",
+            "/api/v1/alerts": { "get": { "summary": "The alert ledger (one row per certificate and expiry threshold; threshold 0 is expired), newest first, a page at a time: pass next_cursor back as cursor. Any role, scoped: a scoped page may be short, and only a missing next_cursor means the end",
                 "security": [{ "bearer": [] }],
                 "parameters": [
                     { "name": "state", "in": "query", "schema": { "type": "string", "enum": ["open", "acknowledged", "resolved"] } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }],
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                    { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "alerts", "content": { "application/json": { "schema": {
                     "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
                         "id": { "type": "string" }, "fingerprint": { "type": "string" }, "subject": { "type": "string" },
                         "threshold": { "type": "integer" }, "raised_at": { "type": "integer" }, "not_after": { "type": "integer" },
                         "state": { "type": "string" }, "folded": { "type": "boolean" }, "event": { "type": ["string", "null"] },
                         "acked_by": { "type": ["string", "null"] }, "acked_at": { "type": ["integer", "null"] },
-                        "escalated_at": { "type": ["integer", "null"] }, "resolved_at": { "type": ["integer", "null"] } } } } } } } } },
-                    "400": error_response("bad state or limit") } } },
+                        "escalated_at": { "type": ["integer", "null"] }, "resolved_at": { "type": ["integer", "null"] } } } },
+                        "next_cursor": { "type": ["string", "null"], "description": "absent on the last page" } } } } } },
+                    "400": error_response("bad state, limit or cursor") } } },
             "/api/v1/alerts/{id}/ack": { "post": { "summary": "Acknowledge an open alert (and the looser-threshold alerts of the same certificate); it stops escalating. Primary admin; department admin in its org units. A user acknowledges as itself; `by` names the person only for api.token",
                 "security": [{ "bearer": [] }],
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
@@ -503,10 +508,15 @@ fn admin_paths() -> Value {
                     "type": "object", "properties": { "changed": { "type": "integer" } } } } } },
                 "400": error_response("nothing to set, no certificate selected, or an unknown org unit"), "422": body_refused() } } },
         "/api/v1/requests": {
-            "get": { "summary": "Enrollment requests, newest first (at most 500). Any role, scoped: department admins see their units' requests, subscribers their own",
+            "get": { "summary": "Enrollment requests, newest first, a page at a time: pass next_cursor back as cursor. Any role, scoped: department admins see their units' requests, subscribers their own",
                 "security": bearer,
-                "parameters": [{ "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "approved", "rejected"] } }],
-                "responses": { "200": items("requests", "Request"), "400": error_response("bad state") } },
+                "parameters": [{ "name": "state", "in": "query", "schema": { "type": "string", "enum": ["pending", "approved", "rejected"] } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 500, "default": 100 } },
+                    { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "requests", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": { "items": { "type": "array", "items": schema("Request") },
+                        "next_cursor": { "type": ["string", "null"], "description": "absent on the last page" } } } } } },
+                    "400": error_response("bad state, limit or cursor") } },
             "post": { "summary": "Request a certificate. The domain policy of the org unit (and the units above it) decides: every name pre-approved → approved and issued at once; any name needing approval → pending, and a request_pending_approval event tells the approvers; any name blocked, another unit's or unmanaged → rejected with the reason. Primary admin, department admin, subscriber (for their own org units)",
                 "security": bearer,
                 "requestBody": body(json!({ "type": "object", "required": ["identifiers", "connector"], "properties": {

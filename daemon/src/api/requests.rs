@@ -395,7 +395,12 @@ pub async fn bulk(
     Ok(Json(json!({ "counts": counts, "rows": results })).into_response())
 }
 
-/// `GET /api/v1/requests?state=`: the caller's scope (subscribers: their own).
+/// Most requests one page lists.
+const MAX_REQUEST_PAGE: usize = 500;
+
+/// `GET /api/v1/requests?state=&limit=&cursor=`: the caller's scope
+/// (subscribers: their own), newest first, a page at a time
+/// (`next_cursor`).
 pub async fn list(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -409,17 +414,30 @@ pub async fn list(
             "state: `{s}` is not pending, approved or rejected"
         )));
     }
-    let items = state
+    let limit = match query.get("limit") {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_REQUEST_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "limit: expected 1 to {MAX_REQUEST_PAGE}, got `{l}`"
+                ))
+            })?,
+    };
+    let page = state
         .store
         .requests(
             principal.scope.units(),
             principal.scope.owner(),
             state_filter,
-            500,
+            limit,
+            query.get("cursor").map(String::as_str),
         )
         .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "items": items })).into_response())
+        .map_err(super::list_error)?;
+    Ok(Json(page).into_response())
 }
 
 async fn load(state: &AppState, principal: &Principal, id: &str) -> Result<Request, ApiError> {

@@ -71,18 +71,41 @@ pub async fn answer(command: AlertsCommand, backend: &Backend) -> anyhow::Result
             limit,
             format,
         } => {
-            let items: Vec<AlertRow> = match backend {
-                Backend::Api(client) => {
-                    let path = format!(
-                        "/api/v1/alerts?{}",
-                        query(&[("state", state), ("limit", Some(limit.to_string()))])
-                    );
-                    let response = client.request(reqwest::Method::GET, &path).send().await?;
-                    let body: Value = client.json(response).await?;
-                    serde_json::from_value(body["items"].clone())?
+            // Newest first, page after page until `limit` rows.
+            let mut items: Vec<AlertRow> = Vec::new();
+            let mut cursor: Option<String> = None;
+            while items.len() < limit {
+                let want = (limit - items.len()).min(1000);
+                let (rows, next): (Vec<AlertRow>, Option<String>) = match backend {
+                    Backend::Api(client) => {
+                        let path = format!(
+                            "/api/v1/alerts?{}",
+                            query(&[
+                                ("state", state.clone()),
+                                ("limit", Some(want.to_string())),
+                                ("cursor", cursor.clone()),
+                            ])
+                        );
+                        let response = client.request(reqwest::Method::GET, &path).send().await?;
+                        let body: Value = client.json(response).await?;
+                        (
+                            serde_json::from_value(body["items"].clone())?,
+                            body["next_cursor"].as_str().map(str::to_owned),
+                        )
+                    }
+                    Backend::Local(store, _) => {
+                        let page = store
+                            .list_alerts(state.as_deref(), want, cursor.as_deref())
+                            .await?;
+                        (page.items, page.next_cursor)
+                    }
+                };
+                items.extend(rows);
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
                 }
-                Backend::Local(store, _) => store.list_alerts(state.as_deref(), limit).await?,
-            };
+            }
             let rows: Vec<Vec<String>> = items
                 .iter()
                 .map(|a| {

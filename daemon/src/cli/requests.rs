@@ -134,12 +134,25 @@ pub async fn request(args: RequestArgs, backend: &Backend) -> anyhow::Result<()>
 
 /// `certkeeper requests`.
 pub async fn list(backend: &Backend, state: Option<String>, format: Format) -> anyhow::Result<()> {
-    let path = match &state {
-        Some(s) => format!("/api/v1/requests?state={s}"),
-        None => "/api/v1/requests".into(),
-    };
-    let (_, body) = send(backend, reqwest::Method::GET, &path, None).await?;
-    let items = body["items"].as_array().cloned().unwrap_or_default();
+    // Every request in scope, newest first, a page at a time.
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = url::form_urlencoded::Serializer::new(String::from("limit=500"));
+        if let Some(s) = &state {
+            query.append_pair("state", s);
+        }
+        if let Some(c) = &cursor {
+            query.append_pair("cursor", c);
+        }
+        let path = format!("/api/v1/requests?{}", query.finish());
+        let (_, body) = send(backend, reqwest::Method::GET, &path, None).await?;
+        items.extend(body["items"].as_array().cloned().unwrap_or_default());
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let rows: Vec<Vec<String>> = items
         .iter()

@@ -63,8 +63,8 @@ pub(super) async fn certificates(
     let error = (!page.ok()).then(|| page.message());
     let page = page.or(json!({}));
     let units = p.read(who, "/api/v1/org-units").await;
-    // The next page keeps the filters.
-    let next = page["next_cursor"].as_str().map(|c| {
+    // The next and the first page keep the filters.
+    let link = |cursor: Option<&str>| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
         for key in ["q", "status", "org_unit", "issuer", "sort", "within"] {
             let v = get(key);
@@ -72,9 +72,13 @@ pub(super) async fn certificates(
                 q.append_pair(key, &v);
             }
         }
-        q.append_pair("cursor", c);
+        if let Some(c) = cursor {
+            q.append_pair("cursor", c);
+        }
         format!("/ui/certificates?{}", q.finish())
-    });
+    };
+    let next = page["next_cursor"].as_str().map(|c| link(Some(c)));
+    let first = (!get("cursor").is_empty()).then(|| link(None));
     let mut export = url::form_urlencoded::Serializer::new(String::new());
     export.append_pair("format", "csv");
     for key in ["status", "org_unit", "issuer"] {
@@ -92,6 +96,7 @@ pub(super) async fn certificates(
             "title": "Inventory",
             "items": items(&page),
             "next": next,
+            "first": first,
             "export": format!("/api/v1/reports/inventory?{}", export.finish()),
             "filters": { "q": get("q"), "status": get("status"), "org_unit": get("org_unit"), "issuer": get("issuer"), "sort": sort, "within": get("within") },
             "statuses": STATUSES,
@@ -130,13 +135,10 @@ pub(super) async fn certificate(
     if let Some(c) = detail["certificate"].as_object_mut() {
         c.remove("pem");
     }
-    let managed = p.read(who, "/api/v1/managed").await;
-    let managed = items(&managed).into_iter().find(|m| {
-        m["fingerprint"] == json!(fp)
-            || m["previous"]
-                .as_array()
-                .is_some_and(|prev| prev.contains(&json!(fp)))
-    });
+    let managed = p
+        .read(who, &format!("/api/v1/managed?fingerprint={fp}"))
+        .await;
+    let managed = items(&managed).into_iter().next();
     let audit = if allows(who.role, Permission::ReadAudit) {
         let a = p
             .read(who, &format!("/api/v1/audit?object={fp}&limit=50"))

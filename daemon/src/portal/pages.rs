@@ -259,8 +259,22 @@ async fn dashboard(
         .collect();
     let timeline = weekly(&items(&p.read(who, "/api/v1/expiries?weeks=13").await));
     let findings = p.read(who, "/api/v1/findings?limit=10").await;
-    let pending = p.read(who, "/api/v1/requests?state=pending").await;
-    let alerts = p.read(who, "/api/v1/alerts?state=open").await;
+    let pending = p
+        .read(who, "/api/v1/requests?state=pending&limit=500")
+        .await;
+    let alerts = p.read(who, "/api/v1/alerts?state=open&limit=1000").await;
+    let open: Vec<Value> = items(&alerts)
+        .into_iter()
+        .filter(|a| a["folded"] != json!(true))
+        .collect();
+    // A first page's count, with "+" when there are more pages.
+    let total = |page: &Value, n: usize| {
+        if page["next_cursor"].is_string() {
+            format!("{n}+")
+        } else {
+            n.to_string()
+        }
+    };
     p.render(
         Some(&s),
         Some(&headers),
@@ -272,9 +286,9 @@ async fn dashboard(
             "timeline": timeline,
             "findings": items(&findings),
             "pending": items(&pending).iter().take(10).collect::<Vec<_>>(),
-            "pending_total": items(&pending).len(),
-            "alerts": items(&alerts).iter().filter(|a| a["folded"] != json!(true)).take(10).collect::<Vec<_>>(),
-            "alerts_total": items(&alerts).iter().filter(|a| a["folded"] != json!(true)).count(),
+            "pending_total": total(&pending, items(&pending).len()),
+            "alerts": open.iter().take(10).collect::<Vec<_>>(),
+            "alerts_total": total(&alerts, open.len()),
         }),
     )
 }

@@ -10,29 +10,96 @@ use serde_json::{Value, json};
 use super::pages::items;
 use super::{Flash, Form, Portal, Session, redirect};
 
+/// Requests per page.
+const REQUEST_ROWS: usize = 50;
+/// Alerts per page.
+const ALERT_ROWS: usize = 100;
+
+/// The query of a ledger page (`state`, `cursor`, `limit`) from the page's
+/// own query, and the links to the next and the newest pages.
+struct LedgerQuery {
+    state: String,
+    api: String,
+    newest: Option<String>,
+}
+
+impl LedgerQuery {
+    fn new(
+        query: &std::collections::HashMap<String, String>,
+        states: &[&str],
+        api: &str,
+        page: &str,
+        limit: usize,
+    ) -> Self {
+        let state = query
+            .get("state")
+            .map(String::as_str)
+            .filter(|s| states.contains(s))
+            .unwrap_or_default()
+            .to_owned();
+        let cursor = query.get("cursor").filter(|c| !c.is_empty());
+        let mut q = url::form_urlencoded::Serializer::new(format!("limit={limit}"));
+        if !state.is_empty() {
+            q.append_pair("state", &state);
+        }
+        if let Some(c) = cursor {
+            q.append_pair("cursor", c);
+        }
+        Self {
+            api: format!("{api}?{}", q.finish()),
+            newest: cursor.map(|_| Self::link(page, &state, None)),
+            state,
+        }
+    }
+
+    /// The page's own address with `state` and `cursor`.
+    fn link(page: &str, state: &str, cursor: Option<&str>) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if !state.is_empty() {
+            q.append_pair("state", state);
+        }
+        if let Some(c) = cursor {
+            q.append_pair("cursor", c);
+        }
+        match q.finish() {
+            q if q.is_empty() => page.to_owned(),
+            q => format!("{page}?{q}"),
+        }
+    }
+}
+
 pub(super) async fn requests(
     State(p): State<Portal>,
     Extension(s): Extension<Session>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let who = &s.principal;
-    let list = p.read(who, "/api/v1/requests").await;
-    let managed = p.read(who, "/api/v1/managed").await;
-    let managed = items(&managed);
-    let rows: Vec<Value> = items(&list)
-        .into_iter()
-        .map(|mut r| {
-            let issued = r["managed"].as_str().and_then(|name| {
-                managed
-                    .iter()
-                    .find(|m| m["name"] == json!(name))
-                    .and_then(|m| m["fingerprint"].as_str())
-                    .map(str::to_owned)
-            });
-            r["fingerprint"] = json!(issued);
-            r
-        })
-        .collect();
+    let ledger = LedgerQuery::new(
+        &query,
+        &["pending", "approved", "rejected"],
+        "/api/v1/requests",
+        "/ui/requests",
+        REQUEST_ROWS,
+    );
+    let list = p.read(who, &ledger.api).await;
+    let mut rows = Vec::new();
+    for mut r in items(&list) {
+        // The certificate an approved request became: one lookup per row
+        // shown, not a read of every managed certificate.
+        if let Some(name) = r["managed"].as_str() {
+            let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            let managed = p.read(who, &format!("/api/v1/managed?name={name}")).await;
+            r["fingerprint"] = items(&managed)
+                .first()
+                .map(|m| m["fingerprint"].clone())
+                .unwrap_or(Value::Null);
+        }
+        rows.push(r);
+    }
+    let next = list["next_cursor"]
+        .as_str()
+        .map(|c| LedgerQuery::link("/ui/requests", &ledger.state, Some(c)));
     let units = p.read(who, "/api/v1/org-units").await;
     let connectors: Vec<String> = p
         .state
@@ -49,6 +116,9 @@ pub(super) async fn requests(
         json!({
             "title": "Requests",
             "requests": rows,
+            "state": ledger.state,
+            "next": next,
+            "newest": ledger.newest,
             "units": items(&units),
             "connectors": connectors,
         }),
@@ -130,32 +200,27 @@ pub(super) async fn decide(
     redirect("/ui/requests", Some(flash))
 }
 
-/// Most ledger rows the alerts page lists (the API's page limit).
-const ALERT_ROWS: usize = 1000;
-
 pub(super) async fn alerts(
     State(p): State<Portal>,
     Extension(s): Extension<Session>,
     headers: HeaderMap,
     axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
-    let state = query
-        .get("state")
-        .map(String::as_str)
-        .filter(|s| ["open", "acknowledged", "resolved"].contains(s))
-        .unwrap_or_default();
-    let uri = if state.is_empty() {
-        format!("/api/v1/alerts?limit={ALERT_ROWS}")
-    } else {
-        format!("/api/v1/alerts?state={state}&limit={ALERT_ROWS}")
-    };
-    let list = p.read(&s.principal, &uri).await;
-    let all = items(&list);
-    let rows: Vec<Value> = all
-        .iter()
+    let ledger = LedgerQuery::new(
+        &query,
+        &["open", "acknowledged", "resolved"],
+        "/api/v1/alerts",
+        "/ui/alerts",
+        ALERT_ROWS,
+    );
+    let list = p.read(&s.principal, &ledger.api).await;
+    let rows: Vec<Value> = items(&list)
+        .into_iter()
         .filter(|a| a["folded"] != json!(true))
-        .cloned()
         .collect();
+    let next = list["next_cursor"]
+        .as_str()
+        .map(|c| LedgerQuery::link("/ui/alerts", &ledger.state, Some(c)));
     p.render(
         Some(&s),
         Some(&headers),
@@ -164,9 +229,9 @@ pub(super) async fn alerts(
         json!({
             "title": "Alerts",
             "alerts": rows,
-            "state": state,
-            "truncated": all.len() >= ALERT_ROWS,
-            "limit": ALERT_ROWS,
+            "state": ledger.state,
+            "next": next,
+            "newest": ledger.newest,
         }),
     )
 }

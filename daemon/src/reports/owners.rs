@@ -239,15 +239,15 @@ pub async fn org_units(
     )
     .await?;
     let requests = store
-        .requests(filters.org_units.as_deref(), None, None, 100_000)
+        .request_counts(filters.org_units.as_deref())
         .await
         .map_err(store_err)?;
-    for r in requests {
-        if let Some(entry) = counts.get_mut(&r.org_unit) {
-            match r.state.as_str() {
-                "pending" => entry.pending += 1,
-                "approved" => entry.approved += 1,
-                _ => entry.rejected += 1,
+    for (unit, state, n) in requests {
+        if let Some(entry) = counts.get_mut(&unit) {
+            match state.as_str() {
+                "pending" => entry.pending += n,
+                "approved" => entry.approved += n,
+                _ => entry.rejected += n,
             }
         }
     }

@@ -17,6 +17,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::inventory::ListError;
+use super::ledger::{LedgerPage, Positioned};
 use super::{Store, StoreError, take_rows, with_conflict_retry};
 
 /// Threshold value of the "expired" ledger row.
@@ -56,6 +58,15 @@ pub struct AlertRow {
     pub escalated_at: Option<i64>,
     /// When it was resolved (Unix seconds).
     pub resolved_at: Option<i64>,
+}
+
+impl Positioned for AlertRow {
+    fn time(&self) -> i64 {
+        self.raised_at
+    }
+    fn key(&self) -> &str {
+        &self.id
+    }
 }
 
 /// One attempt in a delivery's log.
@@ -263,23 +274,26 @@ impl Store {
         Ok(())
     }
 
-    /// Ledger rows, newest first, optionally only in `state`.
+    /// Ledger rows, newest first, optionally only in `state`: `limit` of
+    /// them after `cursor` (a previous page's `next_cursor`).
     pub async fn list_alerts(
         &self,
         state: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<AlertRow>, StoreError> {
-        let filter = if state.is_some() {
-            "WHERE state = $state"
+        cursor: Option<&str>,
+    ) -> Result<LedgerPage<AlertRow>, ListError> {
+        let conditions = if state.is_some() {
+            vec!["state = $state"]
         } else {
-            ""
+            Vec::new()
         };
-        self.rows(
-            &format!(
-                "SELECT *, record::id(id) AS id FROM alert {filter} ORDER BY raised_at DESC LIMIT $limit"
-            ),
-            json!({ "state": state, "limit": limit }),
-            0,
+        self.ledger_page(
+            "alert",
+            "raised_at",
+            conditions,
+            json!({ "state": state }),
+            limit,
+            cursor,
         )
         .await
     }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use serde_json::json;
 
 use super::{Store, StoreError, take_returned, take_rows, with_conflict_retry};
@@ -81,20 +80,12 @@ pub struct ExpirySeries {
 #[error("invalid cursor: pass back the next_cursor of a previous page unchanged")]
 pub struct BadCursor;
 
-fn encode_cursor(not_after: i64, fingerprint: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{not_after}:{fingerprint}"))
-}
-
 fn decode_cursor(cursor: &str) -> Result<(i64, String), BadCursor> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| BadCursor)?;
-    let raw = String::from_utf8(raw).map_err(|_| BadCursor)?;
-    let (t, fp) = raw.split_once(':').ok_or(BadCursor)?;
+    let (t, fp) = super::ledger::decode(cursor)?;
     if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(BadCursor);
     }
-    Ok((t.parse().map_err(|_| BadCursor)?, fp.to_string()))
+    Ok((t, fp))
 }
 
 /// Error from [`Store::list_certificates`].
@@ -192,7 +183,7 @@ impl Store {
             items.truncate(filter.limit);
             items
                 .last()
-                .map(|last| encode_cursor(last.cert.not_after, &last.cert.fingerprint))
+                .map(|last| super::ledger::encode(last.cert.not_after, &last.cert.fingerprint))
         } else {
             None
         };

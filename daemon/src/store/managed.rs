@@ -167,6 +167,23 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
+    /// The managed certificate whose current or an earlier certificate is
+    /// `fingerprint`.
+    pub async fn managed_holding(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<ManagedState>, StoreError> {
+        let rows: Vec<ManagedState> = self
+            .rows(
+                "SELECT * OMIT id FROM managed WHERE current.fingerprint = $fp \
+                 OR previous.*.fingerprint CONTAINS $fp LIMIT 1",
+                json!({ "fp": fingerprint }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
     /// Every managed certificate's state, by name.
     pub async fn managed_all(&self) -> Result<Vec<ManagedState>, StoreError> {
         self.rows("SELECT * OMIT id FROM managed ORDER BY name", json!({}), 0)

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod findings;
 pub mod inventory;
 pub mod jobs;
+pub mod ledger;
 pub mod managed;
 pub mod migrations;
 pub mod requests;

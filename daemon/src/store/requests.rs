@@ -9,6 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::inventory::ListError;
+use super::ledger::{LedgerPage, Positioned};
 use super::{Store, StoreError, take_returned, with_conflict_retry};
 use crate::admin::domains::DomainRule;
 
@@ -50,6 +52,15 @@ pub struct Request {
     pub decided: Option<i64>,
 }
 
+impl Positioned for Request {
+    fn time(&self) -> i64 {
+        self.created
+    }
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Store {
     /// Records a new request with its event.
     pub async fn create_request(
@@ -89,15 +100,16 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
-    /// Requests, newest first: of these units (`None`: all), of this
-    /// requester, in this state.
+    /// Requests in `units` (all when `None`), by `requester`, in `state`,
+    /// newest first: `limit` of them after `cursor`.
     pub async fn requests(
         &self,
         units: Option<&[String]>,
         requester: Option<&str>,
         state: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<Request>, StoreError> {
+        cursor: Option<&str>,
+    ) -> Result<LedgerPage<Request>, ListError> {
         let mut conditions = Vec::new();
         if units.is_some() {
             conditions.push("org_unit IN $units");
@@ -108,17 +120,48 @@ impl Store {
         if state.is_some() {
             conditions.push("state = $state");
         }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        self.rows(
-            &format!("SELECT *, record::id(id) AS id FROM request {filter} ORDER BY created DESC LIMIT $limit"),
-            json!({ "units": units, "requester": requester, "state": state, "limit": limit }),
-            0,
+        self.ledger_page(
+            "request",
+            "created",
+            conditions,
+            json!({ "units": units, "requester": requester, "state": state }),
+            limit,
+            cursor,
         )
         .await
+    }
+
+    /// How many requests each org unit (of `units`, all when `None`) has in
+    /// each state: `(org_unit, state, count)`.
+    pub async fn request_counts(
+        &self,
+        units: Option<&[String]>,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            org_unit: String,
+            state: String,
+            n: u64,
+        }
+        let filter = if units.is_some() {
+            "WHERE org_unit IN $units"
+        } else {
+            ""
+        };
+        let rows: Vec<Row> = self
+            .rows(
+                &format!(
+                    "SELECT org_unit, state, count() AS n FROM request {filter} \
+                     GROUP BY org_unit, state"
+                ),
+                json!({ "units": units }),
+                0,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.org_unit, r.state, r.n))
+            .collect())
     }
 
     /// Moves a request from `from` to the state in `changes` (merged into
