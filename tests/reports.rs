@@ -625,4 +625,74 @@ fn history_org_units_and_findings_by_owner() {
         None,
     );
     assert!(status == 200 && html.contains("<svg") && html.contains("Issued per month"));
+
+    // Requests belong to the inventory: two pending for web (the domain
+    // needs approval), one rejected (no rule for its domain).
+    let (status, body) = call(
+        &daemon,
+        "POST",
+        "/api/v1/domains",
+        ROOT,
+        Some(json!({ "domain": "app.corp.test", "org_unit": "web", "mode": "requires_approval" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    for name in ["a.app.corp.test", "b.app.corp.test", "x.elsewhere.test"] {
+        let (status, body) = call(
+            &daemon,
+            "POST",
+            "/api/v1/requests",
+            ROOT,
+            Some(json!({ "identifiers": [name], "org_unit": "web", "connector": "corp-ca" })),
+        );
+        let expected = if name.ends_with("elsewhere.test") {
+            422
+        } else {
+            202
+        };
+        assert_eq!(status, expected, "{name}: {body}");
+    }
+    let inventory = json("/api/v1/reports/inventory?format=json", ROOT);
+    assert_eq!(inventory["summary"]["requests pending"], "2", "{inventory}");
+    assert_eq!(
+        inventory["summary"]["requests rejected"], "1",
+        "{inventory}"
+    );
+    let rows = inventory["rows"].as_array().unwrap();
+    let mut pending: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["status"] == "pending")
+        .map(|r| r["subject"].as_str().unwrap())
+        .collect();
+    pending.sort_unstable();
+    assert_eq!(
+        pending,
+        ["a.app.corp.test", "b.app.corp.test"],
+        "{inventory}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["status"] == "rejected" && r["subject"] == "x.elsewhere.test"),
+        "{inventory}"
+    );
+    // Certificate-only filters leave the requests out; an org unit keeps them.
+    let valid = json("/api/v1/reports/inventory?format=json&status=valid", ROOT);
+    assert!(
+        valid["summary"].get("requests pending").is_none(),
+        "{valid}"
+    );
+    let finance = json(
+        "/api/v1/reports/inventory?format=json&org_unit=finance",
+        ROOT,
+    );
+    assert_eq!(finance["summary"]["requests pending"], "0", "{finance}");
+    let units = json("/api/v1/reports/org-units?format=json", ROOT);
+    let web = row(&units, "web").unwrap();
+    assert_eq!(
+        (
+            web["requests_pending"].as_str(),
+            web["requests_rejected"].as_str()
+        ),
+        (Some("2"), Some("1")),
+        "{web}"
+    );
 }

@@ -534,6 +534,68 @@ fn certificate_filter(filters: &Filters, now: i64) -> CertificateFilter {
     }
 }
 
+/// Whether the inventory report lists requests too: not when a filter only
+/// certificates have (status, issuer, expiry dates) is set, nor for a
+/// subscriber's view by contact.
+fn with_requests(filters: &Filters) -> bool {
+    filters.status.is_none()
+        && filters.issuer.is_none()
+        && filters.from.is_none()
+        && filters.to.is_none()
+        && filters.contact.is_none()
+}
+
+/// A request as an inventory row: its names, the connector asked, its
+/// state; no certificate fields.
+fn request_row(r: &crate::store::requests::Request) -> Vec<String> {
+    vec![
+        r.identifiers.join(" "),
+        r.identifiers.join(" "),
+        format!("(request {} to {})", r.id, r.connector),
+        String::new(),
+        String::new(),
+        String::new(),
+        r.state.clone(),
+        r.org_unit.clone(),
+        String::new(),
+    ]
+}
+
+/// Calls `each` for every request in `state` in the filters' org units,
+/// newest first, a page at a time.
+async fn each_request<F>(
+    store: &Store,
+    filters: &Filters,
+    state: &str,
+    mut each: F,
+    after_page: Flush<'_>,
+) -> Result<(), ReportError>
+where
+    F: FnMut(&crate::store::requests::Request) -> io::Result<()> + Send,
+{
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .requests(
+                filters.org_units.as_deref(),
+                None,
+                Some(state),
+                PAGE,
+                cursor.as_deref(),
+            )
+            .await
+            .map_err(|e| ReportError::Store(e.to_string()))?;
+        for r in &page.items {
+            each(r)?;
+        }
+        after_page().await?;
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Calls `each` for every certificate matching `filter`, a page at a time;
 /// `after_page` runs after each page (the caller drains its buffer there).
 async fn each_certificate<F>(
@@ -655,17 +717,46 @@ pub async fn generate(
             let total: u64 = counts.values().sum();
             let mut items = vec![("total".to_owned(), total.to_string())];
             items.extend(counts.iter().map(|(s, n)| (s.to_string(), n.to_string())));
-            sink.summary(&items)?;
-            let bars: Vec<(String, u64)> = counts
+            let mut bars: Vec<(String, u64)> = counts
                 .iter()
                 .filter(|(_, n)| **n > 0)
                 .map(|(s, n)| (s.to_string(), *n))
                 .collect();
-            sink.chart("Certificates by status", &bars, false)?;
+            // Enrollment requests are part of the inventory: approved ones
+            // became certificates (counted above); pending and rejected ones
+            // are listed after them.
+            let requests = with_requests(filters);
+            if requests {
+                let mut by_state: BTreeMap<String, u64> = ["pending", "approved", "rejected"]
+                    .into_iter()
+                    .map(|s| (s.to_owned(), 0))
+                    .collect();
+                for (_, state, n) in store
+                    .request_counts(filters.org_units.as_deref())
+                    .await
+                    .map_err(store_err)?
+                {
+                    *by_state.entry(state).or_default() += n;
+                }
+                for (state, n) in &by_state {
+                    items.push((format!("requests {state}"), n.to_string()));
+                    if *n > 0 && state != "approved" {
+                        bars.push((format!("request {state}"), *n));
+                    }
+                }
+            }
+            sink.summary(&items)?;
+            sink.chart("Certificates and requests by status", &bars, false)?;
             sink.columns(&CERT_COLUMNS)?;
             flush().await?;
             let filter = certificate_filter(filters, now);
             each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
+            if requests {
+                for state in ["pending", "rejected"] {
+                    each_request(store, filters, state, |r| sink.row(&request_row(r)), flush)
+                        .await?;
+                }
+            }
         }
         Kind::Expiring => {
             let within = filters.within_days.unwrap_or(90);
