@@ -206,6 +206,59 @@ fn api_filters_pages_and_refuses_bad_input() {
     assert_eq!(seen.len(), 15);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 15);
 
+    // Sorted by subject or issuer, either way, in pages of 4: each
+    // certificate once, in the order asked. Most share an issuer, so the
+    // pages break ties by fingerprint.
+    let walk = |query: &str| {
+        let mut rows: Vec<(String, String, String)> = Vec::new();
+        let mut path = format!("/api/v1/certificates?limit=4&{query}");
+        loop {
+            let (status, page) = get_json(&daemon, &path);
+            assert_eq!(status, 200, "{path}: {page}");
+            let text = |c: &Value, k: &str| c[k].as_str().unwrap().to_owned();
+            rows.extend(page["items"].as_array().unwrap().iter().map(|c| {
+                (
+                    text(c, "subject"),
+                    text(c, "issuer"),
+                    text(c, "fingerprint"),
+                )
+            }));
+            match page["next_cursor"].as_str() {
+                Some(c) => path = format!("/api/v1/certificates?limit=4&{query}&cursor={c}"),
+                None => return rows,
+            }
+        }
+    };
+    for (query, key) in [
+        ("sort=subject", 0),
+        ("sort=issuer", 1),
+        ("sort=subject&order=desc", 0),
+        ("sort=issuer&order=desc", 1),
+    ] {
+        let rows = walk(query);
+        let keys: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| (if key == 0 { &r.0 } else { &r.1 }.clone(), r.2.clone()))
+            .collect();
+        let mut expected = keys.clone();
+        expected.sort();
+        if query.ends_with("desc") {
+            expected.reverse();
+        }
+        assert_eq!(keys.len(), 15, "{query}");
+        assert_eq!(keys, expected, "{query}");
+    }
+    // A cursor belongs to its order; an unknown order is named.
+    let (_, first) = get_json(&daemon, "/api/v1/certificates?limit=4&sort=subject");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, body) = get_json(&daemon, &format!("/api/v1/certificates?cursor={cursor}"));
+    assert!(
+        status == 400 && body.to_string().contains("cursor"),
+        "{body}"
+    );
+    let (status, body) = get_json(&daemon, "/api/v1/certificates?sort=colour");
+    assert!(status == 400 && body.to_string().contains("sort"), "{body}");
+
     // Filters: expiring within 30 days = the 10, 20 and 30-day ones; status the same.
     let (_, page) = get_json(&daemon, "/api/v1/certificates?expiring_within=30d");
     let got: Vec<&str> = page["items"]

@@ -463,6 +463,16 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     assert!(
         soonest.find("soon.shop.corp.test").unwrap() < soonest.find("www.app.corp.test").unwrap()
     );
+    // By subject: books (200 days) < soon (5) < www (89), unlike any
+    // expiry order.
+    let (_, _, by_subject) = sessions["alice"].get("/ui/certificates?sort=subject");
+    let at = |name: &str| by_subject.find(name).unwrap();
+    assert!(
+        at("books.pay.corp.test") < at("soon.shop.corp.test")
+            && at("soon.shop.corp.test") < at("www.app.corp.test"),
+        "subject A to Z"
+    );
+    assert!(by_subject.contains("value=\"subject\" selected"));
     let (_, _, month) = dave.get("/ui/certificates?within=30");
     assert!(month.contains("soon.shop.corp.test") && !month.contains("www.app.corp.test"));
     eventually(Duration::from_secs(30), || {

@@ -337,6 +337,7 @@ async fn list_certificates(
             "limit",
             "cursor",
             "order",
+            "sort",
         ],
     )?;
     let max = state.config().api.max_page_size;
@@ -368,6 +369,11 @@ async fn list_certificates(
     filter.org_unit = params.get("org_unit").cloned();
     filter.q = params.get("q").cloned().filter(|q| !q.is_empty());
     filter.cursor = params.get("cursor").cloned();
+    if let Some(sort) = params.get("sort") {
+        filter.sort = sort
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("sort: {e}")))?;
+    }
     filter.descending = match params.get("order").map(String::as_str) {
         None | Some("asc") => false,
         Some("desc") => true,

@@ -167,7 +167,8 @@ fn base_document() -> Value {
                     { "name": "q", "in": "query", "description": "text search over names, issuer, serial, fingerprint", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } },
                     { "name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": { "type": "string" } },
-                    { "name": "order", "in": "query", "description": "asc (soonest expiry first, the default) or desc (latest first); keep it across the pages of a walk", "schema": { "type": "string", "enum": ["asc", "desc"] } }
+                    { "name": "sort", "in": "query", "description": "expiry (the default), subject or issuer (DN, then fingerprint); keep it across the pages of a walk", "schema": { "type": "string", "enum": ["expiry", "subject", "issuer"] } },
+                    { "name": "order", "in": "query", "description": "asc (soonest expiry or A to Z first, the default) or desc; keep it across the pages of a walk", "schema": { "type": "string", "enum": ["asc", "desc"] } }
                 ],
                 "responses": {
                     "200": { "description": "a page", "content": { "application/json": { "schema": {

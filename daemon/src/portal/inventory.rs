@@ -41,9 +41,11 @@ pub(super) async fn certificates(
                 query.append_pair(key, &v);
             }
         }
-        if sort == "latest" {
-            query.append_pair("order", "desc");
-        }
+        match sort.as_str() {
+            "latest" => query.append_pair("order", "desc"),
+            "subject" | "issuer" => query.append_pair("sort", &sort),
+            _ => &mut query,
+        };
         let within = get("within");
         if ["7", "30", "60", "90"].contains(&within.as_str()) {
             query.append_pair("expiring_within", &format!("{within}d"));

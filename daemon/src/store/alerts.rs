@@ -489,7 +489,7 @@ impl Store {
             "SELECT *, '' AS pem OMIT id, search FROM certificate
              WHERE not_after >= $from AND not_after <= $horizon
                AND status IN ['valid', 'expiring', 'expired'] AND replaced_by = NONE
-               AND (not_after > $t OR (not_after = $t AND fingerprint > $fp))
+               AND not_after >= $t AND (not_after > $t OR fingerprint > $fp)
              ORDER BY not_after, fingerprint LIMIT $limit",
             json!({ "from": from, "horizon": horizon, "t": after.0, "fp": after.1, "limit": limit }),
             0,

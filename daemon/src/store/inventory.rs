@@ -10,10 +10,56 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use serde_json::json;
 
 use super::{Store, StoreError, take_returned, take_rows, with_conflict_retry};
 use crate::inventory::{CertificateRecord, ImportOutcome, Sighting, SightingKind, Status};
+
+/// The order of a certificate listing; ties go by fingerprint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// `not_after`, the expiry.
+    #[default]
+    Expiry,
+    /// The subject DN.
+    Subject,
+    /// The issuer DN.
+    Issuer,
+}
+
+impl SortKey {
+    /// The field sorted on.
+    fn field(self) -> &'static str {
+        match self {
+            SortKey::Expiry => "not_after",
+            SortKey::Subject => "subject",
+            SortKey::Issuer => "issuer",
+        }
+    }
+
+    /// A certificate's value of the key, as its cursor carries it.
+    fn of(self, c: &CertificateRecord) -> serde_json::Value {
+        match self {
+            SortKey::Expiry => json!(c.cert.not_after),
+            SortKey::Subject => json!(c.cert.subject),
+            SortKey::Issuer => json!(c.cert.issuer),
+        }
+    }
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "expiry" => Ok(SortKey::Expiry),
+            "subject" => Ok(SortKey::Subject),
+            "issuer" => Ok(SortKey::Issuer),
+            other => Err(format!("expected expiry, subject or issuer, got `{other}`")),
+        }
+    }
+}
 
 /// Which certificates to list.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +88,9 @@ pub struct CertificateFilter {
     pub not_after_from: Option<i64>,
     /// Only certificates expiring before this time (Unix seconds).
     pub not_after_to: Option<i64>,
-    /// Latest expiry first (the cursor then walks backwards).
+    /// What the page is ordered by.
+    pub sort: SortKey,
+    /// Descending order (the cursor then walks backwards).
     pub descending: bool,
     /// Leave out each certificate's PEM (reports, which never print it,
     /// read a third of the bytes).
@@ -80,12 +128,29 @@ pub struct ExpirySeries {
 #[error("invalid cursor: pass back the next_cursor of a previous page unchanged")]
 pub struct BadCursor;
 
-fn decode_cursor(cursor: &str) -> Result<(i64, String), BadCursor> {
-    let (t, fp) = super::ledger::decode(cursor)?;
+/// A page's cursor: the last row's sort key and fingerprint.
+fn encode_cursor(key: &serde_json::Value, fingerprint: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!([key, fingerprint]).to_string())
+}
+
+fn decode_cursor(cursor: &str, sort: SortKey) -> Result<(serde_json::Value, String), BadCursor> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| BadCursor)?;
+    let (key, fp): (serde_json::Value, String) =
+        serde_json::from_slice(&raw).map_err(|_| BadCursor)?;
     if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(BadCursor);
     }
-    Ok((t, fp))
+    // A cursor of another order is refused, not misread.
+    let fits = match sort {
+        SortKey::Expiry => key.is_i64(),
+        SortKey::Subject | SortKey::Issuer => key.is_string(),
+    };
+    if !fits {
+        return Err(BadCursor);
+    }
+    Ok((key, fp))
 }
 
 /// Error from [`Store::list_certificates`].
@@ -170,10 +235,11 @@ impl Store {
         } else {
             "id, search"
         };
+        let field = filter.sort.field();
         let order = if filter.descending {
-            "not_after DESC, fingerprint DESC"
+            format!("{field} DESC, fingerprint DESC")
         } else {
-            "not_after, fingerprint"
+            format!("{field}, fingerprint")
         };
         let sql = format!(
             "SELECT * OMIT {omit} FROM certificate {filter_sql} ORDER BY {order} LIMIT $limit"
@@ -183,7 +249,7 @@ impl Store {
             items.truncate(filter.limit);
             items
                 .last()
-                .map(|last| super::ledger::encode(last.cert.not_after, &last.cert.fingerprint))
+                .map(|last| encode_cursor(&filter.sort.of(last), &last.cert.fingerprint))
         } else {
             None
         };
@@ -458,14 +524,19 @@ fn where_clause(filter: &CertificateFilter) -> Result<(String, serde_json::Value
         conditions.push("string::contains(search, $q)");
         vars["q"] = json!(q.to_lowercase());
     }
+    let keyset;
     if let Some(cursor) = &filter.cursor {
-        let (after, fp) = decode_cursor(cursor)?;
-        conditions.push(if filter.descending {
-            "(not_after < $after OR (not_after = $after AND fingerprint < $after_fp))"
-        } else {
-            "(not_after > $after OR (not_after = $after AND fingerprint > $after_fp))"
-        });
-        vars["after"] = json!(after);
+        let (after, fp) = decode_cursor(cursor, filter.sort)?;
+        let (field, op) = (
+            filter.sort.field(),
+            if filter.descending { "<" } else { ">" },
+        );
+        // The range on the sort field comes first and alone, so the store
+        // walks the index from the cursor instead of filtering every row.
+        keyset =
+            format!("{field} {op}= $after AND ({field} {op} $after OR fingerprint {op} $after_fp)");
+        conditions.push(&keyset);
+        vars["after"] = after;
         vars["after_fp"] = json!(fp);
     }
     let filter_sql = if conditions.is_empty() {

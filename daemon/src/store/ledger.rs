@@ -29,14 +29,13 @@ pub trait Positioned {
     fn key(&self) -> &str;
 }
 
-/// A cursor for the row at `(time, id)`; the inventory's keyset uses the
-/// same form with `(not_after, fingerprint)`.
-pub(super) fn encode(time: i64, id: &str) -> String {
+/// A cursor for the row at `(time, id)`.
+fn encode(time: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{time}:{id}"))
 }
 
 /// The `(time, id)` of a cursor made by [`encode`].
-pub(super) fn decode(cursor: &str) -> Result<(i64, String), BadCursor> {
+fn decode(cursor: &str) -> Result<(i64, String), BadCursor> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| BadCursor)?;
@@ -60,9 +59,11 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<LedgerPage<T>, ListError> {
+        // The range on the time comes first and alone, so the store walks
+        // the index from the cursor instead of filtering every row.
         let before = format!(
-            "({time_field} < $before_time OR ({time_field} = $before_time \
-             AND id < type::record($table, $before_id)))"
+            "{time_field} <= $before_time AND ({time_field} < $before_time \
+             OR id < type::record($table, $before_id))"
         );
         if let Some(cursor) = cursor {
             let (time, id) = decode(cursor)?;

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "accounts, org units, tokens, requests, domains, audit log",
         V5,
     ),
+    (
+        6,
+        "inventory sorted by subject and issuer; ledger order",
+        V6,
+    ),
 ];
 
 const V1: &str = r#"
@@ -159,6 +164,13 @@ DEFINE INDEX IF NOT EXISTS certificate_contacts ON certificate FIELDS contacts;
 DEFINE TABLE IF NOT EXISTS units SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS session SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS unit_use SCHEMALESS;
+"#;
+
+const V6: &str = r#"
+DEFINE INDEX IF NOT EXISTS certificate_subject ON certificate FIELDS subject, fingerprint;
+DEFINE INDEX IF NOT EXISTS certificate_issuer ON certificate FIELDS issuer, fingerprint;
+DEFINE INDEX IF NOT EXISTS alert_raised ON alert FIELDS raised_at;
+DEFINE INDEX IF NOT EXISTS request_created ON request FIELDS created;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
