@@ -24,6 +24,7 @@ use chrono::DateTime;
 use crate::config::alerts::AlertsConfig;
 use crate::inventory::CertificateRecord;
 use crate::store::alerts::{AlertRow, EXPIRED_THRESHOLD};
+use crate::store::inventory::ListError;
 use crate::store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
@@ -247,25 +248,37 @@ fn event_id(fingerprint: &str, threshold: u32) -> String {
     format!("expiry:{fingerprint}:{threshold}")
 }
 
+/// Resolves the open and acknowledged alerts of certificates renewed,
+/// revoked or taken out of management. Each state is walked a page at a time
+/// off the ledger's `(state, raised_at)` index.
 async fn resolve_finished(store: &Store, now: i64) -> Result<usize, StoreError> {
     let mut resolved = 0;
-    let mut after = String::new();
-    loop {
-        let page = store.unresolved_alerts(&after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id.clone();
-        let mut fps: Vec<String> = page.iter().map(|a| a.fingerprint.clone()).collect();
-        fps.dedup();
-        let finished = store.finished_certificates(&fps).await?;
-        if !finished.is_empty() {
-            resolved += page
-                .iter()
-                .filter(|a| finished.contains(&a.fingerprint))
-                .count();
-            store.resolve_alerts(&finished, now).await?;
-        }
-        if page.len() < PAGE {
-            break;
+    for state in ["open", "acknowledged"] {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store
+                .list_alerts(Some(state), PAGE, cursor.as_deref())
+                .await
+                .map_err(|e| match e {
+                    ListError::Store(e) => e,
+                    ListError::Cursor(e) => StoreError::Engine(format!("alert ledger page: {e}")),
+                })?;
+            let mut fps: Vec<String> = page.items.iter().map(|a| a.fingerprint.clone()).collect();
+            fps.sort_unstable();
+            fps.dedup();
+            let finished = store.finished_certificates(&fps).await?;
+            if !finished.is_empty() {
+                resolved += page
+                    .items
+                    .iter()
+                    .filter(|a| finished.contains(&a.fingerprint))
+                    .count();
+                store.resolve_alerts(&finished, now).await?;
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
         }
     }
     Ok(resolved)

@@ -206,22 +206,6 @@ impl Store {
         Ok(())
     }
 
-    /// Open or acknowledged ledger rows, in pages after `after` (an id).
-    pub async fn unresolved_alerts(
-        &self,
-        after: &str,
-        limit: usize,
-    ) -> Result<Vec<AlertRow>, StoreError> {
-        self.rows(
-            "SELECT *, record::id(id) AS id FROM alert
-             WHERE state != 'resolved' AND record::id(id) > $after
-             ORDER BY id LIMIT $limit",
-            json!({ "after": after, "limit": limit }),
-            0,
-        )
-        .await
-    }
-
     /// Marks every unresolved ledger row of these certificates resolved.
     pub async fn resolve_alerts(
         &self,
