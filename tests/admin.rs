@@ -68,10 +68,41 @@ type = "internal_ca"
 passphrase = "correct horse battery staple"
 allowed_dns = [".corp.test"]
 backdate_seconds = 0
-crl_path = "{}"
+crl_path = "{crl}"
+
+[[job]]
+name = "web-weekly"
+type = "report"
+kind = "inventory"
+schedule = "0 0 0 1 1 *"
+org_unit = "web"
+directory = "{reports}/web"
+
+[[job]]
+name = "finance-weekly"
+type = "report"
+kind = "inventory"
+schedule = "0 0 0 1 1 *"
+org_unit = "finance"
+directory = "{reports}/finance"
 "#,
-        daemon.path("corp.crl").display()
+        crl = daemon.path("corp.crl").display(),
+        reports = daemon.path("reports").display(),
     )
+}
+
+/// A report file of each scheduled job, as the job names them; returns the
+/// file name by job.
+fn report_files(daemon: &Daemon) -> HashMap<&'static str, String> {
+    let mut files = HashMap::new();
+    for (job, unit) in [("web-weekly", "web"), ("finance-weekly", "finance")] {
+        let dir = daemon.path("reports").join(unit);
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = format!("{job}-20261127-060000.csv");
+        std::fs::write(dir.join(&name), format!("subject\r\nCN=only-{unit}\r\n")).unwrap();
+        files.insert(job, name);
+    }
+    files
 }
 
 /// Starts a daemon and builds the organisation: units web (with web-shop
@@ -170,6 +201,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
     const IMPORT: &[&str] = &["alice", "dave", "fred"];
     const ENROLL: &[&str] = &["alice", "dave", "sam", "fred"];
     const APPROVE: &[&str] = &["alice", "dave", "fred"];
+    const APPROVE_OR_AUDIT: &[&str] = &["alice", "dave", "audrey", "fred"];
     const LIFECYCLE: &[&str] = &["alice", "dave", "sam", "fred"];
     const PUBLIC: &[&str] = &["anonymous", "alice", "dave", "audrey", "sam", "fred"];
     use Scoping::*;
@@ -193,6 +225,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
             (READERS, Object)
         }
         ("GET", "/api/v1/reports/{kind}") => (READERS, List),
+        ("GET", "/api/v1/reports/files/{job}/{file}") => (APPROVE_OR_AUDIT, Object),
         ("GET", "/api/v1/org-units" | "/api/v1/domains" | "/api/v1/whoami" | "/api/v1/tokens") => {
             (READERS, None)
         }
@@ -300,6 +333,7 @@ fn every_route_role_and_scope_is_enforced() {
         spare.insert(user, t["id"].as_str().unwrap().to_owned());
     }
 
+    let files = report_files(&daemon);
     let specs = certkeeper::api::routes::specs();
     assert!(specs.len() >= 40, "the route table lists every route");
     let mut checked = 0;
@@ -344,6 +378,22 @@ fn every_route_role_and_scope_is_enforced() {
                     )
                     .replace("{connector}", "corp-ca")
                     .replace("{kind}", "inventory")
+                    .replace(
+                        "{job}",
+                        if object_side == "in" {
+                            "web-weekly"
+                        } else {
+                            "finance-weekly"
+                        },
+                    )
+                    .replace(
+                        "{file}",
+                        &files[if object_side == "in" {
+                            "web-weekly"
+                        } else {
+                            "finance-weekly"
+                        }],
+                    )
                     .replace("{domain}", "nothing.corp.test")
                     .replace(
                         "{id}",

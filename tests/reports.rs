@@ -434,6 +434,55 @@ fn scheduled_reports_land_in_their_directory_and_are_announced() {
         .map(|e| e["kind"]["location"].as_str().unwrap().to_owned())
         .unwrap();
     assert!(location.starts_with(dir.to_str().unwrap()), "{location}");
+    // And where to download it through the API (a webhook or chat message
+    // carries the link): the same bytes as the file, for a token that may
+    // read reports.
+    let fetched = eventually(Duration::from_secs(30), || {
+        let (_, body) = call(&daemon, "GET", "/api/v1/events?limit=1000", ROOT, None);
+        let events: Value = serde_json::from_str(&body).ok()?;
+        let ready = events["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["kind"]["type"] == "report_ready")?
+            .clone();
+        let url = ready["kind"]["url"].as_str()?.to_owned();
+        assert!(
+            url.starts_with(&daemon.url("/api/v1/reports/files/weekly-expiring/weekly-expiring-")),
+            "{url}"
+        );
+        let file = std::fs::read(ready["kind"]["location"].as_str()?).ok()?;
+        let (status, body) = http(
+            "GET",
+            &url,
+            None,
+            &[("Authorization", &format!("Bearer {ROOT}"))],
+        );
+        (status == 200 && body.as_bytes() == file.as_slice()).then_some(url)
+    })
+    .unwrap_or_else(|| panic!("the report's link never served its file\n{}", daemon.log()));
+    let (status, _) = http("GET", &fetched, None, &[]);
+    assert_eq!(status, 401, "a token is needed");
+    for path in [
+        "/api/v1/reports/files/weekly-expiring/..%2f..%2fstore.key",
+        "/api/v1/reports/files/weekly-expiring/weekly-expiring-x.csv",
+        "/api/v1/reports/files/no-such-job/no-such-job-20261127-060000.csv",
+        "/api/v1/reports/files/weekly-expiring/weekly-expiring-20000101-000000.csv",
+    ] {
+        let (status, body) = call(&daemon, "GET", path, ROOT, None);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    // A public_url that is not http(s) is refused, naming the key.
+    std::fs::write(
+        &daemon.config,
+        "[api]\npublic_url = \"ftp://certkeeper.example.com\"\n",
+    )
+    .unwrap();
+    let out = daemon.cli(&["validate"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("api.public_url"),
+        "{text}"
+    );
     // A misspelt kind is refused by validate, naming the key.
     std::fs::write(
         &daemon.config,

@@ -54,7 +54,7 @@ pub enum JobBody {
         expiring_days: u32,
     },
     /// Write a report and announce it.
-    Report(Box<crate::config::ReportJob>),
+    Report(Box<crate::config::ReportJob>, String),
     /// Run a program.
     Command {
         /// Program and arguments.
@@ -119,7 +119,7 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
                 argv: c.command.clone(),
                 timeout: Duration::from_secs(c.timeout_seconds),
             },
-            JobConfig::Report(r) => JobBody::Report(Box::new(r.clone())),
+            JobConfig::Report(r) => JobBody::Report(Box::new(r.clone()), config.api.base_url()),
         };
         push(job.name(), job.schedule(), body);
     }
@@ -356,7 +356,7 @@ pub async fn execute(store: &Store, body: &JobBody) -> Result<(), String> {
             Ok(())
         }
         JobBody::Command { argv, timeout } => run_command(argv, *timeout).await,
-        JobBody::Report(job) => crate::reports::scheduled(store, job).await,
+        JobBody::Report(job, base_url) => crate::reports::scheduled(store, job, base_url).await,
     }
 }
 

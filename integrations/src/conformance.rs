@@ -111,6 +111,10 @@ pub fn sample_events() -> Vec<Event> {
         EventKind::ReportReady {
             report: "expiring".into(),
             location: "/var/lib/certkeeper/reports/expiring-2026-11-27.csv".into(),
+            url: Some(
+                "https://certkeeper.example.com/api/v1/reports/files/weekly/weekly-20261127-060000.csv"
+                    .into(),
+            ),
         },
         EventKind::AlertEscalated {
             alert: "alert-0001".into(),

@@ -175,8 +175,12 @@ pub enum EventKind {
     ReportReady {
         /// The report's kind (`expiring`, `inventory`, ...).
         report: String,
-        /// Where to get it (file path or URL).
+        /// The file on the daemon's host.
         location: String,
+        /// Where to download it through the API (with a token that may
+        /// read reports).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     /// An expiry alert went unacknowledged for too long: ticketing
     /// integrations open a ticket, escalation contacts are told.

@@ -266,13 +266,19 @@ pub fn render(event: &Event) -> Rendered {
                 ),
             )
         }
-        EventKind::ReportReady { report, location } => {
+        EventKind::ReportReady {
+            report,
+            location,
+            url,
+        } => {
             details.push(("Report", report.clone()));
             details.push(("Location", location.clone()));
-            (
-                format!("Report ready: {report}"),
-                format!("The {report} report is ready at {location}."),
-            )
+            let mut text = format!("The {report} report is ready at {location}.");
+            if let Some(url) = url {
+                details.push(("Download", url.clone()));
+                text.push_str(&format!(" Download it from {url}"));
+            }
+            (format!("Report ready: {report}"), text)
         }
         EventKind::AlertEscalated {
             alert,

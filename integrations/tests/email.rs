@@ -292,6 +292,7 @@ async fn a_ready_report_arrives_attached() {
     event.kind = certkeeper_integrations::EventKind::ReportReady {
         report: "expiring".into(),
         location: file.display().to_string(),
+        url: None,
     };
     notifier
         .send_to(&event, &[format!("finance@{DOMAIN}")])
@@ -320,6 +321,7 @@ async fn a_ready_report_arrives_attached() {
     event.kind = certkeeper_integrations::EventKind::ReportReady {
         report: "inventory".into(),
         location: big.display().to_string(),
+        url: Some("https://certkeeper.example.com/api/v1/reports/files/huge/huge.pdf".into()),
     };
     notifier
         .send_to(&event, &[format!("finance@{DOMAIN}")])
@@ -331,6 +333,11 @@ async fn a_ready_report_arrives_attached() {
     let (text, _) = alternative_parts(&mail);
     assert!(
         text.contains("not attached") && text.contains("huge.pdf"),
+        "{text}"
+    );
+    // With the download link, for whoever may read reports.
+    assert!(
+        text.contains("https://certkeeper.example.com/api/v1/reports/files/huge/huge.pdf"),
         "{text}"
     );
 }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod lifecycle;
 pub mod metrics;
 pub mod openapi;
+pub mod report_files;
 pub mod requests;
 pub mod routes;
 pub mod tls;

@@ -586,6 +586,16 @@ fn admin_paths() -> Value {
                     "text/html": { "schema": { "type": "string" } }, "application/pdf": { "schema": { "type": "string", "format": "binary" } } } },
                 "400": error_response("bad format, status, within_days, from or to, an unknown administrator, or an unknown parameter"),
                 "404": error_response("no such report kind, or an org unit outside the caller's scope") } } },
+        "/api/v1/reports/files/{job}/{file}": { "get": { "summary": "A file a scheduled report job wrote (the url of its report_ready event). Primary admin and auditor; department admins for jobs limited to one of their org units",
+            "security": bearer,
+            "parameters": [
+                { "name": "job", "in": "path", "required": true, "schema": { "type": "string" }, "description": "the [[job]] name" },
+                { "name": "file", "in": "path", "required": true, "schema": { "type": "string" }, "description": "JOB-YYYYMMDD-HHMMSS.EXT" }],
+            "responses": { "200": { "description": "the file (Content-Disposition names it)", "content": {
+                    "text/csv": { "schema": { "type": "string" } }, "application/json": { "schema": { "type": "object" } },
+                    "text/html": { "schema": { "type": "string" } }, "application/pdf": { "schema": { "type": "string", "format": "binary" } } } },
+                "403": error_response("subscribers do not get scheduled reports"),
+                "404": error_response("no such job or file (pruned, or not a name the job writes), or a job outside the caller's scope") } } },
         "/api/v1/login": { "post": { "summary": "Password sign-in for the web portal: sets the ck_session cookie (HttpOnly, SameSite=Strict, Secure over TLS; 12 hours) and answers the CSRF token that requests other than GET with that cookie must send as X-CSRF-Token. Failures are limited per account and source. Anyone",
             "requestBody": body(json!({ "type": "object", "required": ["user", "password"], "properties": {
                 "user": { "type": "string" }, "password": { "type": "string" } } })),

@@ -6,7 +6,7 @@
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
-use super::{AppState, accounts, alerts, lifecycle, metrics, openapi, requests};
+use super::{AppState, accounts, alerts, lifecycle, metrics, openapi, report_files, requests};
 use crate::admin::Permission;
 
 /// One route and what it needs.
@@ -312,6 +312,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/reports/{kind}",
             P::Read,
             get(requests::report),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/reports/files/{job}/{file}",
+            P::Read,
+            get(report_files::download),
         ),
         r(
             Method::GET,

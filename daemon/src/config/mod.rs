@@ -246,6 +246,27 @@ pub struct ApiConfig {
     /// Largest page `limit` a client may ask for. Default 1000.
     #[serde(default = "default_max_page")]
     pub max_page_size: usize,
+    /// The address people and webhooks reach the API at (behind a proxy,
+    /// say), for links in notifications: `https://certkeeper.example.com`.
+    /// Default: `http(s)://` and `listen`.
+    pub public_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// The base of links to the API: `public_url`, or the listen address.
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -257,6 +278,7 @@ impl Default for ApiConfig {
             token: None,
             token_file: None,
             max_page_size: default_max_page(),
+            public_url: None,
         }
     }
 }
@@ -616,6 +638,16 @@ impl Config {
                     "`{}` is not a log filter ({e}); expected e.g. `info` or `certkeeper=debug,info`",
                     self.log.level
                 ),
+            ));
+        }
+        if let Some(url) = &self.api.public_url
+            && url::Url::parse(url)
+                .ok()
+                .is_none_or(|u| !["http", "https"].contains(&u.scheme()) || u.host().is_none())
+        {
+            return Err(err(
+                "api.public_url",
+                format!("`{url}` is not an http:// or https:// URL"),
             ));
         }
         if self.api.max_page_size == 0 {

@@ -947,7 +947,11 @@ pub async fn administered(
 /// Runs a `[[job]] type = "report"`: writes the report to its directory
 /// (through a temporary file, renamed when complete), prunes the job's old
 /// reports, and records a `report_ready` event for the alert routing.
-pub async fn scheduled(store: &Store, job: &crate::config::ReportJob) -> Result<(), String> {
+pub async fn scheduled(
+    store: &Store,
+    job: &crate::config::ReportJob,
+    base_url: &str,
+) -> Result<(), String> {
     let kind = Kind::parse(&job.kind)?;
     let format = Format::parse(&job.format)?;
     std::fs::create_dir_all(&job.directory)
@@ -995,6 +999,10 @@ pub async fn scheduled(store: &Store, job: &crate::config::ReportJob) -> Result<
         kind: certkeeper_integrations::EventKind::ReportReady {
             report: job.kind.clone(),
             location: location.clone(),
+            url: file
+                .file_name()
+                .and_then(|f| f.to_str())
+                .map(|f| format!("{base_url}{}", download_path(&job.name, f))),
         },
         certificate: None,
     };
@@ -1006,6 +1014,32 @@ pub async fn scheduled(store: &Store, job: &crate::config::ReportJob) -> Result<
     store.push_event(&stored).await.map_err(|e| e.to_string())?;
     tracing::info!(job = %job.name, file = %location, "report written");
     Ok(())
+}
+
+/// The API path a scheduled report's file is downloaded from.
+pub fn download_path(job: &str, file: &str) -> String {
+    let part = |s: &str| -> String { url::form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+    format!("/api/v1/reports/files/{}/{}", part(job), part(file))
+}
+
+/// Whether `file` is a name [`scheduled`] gives job `job`'s reports
+/// (`JOB-YYYYMMDD-HHMMSS.EXT`): the download route serves nothing else.
+pub fn is_report_file(job: &str, file: &str) -> bool {
+    let Some(rest) = file.strip_prefix(job).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let Some((stamp, ext)) = rest.split_once('.') else {
+        return false;
+    };
+    let stamp_ok = stamp.len() == 15
+        && stamp.bytes().enumerate().all(|(i, b)| {
+            if i == 8 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    stamp_ok && ["csv", "json", "html", "pdf"].contains(&ext)
 }
 
 /// Deletes all but the newest `keep` reports of job `name` in `dir`.
