@@ -226,6 +226,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         }
         ("GET", "/api/v1/reports/{kind}") => (READERS, List),
         ("GET", "/api/v1/reports/files/{job}/{file}") => (APPROVE_OR_AUDIT, Object),
+        ("GET", "/api/v1/reports/files") => (APPROVE_OR_AUDIT, List),
         ("GET", "/api/v1/org-units" | "/api/v1/domains" | "/api/v1/whoami" | "/api/v1/tokens") => {
             (READERS, None)
         }
@@ -458,6 +459,28 @@ fn every_route_role_and_scope_is_enforced() {
         failures.join("\n")
     );
     eprintln!("{checked} route × role × scope checks passed");
+    // Scheduled report files: each department admin lists only its unit's
+    // job; the auditor both.
+    for (user, jobs) in [
+        ("dave", vec!["web-weekly"]),
+        ("fred", vec!["finance-weekly"]),
+        ("audrey", vec!["web-weekly", "finance-weekly"]),
+    ] {
+        let (status, listed) = api.call("GET", "/api/v1/reports/files", Some(&tokens[user]), None);
+        assert_eq!(status, 200, "{user}: {listed}");
+        let names: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["job"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, jobs, "{user}: {listed}");
+        assert_eq!(
+            listed["items"][0]["files"][0]["name"],
+            files[jobs[0]].as_str(),
+            "{user}: {listed}"
+        );
+    }
 }
 
 #[test]

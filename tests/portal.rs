@@ -76,9 +76,27 @@ passphrase = "correct horse battery staple"
 allowed_dns = [".corp.test"]
 backdate_seconds = 0
 crl_path = "{}"
+
+[[job]]
+name = "web-monthly"
+type = "report"
+kind = "inventory"
+schedule = "0 0 0 1 1 *"
+org_unit = "web"
+directory = "{}"
 "#,
-        daemon.path("corp.crl").display()
+        daemon.path("corp.crl").display(),
+        daemon.path("reports").display()
     ));
+    // A file the job wrote (its schedule is yearly).
+    std::fs::create_dir_all(daemon.path("reports")).unwrap();
+    std::fs::write(
+        daemon
+            .path("reports")
+            .join("web-monthly-20261101-060000.csv"),
+        "subject\r\nCN=soon.shop.corp.test\r\n",
+    )
+    .unwrap();
     // [api] token: the common config writes [api] first; append the token
     // into that table.
     let config = std::fs::read_to_string(&daemon.config).unwrap();
@@ -515,6 +533,26 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     assert_eq!(dave.post("/ui/admin/org-units", &unit, None).0, 403);
     let units = api(&daemon, "GET", "/api/v1/org-units", json!(null));
     assert!(!units.to_string().contains("rogue"), "{units}");
+
+    // Scheduled reports: the web job's file is a download for those who
+    // may read it, through the session.
+    let link = "/api/v1/reports/files/web-monthly/web-monthly-20261101-060000.csv";
+    for (user, shown) in [
+        ("alice", true),
+        ("dave", true),
+        ("fred", false),
+        ("sam", false),
+    ] {
+        let (status, _, page) = sessions[user].get("/ui/reports");
+        assert_eq!(status, 200);
+        assert_eq!(page.contains(&format!("href=\"{link}\"")), shown, "{user}");
+    }
+    let (status, _, csv) = dave.get(link);
+    assert!(
+        status == 200 && csv.contains("CN=soon.shop.corp.test"),
+        "{status} {csv}"
+    );
+    assert_eq!(sessions["fred"].get(link).0, 404);
 
     // Signing out ends the session for every later request.
     let token = sam.csrf();

@@ -462,6 +462,29 @@ fn scheduled_reports_land_in_their_directory_and_are_announced() {
     .unwrap_or_else(|| panic!("the report's link never served its file\n{}", daemon.log()));
     let (status, _) = http("GET", &fetched, None, &[]);
     assert_eq!(status, 401, "a token is needed");
+    // The job's files are listed, newest first, each with its link.
+    let (status, body) = call(&daemon, "GET", "/api/v1/reports/files", ROOT, None);
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    let job = &listed["items"][0];
+    assert_eq!(job["job"], "weekly-expiring", "{listed}");
+    let names: Vec<&str> = job["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.is_empty() && names.len() <= 2, "{listed}");
+    assert!(
+        names.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {names:?}"
+    );
+    assert!(
+        job["files"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/weekly-expiring/{}", names[0]))
+    );
     for path in [
         "/api/v1/reports/files/weekly-expiring/..%2f..%2fstore.key",
         "/api/v1/reports/files/weekly-expiring/weekly-expiring-x.csv",

@@ -586,6 +586,16 @@ fn admin_paths() -> Value {
                     "text/html": { "schema": { "type": "string" } }, "application/pdf": { "schema": { "type": "string", "format": "binary" } } } },
                 "400": error_response("bad format, status, within_days, from or to, an unknown administrator, or an unknown parameter"),
                 "404": error_response("no such report kind, or an org unit outside the caller's scope") } } },
+        "/api/v1/reports/files": { "get": { "summary": "Each scheduled report job the caller may read, with the files it has written, newest first. Primary admin and auditor; department admins see jobs limited to one of their org units",
+            "security": bearer,
+            "responses": { "200": { "description": "jobs and files", "content": { "application/json": { "schema": {
+                "type": "object", "properties": { "items": { "type": "array", "items": { "type": "object", "properties": {
+                    "job": { "type": "string" }, "kind": { "type": "string" }, "format": { "type": "string" },
+                    "schedule": { "type": "string" }, "org_unit": { "type": ["string", "null"] },
+                    "files": { "type": "array", "items": { "type": "object", "properties": {
+                        "name": { "type": "string" }, "bytes": { "type": "integer" },
+                        "modified": { "type": "integer" }, "url": { "type": "string" } } } } } } } } } } } },
+                "403": error_response("subscribers do not get scheduled reports") } } },
         "/api/v1/reports/files/{job}/{file}": { "get": { "summary": "A file a scheduled report job wrote (the url of its report_ready event). Primary admin and auditor; department admins for jobs limited to one of their org units",
             "security": bearer,
             "parameters": [

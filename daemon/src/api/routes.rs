@@ -315,6 +315,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         r(
             Method::GET,
+            "/api/v1/reports/files",
+            P::Read,
+            get(report_files::list),
+        ),
+        r(
+            Method::GET,
             "/api/v1/reports/files/{job}/{file}",
             P::Read,
             get(report_files::download),

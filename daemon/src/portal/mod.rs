@@ -142,6 +142,11 @@ fn environment() -> Environment<'static> {
     env.add_filter("days_left", |t: i64| {
         (t - chrono::Utc::now().timestamp()).div_euclid(86_400)
     });
+    env.add_filter("bytes", |n: u64| match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    });
     env.add_filter("urlencode_part", |s: String| {
         url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
     });

@@ -91,6 +91,9 @@ pub(super) async fn reports(
     headers: HeaderMap,
 ) -> Response {
     let config = p.state.config();
+    // The files each schedule wrote, for those who may download them.
+    let written = p.read(&s.principal, "/api/v1/reports/files").await;
+    let written = items(&written);
     let schedules: Vec<Value> = config
         .jobs
         .iter()
@@ -101,6 +104,11 @@ pub(super) async fn reports(
                 "format": r.format,
                 "schedule": r.schedule,
                 "directory": r.directory.display().to_string(),
+                "files": written
+                    .iter()
+                    .find(|w| w["job"] == json!(r.name))
+                    .and_then(|w| w["files"].as_array())
+                    .map(|f| f.iter().take(5).cloned().collect::<Vec<_>>()),
             })),
             _ => None,
         })
