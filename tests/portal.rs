@@ -634,6 +634,14 @@ fn long_lists_page_without_repeats_and_within_scope() {
         .map(|r| r["id"].as_str().unwrap())
         .collect();
     assert_eq!(seen, order, "the pages are the ledger, newest first");
+    // A mangled cursor (a stale bookmark) says so instead of an empty list.
+    for page in ["/ui/requests?cursor=junk", "/ui/alerts?cursor=junk"] {
+        let (status, _, body) = dave.get(page);
+        assert!(
+            status == 200 && body.contains("role=\"alert\">cursor: invalid cursor"),
+            "{page}: {body}"
+        );
+    }
     let (_, _, rejected) = dave.get("/ui/requests?state=rejected");
     assert!(row_ids(&rejected, "request").is_empty() && next_link(&rejected).is_none());
     let fred = Session::sign_in(&daemon, "fred", USERS[4].3);

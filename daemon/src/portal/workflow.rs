@@ -52,6 +52,14 @@ impl LedgerQuery {
         }
     }
 
+    /// The page of the ledger, or nothing and the API's reason (a stale
+    /// or mangled cursor in a bookmark, say).
+    async fn fetch(&self, p: &Portal, who: &crate::admin::Principal) -> (Value, Option<String>) {
+        let answer = p.api(who, Method::GET, &self.api, None).await;
+        let error = (!answer.ok()).then(|| answer.message());
+        (answer.or(json!({})), error)
+    }
+
     /// The page's own address with `state` and `cursor`.
     fn link(page: &str, state: &str, cursor: Option<&str>) -> String {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -82,7 +90,7 @@ pub(super) async fn requests(
         "/ui/requests",
         REQUEST_ROWS,
     );
-    let list = p.read(who, &ledger.api).await;
+    let (list, error) = ledger.fetch(&p, who).await;
     let mut rows = Vec::new();
     for mut r in items(&list) {
         // The certificate an approved request became: one lookup per row
@@ -116,6 +124,7 @@ pub(super) async fn requests(
         json!({
             "title": "Requests",
             "requests": rows,
+            "error": error,
             "state": ledger.state,
             "next": next,
             "newest": ledger.newest,
@@ -213,7 +222,7 @@ pub(super) async fn alerts(
         "/ui/alerts",
         ALERT_ROWS,
     );
-    let list = p.read(&s.principal, &ledger.api).await;
+    let (list, error) = ledger.fetch(&p, &s.principal).await;
     let rows: Vec<Value> = items(&list)
         .into_iter()
         .filter(|a| a["folded"] != json!(true))
@@ -229,6 +238,7 @@ pub(super) async fn alerts(
         json!({
             "title": "Alerts",
             "alerts": rows,
+            "error": error,
             "state": ledger.state,
             "next": next,
             "newest": ledger.newest,
