@@ -135,6 +135,56 @@ impl HttpSender {
             .map_err(|e| self.error(DeliveryClass::Permanent, format!("invalid URL ({e})")))
     }
 
+    /// A REST endpoint under a configured base URL: the base without its
+    /// query or fragment, then `prefix` and `segments` as path segments,
+    /// each percent-encoded. `setting` names the base URL's key in errors.
+    pub fn endpoint(
+        &self,
+        base: &str,
+        setting: &str,
+        prefix: &[&str],
+        segments: &[&str],
+    ) -> Result<Url, NotifyError> {
+        let mut url = self.parse_url(base)?;
+        url.set_query(None);
+        url.set_fragment(None);
+        url.path_segments_mut()
+            .map_err(|()| {
+                self.error(
+                    DeliveryClass::Permanent,
+                    format!("the {setting} cannot have a path"),
+                )
+            })?
+            .pop_if_empty()
+            .extend(prefix)
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends one request of a JSON API and reads its JSON answer. `peer`
+    /// names the service in errors; `hint` says what to check when a 2xx
+    /// answer is not JSON (a login or error page at a wrong URL).
+    pub async fn send_for_json(
+        &self,
+        request: RequestBuilder,
+        peer: &str,
+        hint: &str,
+    ) -> Result<serde_json::Value, NotifyError> {
+        let response = self.send_for_response(request).await?;
+        let body = response.bytes().await.map_err(|e| {
+            self.error(
+                DeliveryClass::Transient,
+                format!("reading {peer}'s answer failed: {}", e.without_url()),
+            )
+        })?;
+        serde_json::from_slice(&body).map_err(|e| {
+            self.error(
+                DeliveryClass::Permanent,
+                format!("{peer} answered with something other than JSON ({e}); {hint}"),
+            )
+        })
+    }
+
     /// Sends one request and classifies the outcome.
     pub async fn send(&self, request: RequestBuilder) -> Result<(), NotifyError> {
         self.send_for_response(request).await.map(drop)

@@ -247,20 +247,12 @@ impl JiraNotifier {
 
     /// `base_url` + `/rest/api/{v}/` + `segments`, each percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, NotifyError> {
-        let mut url = self.http.parse_url(&self.settings.base_url)?;
-        url.set_query(None);
-        url.set_fragment(None);
-        url.path_segments_mut()
-            .map_err(|()| {
-                self.http.error(
-                    DeliveryClass::Permanent,
-                    "the Jira base_url cannot have a path",
-                )
-            })?
-            .pop_if_empty()
-            .extend(["rest", "api", self.settings.api_version.segment()])
-            .extend(segments);
-        Ok(url)
+        self.http.endpoint(
+            &self.settings.base_url,
+            "Jira base_url",
+            &["rest", "api", self.settings.api_version.segment()],
+            segments,
+        )
     }
 
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
@@ -276,22 +268,9 @@ impl JiraNotifier {
     }
 
     async fn read_json(&self, request: RequestBuilder) -> Result<Value, NotifyError> {
-        let response = self
-            .http
-            .send_for_response(self.authorized(request))
-            .await?;
-        let body = response.bytes().await.map_err(|e| {
-            self.http.error(
-                DeliveryClass::Transient,
-                format!("reading Jira's answer failed: {}", e.without_url()),
-            )
-        })?;
-        serde_json::from_slice(&body).map_err(|e| {
-            self.http.error(
-                DeliveryClass::Permanent,
-                format!("Jira answered with something other than JSON ({e}); is base_url right?"),
-            )
-        })
+        self.http
+            .send_for_json(self.authorized(request), "Jira", "is base_url right?")
+            .await
     }
 
     async fn post(&self, url: Url, body: &Value) -> Result<Value, NotifyError> {

@@ -211,20 +211,12 @@ impl ServiceNowNotifier {
 
     /// `instance_url` + `/api/now/table/incident/` + `segments`.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, NotifyError> {
-        let mut url = self.http.parse_url(&self.settings.instance_url)?;
-        url.set_query(None);
-        url.set_fragment(None);
-        url.path_segments_mut()
-            .map_err(|()| {
-                self.http.error(
-                    DeliveryClass::Permanent,
-                    "the ServiceNow instance_url cannot have a path",
-                )
-            })?
-            .pop_if_empty()
-            .extend(["api", "now", "table", "incident"])
-            .extend(segments);
-        Ok(url)
+        self.http.endpoint(
+            &self.settings.instance_url,
+            "ServiceNow instance_url",
+            &["api", "now", "table", "incident"],
+            segments,
+        )
     }
 
     fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
@@ -240,27 +232,15 @@ impl ServiceNowNotifier {
     }
 
     async fn send_json(&self, request: RequestBuilder) -> Result<Value, NotifyError> {
-        let response = self
-            .http
-            .send_for_response(self.authorized(request))
-            .await?;
-        let body = response.bytes().await.map_err(|e| {
-            self.http.error(
-                DeliveryClass::Transient,
-                format!("reading ServiceNow's answer failed: {}", e.without_url()),
-            )
-        })?;
         // A 2xx HTML page is the instance's login or hibernation page, not
         // the Table API: the URL or the instance needs an operator.
-        serde_json::from_slice(&body).map_err(|e| {
-            self.http.error(
-                DeliveryClass::Permanent,
-                format!(
-                    "ServiceNow answered with something other than JSON ({e}); \
-                     is instance_url right and the instance awake?"
-                ),
+        self.http
+            .send_for_json(
+                self.authorized(request),
+                "ServiceNow",
+                "is instance_url right and the instance awake?",
             )
-        })
+            .await
     }
 
     /// `sys_id` and `number` of the open incidents correlated with `key`.
