@@ -342,6 +342,32 @@ fn reason(
     }
 }
 
+/// The scope check, reason and audit entry replace and revoke share,
+/// written before they act; answers the reason.
+async fn before_revoking(
+    state: &AppState,
+    principal: &Principal,
+    fingerprint: &str,
+    body: Option<axum::Json<ReasonBody>>,
+    action: &str,
+    default: RevocationReason,
+) -> Result<RevocationReason, ApiError> {
+    if !certificate_in_scope(state, principal, Some(fingerprint)).await? {
+        return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
+    }
+    let reason = reason(body, default)?;
+    super::accounts::audit(
+        state,
+        principal,
+        action,
+        Some(fingerprint),
+        None,
+        Some(json!({ "reason": format!("{reason:?}") })),
+    )
+    .await?;
+    Ok(reason)
+}
+
 /// `POST /api/v1/certificates/{fingerprint}/replace`.
 pub async fn replace(
     State(state): State<AppState>,
@@ -349,17 +375,13 @@ pub async fn replace(
     Path(fingerprint): Path<String>,
     body: Option<axum::Json<ReasonBody>>,
 ) -> Result<Response, ApiError> {
-    if !certificate_in_scope(&state, &principal, Some(&fingerprint)).await? {
-        return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
-    }
-    let reason = reason(body, RevocationReason::Superseded)?;
-    super::accounts::audit(
+    let reason = before_revoking(
         &state,
         &principal,
+        &fingerprint,
+        body,
         "certificate_replace",
-        Some(&fingerprint),
-        None,
-        Some(json!({ "reason": format!("{reason:?}") })),
+        RevocationReason::Superseded,
     )
     .await?;
     let name = renewer(&state)?
@@ -380,17 +402,13 @@ pub async fn revoke(
     Path(fingerprint): Path<String>,
     body: Option<axum::Json<ReasonBody>>,
 ) -> Result<Response, ApiError> {
-    if !certificate_in_scope(&state, &principal, Some(&fingerprint)).await? {
-        return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
-    }
-    let reason = reason(body, RevocationReason::CessationOfOperation)?;
-    super::accounts::audit(
+    let reason = before_revoking(
         &state,
         &principal,
+        &fingerprint,
+        body,
         "certificate_revoke",
-        Some(&fingerprint),
-        None,
-        Some(json!({ "reason": format!("{reason:?}") })),
+        RevocationReason::CessationOfOperation,
     )
     .await?;
     let name = renewer(&state)?
