@@ -492,7 +492,10 @@ fn pages_and_actions_follow_the_roles_and_refuse_forgery() {
     );
     assert!(by_subject.contains("value=\"subject\" selected"));
     // What is sorted is what the column shows: the whole DN.
-    assert!(by_subject.contains(">CN=books.pay.corp.test</a>"), "{by_subject}");
+    assert!(
+        by_subject.contains(">CN=books.pay.corp.test</a>"),
+        "{by_subject}"
+    );
     let (_, _, month) = dave.get("/ui/certificates?within=30");
     assert!(month.contains("soon.shop.corp.test") && !month.contains("www.app.corp.test"));
     eventually(Duration::from_secs(30), || {
