@@ -34,8 +34,18 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM first: the master stops its workers. A SIGKILL'd master
+    /// leaves them running, orphaned, on their ports after the test.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let stopped = eventually(Duration::from_secs(5), || {
+            self.child.try_wait().ok().flatten().map(drop)
+        });
+        if stopped.is_none() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
