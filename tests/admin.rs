@@ -62,14 +62,7 @@ check_interval_seconds = 1
 [renewal]
 check_interval_seconds = 1
 
-[[connector]]
-name = "corp-ca"
-type = "internal_ca"
-passphrase = "correct horse battery staple"
-allowed_dns = [".corp.test"]
-backdate_seconds = 0
-crl_path = "{crl}"
-
+{corp_ca}
 [[job]]
 name = "web-weekly"
 type = "report"
@@ -86,7 +79,7 @@ schedule = "0 0 0 1 1 *"
 org_unit = "finance"
 directory = "{reports}/finance"
 "#,
-        crl = daemon.path("corp.crl").display(),
+        corp_ca = daemon.corp_ca(),
         reports = daemon.path("reports").display(),
     )
 }

@@ -190,14 +190,7 @@ fn internal_ca_issues_deploys_renews_replaces_and_rolls_back_on_nginx() {
 check_interval_seconds = 1
 verify_timeout_seconds = 20
 
-[[connector]]
-name = "corp-ca"
-type = "internal_ca"
-passphrase = "correct horse battery staple"
-allowed_dns = [".corp.test"]
-backdate_seconds = 0
-crl_path = "{crl}"
-
+{corp_ca}
 [[certificate]]
 name = "www"
 identifiers = ["www.corp.test"]
@@ -231,7 +224,7 @@ cert = "{broken}/cert.pem"
 key = "{broken}/key.pem"
 reload = ["sh", "-c", "echo reload failed >&2; exit 3"]
 "#,
-        crl = crl.display(),
+        corp_ca = daemon.corp_ca(),
         www = www_dir.display(),
         short = short_dir.display(),
         broken = broken.display(),

@@ -69,14 +69,7 @@ check_interval_seconds = 1
 [renewal]
 check_interval_seconds = 1
 
-[[connector]]
-name = "corp-ca"
-type = "internal_ca"
-passphrase = "correct horse battery staple"
-allowed_dns = [".corp.test"]
-backdate_seconds = 0
-crl_path = "{}"
-
+{}
 [[job]]
 name = "web-monthly"
 type = "report"
@@ -85,7 +78,7 @@ schedule = "0 0 0 1 1 *"
 org_unit = "web"
 directory = "{}"
 "#,
-        daemon.path("corp.crl").display(),
+        daemon.corp_ca(),
         daemon.path("reports").display()
     ));
     // A file the job wrote (its schedule is yearly).

@@ -66,6 +66,17 @@ impl Daemon {
         self.dir.path().join(name)
     }
 
+    /// The `corp-ca` internal CA of the tests' organisation, for `.corp.test`
+    /// names, its CRL in this daemon's directory: a `[[connector]]` table.
+    pub fn corp_ca(&self) -> String {
+        format!(
+            "[[connector]]\nname = \"corp-ca\"\ntype = \"internal_ca\"\n\
+             passphrase = \"correct horse battery staple\"\nallowed_dns = [\".corp.test\"]\n\
+             backdate_seconds = 0\ncrl_path = \"{}\"\n",
+            self.path("corp.crl").display()
+        )
+    }
+
     /// Starts `certkeeper run` and waits for READY=1.
     pub fn start(&mut self) {
         self.start_with_env(&[]);

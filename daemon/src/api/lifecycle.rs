@@ -158,22 +158,11 @@ pub async fn list_managed(
     };
     let renewer = renewer(&state)?;
     let items: Vec<ManagedState> = match (query.get("name"), fingerprint.as_deref()) {
-        (None, None) => renewer.list().await.map_err(ApiError::internal)?,
-        (Some(name), _) => state
-            .store
-            .managed(name)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .collect(),
-        (None, Some(fp)) => state
-            .store
-            .managed_holding(fp)
-            .await
-            .map_err(ApiError::internal)?
-            .into_iter()
-            .collect(),
-    };
+        (None, None) => renewer.list().await,
+        (Some(name), _) => state.store.managed(name).await.map(Vec::from_iter),
+        (None, Some(fp)) => state.store.managed_holding(fp).await.map(Vec::from_iter),
+    }
+    .map_err(ApiError::internal)?;
     let items: Vec<ManagedState> = items.into_iter().filter(|m| holds(m)).collect();
     let mut views = Vec::new();
     for view in items.iter().map(ManagedView::from) {

@@ -841,16 +841,10 @@ pub async fn report(
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     use crate::reports::{Chunks, Filters, Format, Kind};
-    let allowed = [
-        "format",
-        "org_unit",
-        "issuer",
-        "status",
-        "within_days",
-        "from",
-        "to",
-        "administrator",
-    ];
+    let allowed: Vec<&str> = ["format", "org_unit"]
+        .into_iter()
+        .chain(Filters::KEYS)
+        .collect();
     if let Some(k) = query.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "unknown parameter `{k}` (expected {})",
@@ -866,14 +860,7 @@ pub async fn report(
         ..Default::default()
     };
     // Forms send empty fields for "any".
-    for key in [
-        "issuer",
-        "status",
-        "within_days",
-        "from",
-        "to",
-        "administrator",
-    ] {
+    for key in Filters::KEYS {
         if let Some(v) = query.get(key).filter(|v| !v.is_empty()) {
             filters.set(key, v).map_err(ApiError::bad_request)?;
         }

@@ -115,11 +115,7 @@ pub(super) async fn certificate(
     Path(fingerprint): Path<String>,
 ) -> Response {
     let who = &s.principal;
-    let fp: String = fingerprint
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .collect::<String>()
-        .to_lowercase();
+    let fp = hex_only(&fingerprint);
     let detail = p
         .api(
             who,
@@ -177,11 +173,7 @@ pub(super) async fn certificate_action(
     Path((fingerprint, action)): Path<(String, String)>,
 ) -> Response {
     let who = &s.principal;
-    let fp: String = fingerprint
-        .chars()
-        .filter(char::is_ascii_hexdigit)
-        .collect::<String>()
-        .to_lowercase();
+    let fp = hex_only(&fingerprint);
     let back = format!("/ui/certificates/{fp}");
     let reason = form.text("reason");
     let body = (!reason.is_empty()).then(|| json!({ "reason": reason }));
@@ -221,4 +213,14 @@ pub(super) async fn certificate_action(
         Flash::Failed(answer.message())
     };
     redirect(&back, Some(flash))
+}
+
+/// A fingerprint from a URL: its hexadecimal digits, lowercase (colons and
+/// anything else dropped), so it is safe to put back into a path.
+fn hex_only(fingerprint: &str) -> String {
+    fingerprint
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .collect::<String>()
+        .to_lowercase()
 }

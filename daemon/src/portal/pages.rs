@@ -260,9 +260,9 @@ async fn dashboard(
     let timeline = weekly(&items(&p.read(who, "/api/v1/expiries?weeks=13").await));
     let findings = p.read(who, "/api/v1/findings?limit=10").await;
     let pending = p
-        .read(who, "/api/v1/requests?state=pending&limit=500")
+        .read(who, "/api/v1/requests?state=pending&limit=100")
         .await;
-    let alerts = p.read(who, "/api/v1/alerts?state=open&limit=1000").await;
+    let alerts = p.read(who, "/api/v1/alerts?state=open&limit=100").await;
     let open: Vec<Value> = items(&alerts)
         .into_iter()
         .filter(|a| a["folded"] != json!(true))

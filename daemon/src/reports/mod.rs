@@ -185,6 +185,16 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// The filters [`Filters::set`] takes by name.
+    pub const KEYS: [&'static str; 6] = [
+        "issuer",
+        "status",
+        "within_days",
+        "from",
+        "to",
+        "administrator",
+    ];
+
     /// Sets the filter named `key` (the API's query parameter, the CLI's
     /// flag) from text; errors name the parameter.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {

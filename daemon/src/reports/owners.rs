@@ -13,6 +13,15 @@ use crate::admin::Role;
 use crate::inventory::{CertificateRecord, Status};
 use crate::store::Store;
 
+/// The report's certificate filter without its `from`/`to` expiry range
+/// (for reports whose date range means something else, or nothing).
+fn without_expiry_range(filters: &Filters, now: i64) -> crate::store::inventory::CertificateFilter {
+    let mut filter = certificate_filter(filters, now);
+    filter.not_after_from = None;
+    filter.not_after_to = None;
+    filter
+}
+
 fn store_err(e: crate::store::StoreError) -> ReportError {
     ReportError::Store(e.to_string())
 }
@@ -84,9 +93,7 @@ pub async fn history(
         .map(|m| (m, MonthCounts::default()))
         .collect();
     // The date range is the period here, not an expiry range.
-    let mut filter = certificate_filter(filters, now);
-    filter.not_after_from = None;
-    filter.not_after_to = None;
+    let filter = without_expiry_range(filters, now);
     each_certificate(
         store,
         filter,
@@ -222,9 +229,7 @@ pub async fn org_units(
         .filter(|u| keep(&u.name))
         .map(|u| (u.name.clone(), UnitCounts::default()))
         .collect();
-    let mut filter = certificate_filter(filters, now);
-    filter.not_after_from = None;
-    filter.not_after_to = None;
+    let filter = without_expiry_range(filters, now);
     each_certificate(
         store,
         filter,

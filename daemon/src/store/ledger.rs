@@ -9,8 +9,8 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::Store;
 use super::inventory::{BadCursor, ListError};
-use super::{Store, StoreError};
 
 /// One page of a ledger, newest first.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -82,10 +82,7 @@ impl Store {
             "SELECT *, record::id(id) AS id FROM type::table($table) {filter} \
              ORDER BY {time_field} DESC, id DESC LIMIT $limit"
         );
-        let mut items: Vec<T> = self
-            .rows(&sql, vars, 0)
-            .await
-            .map_err(|e: StoreError| ListError::Store(e))?;
+        let mut items: Vec<T> = self.rows(&sql, vars, 0).await?;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
             items.last().map(|last| encode(last.time(), last.key()))
