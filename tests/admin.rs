@@ -625,7 +625,7 @@ fn enrollment_follows_the_domain_policy_and_everything_is_audited() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let config = certkeeper::config::Config::load(&daemon.config).unwrap();
     runtime.block_on(async {
-        let store = certkeeper::store::Store::open(&config.store).await.unwrap();
+        let store = certkeeper_store::Store::open(&config.store).await.unwrap();
         store
             .execute(
                 "UPDATE audit SET actor = 'mallory' WHERE seq = 5",
@@ -640,7 +640,7 @@ fn enrollment_follows_the_domain_policy_and_everything_is_audited() {
     let text = String::from_utf8_lossy(&broken.stderr);
     assert!(text.contains("entry 5"), "{text}");
     runtime.block_on(async {
-        let store = certkeeper::store::Store::open(&config.store).await.unwrap();
+        let store = certkeeper_store::Store::open(&config.store).await.unwrap();
         store
             .execute(
                 "UPDATE audit SET actor = 'api-token' WHERE seq = 5",

@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use certkeeper::alerts::ledger::{self, PassReport};
 use certkeeper::config::alerts::AlertsConfig;
-use certkeeper::inventory::{CertificateRecord, SightingKind};
-use certkeeper::store::Store;
-use certkeeper::store::alerts::AckOutcome;
+use certkeeper_model::inventory::{CertificateRecord, SightingKind};
+use certkeeper_store::Store;
+use certkeeper_store::alerts::AckOutcome;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use openssl::asn1::Asn1Time;
@@ -51,7 +51,7 @@ fn record(cn: &str, not_after: i64, contacts: &[&str]) -> CertificateRecord {
         .unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     let der = b.build().to_der().unwrap();
-    let parsed = certkeeper::inventory::parse::parse_der(&der).unwrap();
+    let parsed = certkeeper_model::inventory::parse::parse_der(&der).unwrap();
     let mut r = CertificateRecord::discovered(parsed, T0, 30);
     r.contacts = contacts.iter().map(|c| c.to_string()).collect();
     r.org_unit = Some("Web Platform".into());
@@ -352,7 +352,7 @@ async fn push(store: &Store, n: usize) -> Vec<String> {
                 "issuer": "CN=ca", "serial": "01", "not_after": null, "seen_at": [], "org_unit": null, "contacts": [] },
         });
         store
-            .push_event(&certkeeper::store::managed::StoredEvent {
+            .push_event(&certkeeper_model::event::StoredEvent {
                 id: id.clone(),
                 time: T0 + i as i64,
                 event,
@@ -407,7 +407,7 @@ async fn events_are_delivered_once_each_through_retries_and_permanent_refusals_a
         "20 refused once, then retried"
     );
     let retried = store
-        .list_deliveries(&certkeeper::store::alerts::DeliveryFilter {
+        .list_deliveries(&certkeeper_store::alerts::DeliveryFilter {
             event: Some(ids[0].clone()),
             limit: 10,
             ..Default::default()
@@ -426,7 +426,7 @@ async fn events_are_delivered_once_each_through_retries_and_permanent_refusals_a
         retried[0].log
     );
     let failed = store
-        .list_deliveries(&certkeeper::store::alerts::DeliveryFilter {
+        .list_deliveries(&certkeeper_store::alerts::DeliveryFilter {
             state: Some("failed".into()),
             limit: 10,
             ..Default::default()
@@ -475,7 +475,7 @@ async fn one_channel_down_does_not_hold_up_another() {
     // All 200 reach the working channel while the other hangs.
     wait_for(async || receiver.accepted.lock().unwrap().len() == 200).await;
     let pending = store
-        .list_deliveries(&certkeeper::store::alerts::DeliveryFilter {
+        .list_deliveries(&certkeeper_store::alerts::DeliveryFilter {
             channel: Some("down".into()),
             state: Some("pending".into()),
             limit: 1000,

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use certkeeper::admin::caa::{
+use certkeeper_discovery::caa::{
     CaaError, CaaReportRow, CaaSet, CaaVerdict, evaluate, lookup_caa, report,
 };
 use hickory_resolver::TokioResolver;

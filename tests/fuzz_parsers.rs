@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 mod common;
 
 use base64::Engine as _;
-use certkeeper::discovery::files;
-use certkeeper::inventory::ParsedCertificate;
-use certkeeper::inventory::parse::parse_certificates;
+use certkeeper_discovery::files;
+use certkeeper_model::inventory::ParsedCertificate;
+use certkeeper_model::inventory::parse::parse_certificates;
 use common::openssl;
 
 /// Inputs tried (each goes to both parsers).

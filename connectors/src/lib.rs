@@ -17,9 +17,8 @@ pub mod acme;
 pub mod conformance;
 pub mod csr;
 pub mod internal_ca;
-mod secret;
 
-pub use secret::Secret;
+pub use certkeeper_base::{ErrorClass, Secret};
 
 use std::time::Duration;
 
@@ -234,17 +233,6 @@ pub struct RenewalWindow {
     pub retry_after: Option<Duration>,
 }
 
-/// Whether retrying a failed operation can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Retrying the same request will fail the same way (bad CSR, policy refusal).
-    Permanent,
-    /// A network or server hiccup; retry with backoff.
-    Transient,
-    /// The CA asked to wait this long (rate limit, `Retry-After`).
-    RetryAfter(Duration),
-}
-
 /// An error from a connector.
 #[derive(Debug, thiserror::Error)]
 #[error("connector {connector}: {message}")]
@@ -292,7 +280,7 @@ impl ConnectorError {
 
     /// Whether the scheduler may retry the operation.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.class, ErrorClass::Permanent)
+        self.class.is_retryable()
     }
 }
 

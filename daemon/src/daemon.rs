@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::config::Config;
-use crate::store::Store;
+use crate::systemd::notify;
+use certkeeper_store::Store;
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
@@ -28,7 +29,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store at {}", config.store.url))?;
     tracing::info!(url = %config.store.url, "store open");
 
-    let vault = crate::store::vault::Vault::for_store(&config.store)
+    let vault = certkeeper_store::vault::Vault::for_store(&config.store)
         .context("cannot open the store key (store.key_file)")?;
     let registry = Arc::new(
         crate::renewal::Registry::build(&config, &store, &vault)
@@ -76,7 +77,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let state = api::AppState::new(store.clone(), config_rx.clone()).with_renewer(renewer.clone());
     let closing = store.clone();
-    let app = api::app(state);
+    let app = app(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));
     let renewals = tokio::spawn(renewer.run(cancel.clone()));
     let alerting = tokio::spawn(alerts.run(cancel.clone()));
@@ -122,14 +123,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 async fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, store: &Store) {
     notify(&[sd_notify::NotifyState::Reloading]);
     let loaded = Config::load(path);
-    let entry = crate::admin::audit_chain::AuditEntry {
+    let entry = certkeeper_model::admin::audit_chain::AuditEntry {
         source: Some("SIGHUP".into()),
         outcome: if loaded.is_ok() { "success" } else { "failure" }.into(),
         after: loaded
             .as_ref()
             .err()
             .map(|e| serde_json::json!({ "error": e.to_string() })),
-        ..crate::admin::audit_chain::AuditEntry::new(
+        ..certkeeper_model::admin::audit_chain::AuditEntry::new(
             "system",
             "config_reload",
             Some(path.display().to_string()),
@@ -159,23 +160,11 @@ async fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, 
     notify(&[sd_notify::NotifyState::Ready]);
 }
 
-/// Sends states to systemd when it is listening; a no-op otherwise.
-pub fn notify(states: &[sd_notify::NotifyState<'_>]) {
-    if std::env::var_os("NOTIFY_SOCKET").is_some()
-        && let Err(e) = sd_notify::notify(states)
-    {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
-}
-
-/// The watchdog interval systemd asked for, if any.
-pub fn watchdog_interval() -> Option<Duration> {
-    sd_notify::watchdog_enabled()
-}
-
-/// Tells systemd the scheduler loop is alive.
-pub fn notify_watchdog() {
-    notify(&[sd_notify::NotifyState::Watchdog]);
+/// The whole application on one port: the web portal (`/ui`), which calls
+/// the API in-process, in front of the API itself.
+pub fn app(state: api::AppState) -> axum::Router {
+    let api = api::router(state.clone());
+    crate::portal::router(state, api.clone()).merge(api)
 }
 
 fn default_holder() -> String {

@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::render::{Severity, render, truncate};
-use crate::secret::Secret;
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of a Discord channel (`type = "discord"`).

@@ -27,8 +27,8 @@
 //! `ca_file`.
 //!
 //! A relay's 5xx reply (bad credentials, relaying denied, no such mailbox)
-//! is [`DeliveryClass::Permanent`]; 4xx replies, connection failures, TLS
-//! failures and timeouts are [`DeliveryClass::Transient`]. As SMTP makes one
+//! is [`ErrorClass::Permanent`]; 4xx replies, connection failures, TLS
+//! failures and timeouts are [`ErrorClass::Transient`]. As SMTP makes one
 //! transaction of all recipients, one refused recipient fails the delivery
 //! for all of them, and the error names it.
 //!
@@ -60,10 +60,10 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
+use crate::Secret;
 use crate::http::default_timeout_secs;
 use crate::render::{Rendered, render};
-use crate::secret::Secret;
-use crate::{DeliveryClass, Event, Notifier, NotifyError};
+use crate::{ErrorClass, Event, Notifier, NotifyError};
 
 /// Subject prefix unless configured otherwise.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "[Certkeeper]";
@@ -208,7 +208,7 @@ impl EmailNotifier {
         let refuse = |message: String| NotifyError {
             notifier: name.clone(),
             message,
-            class: DeliveryClass::Permanent,
+            class: ErrorClass::Permanent,
         };
         if settings.host.trim().is_empty() {
             return Err(refuse("`host` is empty".into()));
@@ -313,7 +313,7 @@ impl EmailNotifier {
         let all = merge(self.to.clone(), parsed);
         if all.is_empty() {
             return Err(self.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 "no valid e-mail recipient: `to` is empty and the event named none",
             ));
         }
@@ -361,14 +361,14 @@ impl EmailNotifier {
         };
         builder.multipart(body).map_err(|e| {
             self.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 format!("cannot build the message: {e}"),
             )
         })
     }
 
     /// An error of this notifier, with the password scrubbed in every form.
-    fn error(&self, class: DeliveryClass, message: impl Into<String>) -> NotifyError {
+    fn error(&self, class: ErrorClass, message: impl Into<String>) -> NotifyError {
         let mut message = message.into();
         for secret in &self.scrub {
             message = message.replace(secret.as_str(), "[redacted]");
@@ -448,14 +448,14 @@ fn report_attachment(location: &str) -> Result<SinglePart, String> {
 }
 
 /// The delivery class of a failed SMTP delivery.
-fn classify(error: &lettre::transport::smtp::Error) -> DeliveryClass {
+fn classify(error: &lettre::transport::smtp::Error) -> ErrorClass {
     if error.is_permanent() || error.is_client() {
         // A 5xx reply, or a relay lacking what the settings require
         // (STARTTLS, an AUTH mechanism): the same again fails the same way.
-        DeliveryClass::Permanent
+        ErrorClass::Permanent
     } else {
         // 4xx replies, connection, network and TLS failures, timeouts.
-        DeliveryClass::Transient
+        ErrorClass::Transient
     }
 }
 
@@ -632,7 +632,7 @@ mod tests {
         s.username = Some("ck".into());
         let e = err(s);
         assert!(e.message.contains("set both or neither"), "{}", e.message);
-        assert_eq!(e.class, DeliveryClass::Permanent);
+        assert_eq!(e.class, ErrorClass::Permanent);
 
         let mut s = settings();
         s.password = Some(Secret::new("pw"));
@@ -717,7 +717,7 @@ mod tests {
         let e = n
             .recipients(&["+15551234".into(), "x@".into()])
             .unwrap_err();
-        assert_eq!(e.class, DeliveryClass::Permanent);
+        assert_eq!(e.class, ErrorClass::Permanent);
         assert!(
             e.message.contains("no valid e-mail recipient"),
             "{}",
@@ -811,7 +811,7 @@ mod tests {
         let n = notifier(s);
         let plain = base64::engine::general_purpose::STANDARD.encode("\0ck\0hunter2-smtp");
         let e = n.error(
-            DeliveryClass::Permanent,
+            ErrorClass::Permanent,
             format!("535 5.7.8 bad: hunter2-smtp {plain}"),
         );
         assert!(!e.message.contains("hunter2-smtp"), "{}", e.message);

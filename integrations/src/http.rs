@@ -7,9 +7,9 @@
 //! | outcome                                   | result                        |
 //! |-------------------------------------------|-------------------------------|
 //! | 2xx                                       | `Ok`                          |
-//! | 429 or 503 with `Retry-After`             | [`DeliveryClass::RetryAfterSecs`] |
-//! | other 5xx, 429/503 without `Retry-After`, connection error, timeout | [`DeliveryClass::Transient`] |
-//! | other 4xx (bad credentials, bad payload)  | [`DeliveryClass::Permanent`]  |
+//! | 429 or 503 with `Retry-After`             | [`ErrorClass::RetryAfter`] |
+//! | other 5xx, 429/503 without `Retry-After`, connection error, timeout | [`ErrorClass::Transient`] |
+//! | other 4xx (bad credentials, bad payload)  | [`ErrorClass::Permanent`]  |
 //!
 //! Error messages name the host only, never the URL: Slack, Discord, Teams
 //! and Mattermost webhook URLs are credentials in themselves. Every secret
@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Client, RequestBuilder, Response, StatusCode, Url};
 
-use crate::secret::Secret;
-use crate::{DeliveryClass, NotifyError};
+use crate::Secret;
+use crate::{ErrorClass, NotifyError};
 
 /// The per-request timeout channels use unless configured otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
@@ -76,7 +76,7 @@ impl HttpSender {
             .map_err(|e| NotifyError {
                 notifier: notifier.to_owned(),
                 message: format!("cannot set up the HTTP client: {}", e.without_url()),
-                class: DeliveryClass::Permanent,
+                class: ErrorClass::Permanent,
             })?;
         Ok(Self {
             client,
@@ -131,8 +131,7 @@ impl HttpSender {
 
     /// Parses a configured URL, refusing it without ever printing it.
     pub fn parse_url(&self, url: &str) -> Result<Url, NotifyError> {
-        Url::parse(url)
-            .map_err(|e| self.error(DeliveryClass::Permanent, format!("invalid URL ({e})")))
+        Url::parse(url).map_err(|e| self.error(ErrorClass::Permanent, format!("invalid URL ({e})")))
     }
 
     /// A REST endpoint under a configured base URL: the base without its
@@ -151,7 +150,7 @@ impl HttpSender {
         url.path_segments_mut()
             .map_err(|()| {
                 self.error(
-                    DeliveryClass::Permanent,
+                    ErrorClass::Permanent,
                     format!("the {setting} cannot have a path"),
                 )
             })?
@@ -173,13 +172,13 @@ impl HttpSender {
         let response = self.send_for_response(request).await?;
         let body = response.bytes().await.map_err(|e| {
             self.error(
-                DeliveryClass::Transient,
+                ErrorClass::Transient,
                 format!("reading {peer}'s answer failed: {}", e.without_url()),
             )
         })?;
         serde_json::from_slice(&body).map_err(|e| {
             self.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 format!("{peer} answered with something other than JSON ({e}); {hint}"),
             )
         })
@@ -198,7 +197,7 @@ impl HttpSender {
     ) -> Result<Response, NotifyError> {
         let request = request.build().map_err(|e| {
             self.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 format!("cannot build the request: {}", e.without_url()),
             )
         })?;
@@ -211,14 +210,14 @@ impl HttpSender {
             } else {
                 format!("request to {host} failed: {}", e.without_url())
             };
-            self.error(DeliveryClass::Transient, message)
+            self.error(ErrorClass::Transient, message)
         })?;
         let status = response.status();
         if status.is_success() {
             tracing::debug!(notifier = %self.notifier, host = %host, status = %status, "delivered");
             return Ok(response);
         }
-        let retry_after = retry_after_secs(&response, Utc::now());
+        let retry_after = retry_after(&response, Utc::now());
         let class = classify(status, retry_after);
         // The body is best effort: a refusal is still a refusal if it is unreadable.
         let body = response.text().await.unwrap_or_default();
@@ -236,7 +235,7 @@ impl HttpSender {
     }
 
     /// An error of this notifier, with every registered secret scrubbed.
-    pub fn error(&self, class: DeliveryClass, message: impl Into<String>) -> NotifyError {
+    pub fn error(&self, class: ErrorClass, message: impl Into<String>) -> NotifyError {
         NotifyError {
             notifier: self.notifier.clone(),
             message: self.redact(&message.into()),
@@ -254,31 +253,20 @@ impl HttpSender {
 }
 
 /// The delivery class of a non-2xx status.
-pub fn classify(status: StatusCode, retry_after: Option<u64>) -> DeliveryClass {
+pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> ErrorClass {
     match (status.as_u16(), retry_after) {
-        (429 | 503, Some(secs)) => DeliveryClass::RetryAfterSecs(secs),
+        (429 | 503, Some(delay)) => ErrorClass::RetryAfter(delay),
         // 408 and 429 are the client errors that say "later", not "never".
-        (408 | 429, None) => DeliveryClass::Transient,
-        (s, _) if (500..600).contains(&s) => DeliveryClass::Transient,
-        _ => DeliveryClass::Permanent,
+        (408 | 429, None) => ErrorClass::Transient,
+        (s, _) if (500..600).contains(&s) => ErrorClass::Transient,
+        _ => ErrorClass::Permanent,
     }
 }
 
-/// `Retry-After` as seconds from `now`: either delay-seconds or an HTTP date
-/// (RFC 9110 §10.2.3).
-fn retry_after_secs(response: &Response, now: DateTime<Utc>) -> Option<u64> {
-    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
-    parse_retry_after(value, now)
-}
-
-/// Parses a `Retry-After` value.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<u64> {
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs);
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let secs = (at.with_timezone(&Utc) - now).num_seconds();
-    Some(u64::try_from(secs).unwrap_or(0))
+/// `Retry-After` as the time left from `now` (delay-seconds or an HTTP date).
+fn retry_after(response: &Response, now: DateTime<Utc>) -> Option<Duration> {
+    let value = response.headers().get(RETRY_AFTER)?.to_str().ok()?;
+    certkeeper_base::parse_retry_after(value, now)
 }
 
 #[cfg(test)]
@@ -288,31 +276,21 @@ mod tests {
     #[test]
     fn statuses_map_to_delivery_classes() {
         let s = |n| StatusCode::from_u16(n).unwrap();
-        assert_eq!(classify(s(429), Some(7)), DeliveryClass::RetryAfterSecs(7));
-        assert_eq!(classify(s(503), Some(3)), DeliveryClass::RetryAfterSecs(3));
-        assert_eq!(classify(s(429), None), DeliveryClass::Transient);
-        assert_eq!(classify(s(500), Some(3)), DeliveryClass::Transient);
-        assert_eq!(classify(s(502), None), DeliveryClass::Transient);
-        assert_eq!(classify(s(400), None), DeliveryClass::Permanent);
-        assert_eq!(classify(s(401), None), DeliveryClass::Permanent);
-        assert_eq!(classify(s(404), None), DeliveryClass::Permanent);
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("120", now), Some(120));
+        let secs = Duration::from_secs;
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(60)
+            classify(s(429), Some(secs(7))),
+            ErrorClass::RetryAfter(secs(7))
         );
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(0)
+            classify(s(503), Some(secs(3))),
+            ErrorClass::RetryAfter(secs(3))
         );
-        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(classify(s(429), None), ErrorClass::Transient);
+        assert_eq!(classify(s(500), Some(secs(3))), ErrorClass::Transient);
+        assert_eq!(classify(s(502), None), ErrorClass::Transient);
+        assert_eq!(classify(s(400), None), ErrorClass::Permanent);
+        assert_eq!(classify(s(401), None), ErrorClass::Permanent);
+        assert_eq!(classify(s(404), None), ErrorClass::Permanent);
     }
 
     #[tokio::test]
@@ -328,7 +306,7 @@ mod tests {
             .client()
             .post(format!("http://127.0.0.1:{port}/secret-path"));
         let err = sender.send(request).await.unwrap_err();
-        assert_eq!(err.class, DeliveryClass::Transient);
+        assert_eq!(err.class, ErrorClass::Transient);
         assert!(!err.message.contains("secret-path"), "{}", err.message);
     }
 
@@ -340,7 +318,7 @@ mod tests {
                 "https://hooks.slack.com/services/T0001/B0001/abcdefghijklmnop",
             ));
         let e = sender.error(
-            DeliveryClass::Permanent,
+            ErrorClass::Permanent,
             "bad https://hooks.slack.com/services/T0001/B0001/abcdefghijklmnop, \
              path /services/T0001/B0001/abcdefghijklmnop, token abcdefghijklmnop",
         );

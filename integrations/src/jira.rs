@@ -80,11 +80,11 @@ use reqwest::{RequestBuilder, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::incident::{IncidentAction, incident_action};
 use crate::render::{render, truncate};
-use crate::secret::Secret;
-use crate::{DeliveryClass, Event, Notifier, NotifyError};
+use crate::{ErrorClass, Event, Notifier, NotifyError};
 
 /// Longest `summary` Jira accepts.
 pub const MAX_SUMMARY_CHARS: usize = 255;
@@ -225,7 +225,7 @@ impl JiraNotifier {
             JiraAuth::Bearer { token } => http = http.redacting(token),
         }
         if settings.project.trim().is_empty() {
-            return Err(http.error(DeliveryClass::Permanent, "project must not be empty"));
+            return Err(http.error(ErrorClass::Permanent, "project must not be empty"));
         }
         if let Some(bad) = settings
             .labels
@@ -233,7 +233,7 @@ impl JiraNotifier {
             .find(|l| l.is_empty() || l.chars().count() > 255 || l.contains(char::is_whitespace))
         {
             return Err(http.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 format!("label {bad:?} is not a Jira label (1 to 255 characters, no spaces)"),
             ));
         }
@@ -303,7 +303,7 @@ impl JiraNotifier {
         let answer = self.read_json(self.http.client().get(url)).await?;
         let issues = answer["issues"].as_array().ok_or_else(|| {
             self.http.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 "Jira's search answer has no issues list",
             )
         })?;
@@ -398,9 +398,7 @@ impl JiraNotifier {
         } else {
             // The comments are in; rerunning would only repeat them, so this
             // is for an operator to fix in the workflow or the setting.
-            Err(self
-                .http
-                .error(DeliveryClass::Permanent, missing.join("; ")))
+            Err(self.http.error(ErrorClass::Permanent, missing.join("; ")))
         }
     }
 
@@ -608,7 +606,7 @@ mod tests {
         );
         settings.labels = vec!["two words".into()];
         let err = JiraNotifier::new("jira", settings).unwrap_err();
-        assert_eq!(err.class, DeliveryClass::Permanent);
+        assert_eq!(err.class, ErrorClass::Permanent);
         assert!(err.message.contains("two words"), "{}", err.message);
     }
 

@@ -32,12 +32,13 @@ pub mod mattermost;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod render;
-pub mod secret;
 pub mod servicenow;
 pub mod slack;
 pub mod sms;
 pub mod teams;
 pub mod webhook;
+
+pub use certkeeper_base::{ErrorClass, Secret};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -209,17 +210,6 @@ pub struct Event {
     pub certificate: Option<CertificateSummary>,
 }
 
-/// Whether a failed delivery may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryClass {
-    /// The channel refused the message for good (bad credentials, bad payload).
-    Permanent,
-    /// Try again later.
-    Transient,
-    /// The channel asked to wait this many seconds.
-    RetryAfterSecs(u64),
-}
-
 /// A delivery failure.
 #[derive(Debug, thiserror::Error)]
 #[error("notifier {notifier}: {message}")]
@@ -229,7 +219,7 @@ pub struct NotifyError {
     /// What went wrong; never holds tokens or passwords.
     pub message: String,
     /// Whether retrying can help.
-    pub class: DeliveryClass,
+    pub class: ErrorClass,
 }
 
 /// A channel that delivers events.

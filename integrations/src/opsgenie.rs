@@ -23,10 +23,10 @@ use reqwest::header::AUTHORIZATION;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::incident::{IncidentAction, incident_action};
 use crate::render::{Severity, display_name, kind_name, render, truncate};
-use crate::secret::Secret;
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of an Opsgenie API integration (`type = "opsgenie"`).
@@ -144,7 +144,7 @@ impl Notifier for OpsgenieNotifier {
                     url.path_segments_mut()
                         .map_err(|()| {
                             self.http.error(
-                                crate::DeliveryClass::Permanent,
+                                crate::ErrorClass::Permanent,
                                 "the Opsgenie URL cannot have a path",
                             )
                         })?

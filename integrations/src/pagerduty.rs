@@ -24,10 +24,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::incident::{IncidentAction, incident_action};
 use crate::render::{kind_name, render, truncate};
-use crate::secret::Secret;
 use crate::{Event, EventKind, Notifier, NotifyError};
 
 /// Settings of a PagerDuty service (`type = "pagerduty"`).

@@ -66,11 +66,11 @@ use reqwest::{RequestBuilder, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::incident::{IncidentAction, incident_action};
 use crate::render::{Severity, render, truncate};
-use crate::secret::Secret;
-use crate::{DeliveryClass, Event, Notifier, NotifyError};
+use crate::{ErrorClass, Event, Notifier, NotifyError};
 
 /// Longest `short_description` the base incident table holds.
 pub const MAX_SHORT_DESCRIPTION_CHARS: usize = 160;
@@ -261,7 +261,7 @@ impl ServiceNowNotifier {
         let answer = self.send_json(self.http.client().get(url)).await?;
         let records = answer["result"].as_array().ok_or_else(|| {
             self.http.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 "ServiceNow's answer has no result list",
             )
         })?;

@@ -21,10 +21,10 @@ use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::render::{render, truncate};
-use crate::secret::Secret;
-use crate::{DeliveryClass, Event, Notifier, NotifyError};
+use crate::{ErrorClass, Event, Notifier, NotifyError};
 
 /// Longest `Body` Twilio accepts.
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -125,10 +125,8 @@ impl Notifier for SmsNotifier {
         let mut url = self.http.parse_url(&self.settings.url)?;
         url.path_segments_mut()
             .map_err(|()| {
-                self.http.error(
-                    DeliveryClass::Permanent,
-                    "the SMS API URL cannot have a path",
-                )
+                self.http
+                    .error(ErrorClass::Permanent, "the SMS API URL cannot have a path")
             })?
             .clear()
             .extend([

@@ -42,10 +42,10 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
 use crate::render::kind_name;
-use crate::secret::Secret;
-use crate::{DeliveryClass, Event, Notifier, NotifyError};
+use crate::{ErrorClass, Event, Notifier, NotifyError};
 
 /// Header with the signing time, Unix seconds.
 pub const TIMESTAMP_HEADER: &str = "X-Certkeeper-Timestamp";
@@ -169,7 +169,7 @@ impl Notifier for WebhookNotifier {
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let body = serde_json::to_vec(&self.body(event)).map_err(|e| {
             self.http.error(
-                DeliveryClass::Permanent,
+                ErrorClass::Permanent,
                 format!("cannot encode the event: {e}"),
             )
         })?;
@@ -177,7 +177,7 @@ impl Notifier for WebhookNotifier {
         let signature = signature(self.settings.secret.expose().as_bytes(), &timestamp, &body)
             .map_err(|e| {
                 self.http
-                    .error(DeliveryClass::Permanent, format!("cannot sign: {e}"))
+                    .error(ErrorClass::Permanent, format!("cannot sign: {e}"))
             })?;
         let content_type = match self.settings.format {
             WebhookFormat::Event => "application/json",

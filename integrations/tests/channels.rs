@@ -10,13 +10,13 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine;
+use certkeeper_integrations::Secret;
 use certkeeper_integrations::conformance::{SAMPLE_PREVIOUS_FINGERPRINT, sample_event};
 use certkeeper_integrations::discord::{DiscordNotifier, DiscordSettings};
 use certkeeper_integrations::mattermost::{MattermostNotifier, MattermostSettings};
 use certkeeper_integrations::opsgenie::{OpsgenieNotifier, OpsgenieSettings};
 use certkeeper_integrations::pagerduty::{PagerDutyNotifier, PagerDutySettings};
 use certkeeper_integrations::render::kind_name;
-use certkeeper_integrations::secret::Secret;
 use certkeeper_integrations::slack::{SlackNotifier, SlackSettings};
 use certkeeper_integrations::sms::{SmsNotifier, SmsSettings};
 use certkeeper_integrations::teams::{TeamsNotifier, TeamsSettings};

@@ -9,11 +9,11 @@ mod mta;
 
 use std::collections::BTreeSet;
 
+use certkeeper_integrations::Secret;
 use certkeeper_integrations::conformance::{sample_event, sample_events};
 use certkeeper_integrations::email::{EmailNotifier, EmailSettings, TlsMode, message_id};
 use certkeeper_integrations::render::render;
-use certkeeper_integrations::secret::Secret;
-use certkeeper_integrations::{DeliveryClass, Event, Notifier};
+use certkeeper_integrations::{ErrorClass, Event, Notifier};
 use mailparse::{MailHeaderMap, ParsedMail};
 use mta::{DOMAIN, Mta, Sasl};
 
@@ -153,7 +153,7 @@ async fn implicit_tls_delivers_and_an_untrusted_certificate_is_transient() {
         .send(&event)
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Transient, "{err}");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
     assert!(err.message.contains("invalid peer certificate"), "{err}");
     // `accept_invalid_certs` (tests only) takes any certificate.
     s.accept_invalid_certs = true;
@@ -197,14 +197,14 @@ async fn plain_smtp_delivers_every_sample_and_refusals_are_permanent() {
         .send_to(&event, &["someone@elsewhere.example".into()])
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("Relay access denied"), "{err}");
     // A mailbox the domain does not have: 550 5.1.1 User unknown.
     let err = notifier
         .send_to(&event, &[format!("nobody-here@{DOMAIN}")])
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("User unknown"), "{err}");
     // Nothing was delivered for the refused transactions, not even to `to`.
     assert_eq!(mta.mailbox("ssladmin").len(), events.len());
@@ -216,7 +216,7 @@ async fn plain_smtp_delivers_every_sample_and_refusals_are_permanent() {
         .send(&event)
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Transient, "{err}");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
 }
 
 #[tokio::test]
@@ -239,7 +239,7 @@ async fn smtp_auth_delivers_with_the_right_password_only() {
         .send(&event)
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("Access denied"), "{err}");
 
     // The right password: delivered, and Postfix logged the login.
@@ -267,7 +267,7 @@ async fn smtp_auth_delivers_with_the_right_password_only() {
         .send(&event)
         .await
         .unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("535"), "{err}");
     assert!(!err.to_string().contains("wrong-Passw0rd-guess"), "{err}");
     assert!(!format!("{err:?}").contains("wrong-Passw0rd-guess"));

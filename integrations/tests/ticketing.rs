@@ -13,15 +13,15 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine;
+use certkeeper_integrations::Secret;
 use certkeeper_integrations::conformance::{SAMPLE_PREVIOUS_FINGERPRINT, sample_event};
 use certkeeper_integrations::incident::{IncidentAction, incident_action};
 use certkeeper_integrations::jira::{JiraApiVersion, JiraAuth, JiraNotifier, JiraSettings};
 use certkeeper_integrations::render::{Severity, render};
-use certkeeper_integrations::secret::Secret;
 use certkeeper_integrations::servicenow::{
     ServiceNowAuth, ServiceNowNotifier, ServiceNowSettings, correlation_id,
 };
-use certkeeper_integrations::{DeliveryClass, Event, Notifier, NotifyError};
+use certkeeper_integrations::{ErrorClass, Event, Notifier, NotifyError};
 use serde_json::{Value, json};
 use support::jira::{FakeJira, check_adf};
 use support::servicenow::FakeServiceNow;
@@ -312,18 +312,22 @@ async fn jira_refusals_are_classified_and_never_show_the_token() {
 
     receiver.refuse_next(401, None);
     let err = notifier.send(&expiring()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert_no_secret(&err, &secrets);
 
     // The search succeeds, the create is refused: nothing was created, and
     // the retry creates exactly one issue.
     receiver.refuse_next_matching("POST", "/rest/api/3/issue", 503, Some("30"));
     let err = notifier.send(&expiring()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::RetryAfterSecs(30), "{err}");
+    assert_eq!(
+        err.class,
+        ErrorClass::RetryAfter(Duration::from_secs(30)),
+        "{err}"
+    );
     assert_no_secret(&err, &secrets);
     receiver.refuse_next_matching("POST", "/rest/api/3/issue", 500, None);
     let err = notifier.send(&expiring()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Transient, "{err}");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
     assert_no_secret(&err, &secrets);
     assert!(fake.issues().is_empty());
     notifier.send(&expiring()).await.unwrap();
@@ -333,7 +337,7 @@ async fn jira_refusals_are_classified_and_never_show_the_token() {
     // A done transition the workflow lacks is for an operator to fix; the
     // renewal comment is in regardless.
     let err = notifier.send(&renewed()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("\"Close\""), "{err}");
     assert!(err.message.contains("Done"), "lists the transitions: {err}");
     assert_eq!(fake.issues()[0].comments.len(), 2);
@@ -552,18 +556,22 @@ async fn servicenow_refusals_are_classified_and_never_show_the_password() {
 
     receiver.refuse_next(401, None);
     let err = notifier.send(&expiring()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Permanent, "{err}");
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert_no_secret(&err, &secrets);
 
     receiver.refuse_next_matching("POST", TABLE, 503, Some("120"));
     let err = notifier.send(&expiring()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::RetryAfterSecs(120), "{err}");
+    assert_eq!(
+        err.class,
+        ErrorClass::RetryAfter(Duration::from_secs(120)),
+        "{err}"
+    );
     assert_no_secret(&err, &secrets);
 
     notifier.send(&expiring()).await.unwrap();
     receiver.refuse_next_matching("PATCH", TABLE, 500, None);
     let err = notifier.send(&escalated()).await.unwrap_err();
-    assert_eq!(err.class, DeliveryClass::Transient, "{err}");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
     assert_no_secret(&err, &secrets);
     notifier.send(&escalated()).await.unwrap();
     assert_eq!(fake.incidents().len(), 1);

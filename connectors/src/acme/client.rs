@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use hyper::header::{RETRY_AFTER, USER_AGENT};
@@ -170,7 +170,7 @@ impl HttpClient for TimeoutClient {
                 .headers
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, Utc::now()))
+                .and_then(|v| certkeeper_base::parse_retry_after(v, Utc::now()))
             {
                 problem::note_retry_after(delay);
             }
@@ -204,37 +204,9 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Parses a `Retry-After` value: delay-seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        let now = DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
-            .expect("date")
-            .with_timezone(&Utc);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 01 Jan 2025 00:10:00 GMT", now),
-            Some(Duration::from_secs(600))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn extra_roots_must_hold_a_certificate() {

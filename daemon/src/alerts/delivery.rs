@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use certkeeper_integrations::render::kind_name;
-use certkeeper_integrations::{DeliveryClass, Event, Notifier};
+use certkeeper_integrations::{ErrorClass, Event, Notifier};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::routing::Router;
 use crate::config::alerts::DeliveryConfig;
-use crate::store::Store;
-use crate::store::alerts::{AttemptLog, AttemptResult, DeliveryRow};
+use certkeeper_store::Store;
+use certkeeper_store::alerts::{AttemptLog, AttemptResult, DeliveryRow};
 
 /// How long a claimed delivery is held before it comes due again (a send
 /// that outlives it may be repeated; channels time out well before).
@@ -77,7 +77,10 @@ pub async fn route_loop(
 }
 
 /// Routes one batch of events; returns how many.
-pub async fn route_pass(store: &Store, router: &Router) -> Result<usize, crate::store::StoreError> {
+pub async fn route_pass(
+    store: &Store,
+    router: &Router,
+) -> Result<usize, certkeeper_store::StoreError> {
     let events = store.unrouted_events(ROUTE_BATCH).await?;
     if events.is_empty() {
         return Ok(0);
@@ -254,7 +257,7 @@ async fn attempt(
             let finished = now();
             let give_up = row.created + (config.give_up_after_hours as i64) * 3600;
             match e.class {
-                DeliveryClass::Permanent => result("failed", finished, "failed", Some(e.message)),
+                ErrorClass::Permanent => result("failed", finished, "failed", Some(e.message)),
                 _ if finished >= give_up => result(
                     "failed",
                     finished,
@@ -264,13 +267,13 @@ async fn attempt(
                         e.message, config.give_up_after_hours
                     )),
                 ),
-                DeliveryClass::RetryAfterSecs(secs) => result(
+                ErrorClass::RetryAfter(delay) => result(
                     "pending",
-                    finished + (secs.clamp(1, 86_400) as i64),
+                    finished + (delay.as_secs().clamp(1, 86_400) as i64),
                     "retry",
                     Some(e.message),
                 ),
-                DeliveryClass::Transient => {
+                ErrorClass::Transient => {
                     let next = finished + backoff(row.attempts, config);
                     result("pending", next, "retry", Some(e.message))
                 }

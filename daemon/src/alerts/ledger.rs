@@ -19,13 +19,14 @@
 //! the same transaction as the `alert_escalated` event is written.
 
 use certkeeper_integrations::{Event, EventKind};
+use certkeeper_model::event::StoredEvent;
 use chrono::DateTime;
 
 use crate::config::alerts::AlertsConfig;
-use crate::inventory::CertificateRecord;
-use crate::store::alerts::{AlertRow, EXPIRED_THRESHOLD};
-use crate::store::inventory::ListError;
-use crate::store::{Store, StoreError};
+use certkeeper_model::inventory::CertificateRecord;
+use certkeeper_store::alerts::{AlertRow, EXPIRED_THRESHOLD};
+use certkeeper_store::inventory::ListError;
+use certkeeper_store::{Store, StoreError};
 
 const DAY: i64 = 86_400;
 const PAGE: usize = 500;
@@ -171,7 +172,7 @@ fn due(
     now: i64,
     known: &std::collections::HashSet<String>,
     seen_at: Vec<String>,
-) -> (Vec<AlertRow>, Option<(String, i64, serde_json::Value)>) {
+) -> (Vec<AlertRow>, Option<StoredEvent>) {
     let left = cert.cert.not_after - now;
     let crossed: Vec<u32> = if left <= 0 {
         vec![EXPIRED_THRESHOLD]
@@ -235,11 +236,7 @@ fn due(
             kind,
             certificate: Some(cert.summary(seen_at)),
         };
-        (
-            event.id.clone(),
-            now,
-            serde_json::to_value(&event).unwrap_or_default(),
-        )
+        StoredEvent::from(&event)
     });
     (rows, event)
 }
@@ -305,14 +302,7 @@ async fn escalate(store: &Store, after_days: u32, now: i64) -> Result<usize, Sto
             certificate: Some(cert.summary(seen_at)),
         };
         store
-            .escalate_alert(
-                &alert.id,
-                now,
-                (
-                    event.id.clone(),
-                    serde_json::to_value(&event).unwrap_or_default(),
-                ),
-            )
+            .escalate_alert(&alert.id, now, &StoredEvent::from(&event))
             .await?;
         escalated += 1;
     }

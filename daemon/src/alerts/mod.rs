@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::store::Store;
+use certkeeper_store::Store;
 
 /// The running alerting loops' inputs, built from the config.
 pub struct Alerts {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::admin::{Principal, Role, password, token};
-use crate::store::accounts::{ApiToken, OrgUnit, User};
+use certkeeper_model::admin::{Principal, Role, password, token};
+use certkeeper_store::accounts::{ApiToken, OrgUnit, User};
 
 /// Appends an audit entry for `principal`; an action whose entry cannot be
 /// written fails with 500.
@@ -24,10 +24,10 @@ pub async fn audit(
 ) -> Result<(), ApiError> {
     state
         .store
-        .append_audit(crate::admin::audit_chain::AuditEntry {
+        .append_audit(certkeeper_model::admin::audit_chain::AuditEntry {
             before,
             after,
-            ..crate::admin::audit_chain::AuditEntry::new(
+            ..certkeeper_model::admin::audit_chain::AuditEntry::new(
                 principal.user.clone(),
                 action,
                 object.map(str::to_owned),
@@ -74,7 +74,7 @@ pub struct NewUser {
     #[serde(default)]
     pub units: Vec<String>,
     /// Password (for the web portal); tokens work without one.
-    pub password: Option<crate::secret::Secret>,
+    pub password: Option<certkeeper_base::Secret>,
 }
 
 /// Checks a new account's fields; `Err` is for the requester.
@@ -172,7 +172,7 @@ pub struct UserChange {
     /// Disable or enable.
     pub disabled: Option<bool>,
     /// New password.
-    pub password: Option<crate::secret::Secret>,
+    pub password: Option<certkeeper_base::Secret>,
 }
 
 /// `POST /api/v1/users/{name}`: role, units, disabled, password.
@@ -261,7 +261,10 @@ pub async fn put_unit(
             )));
         }
         // Moving a unit under itself or its own descendant would make a loop.
-        let below = crate::api::descendants(&known, std::slice::from_ref(&unit.name));
+        let below = certkeeper_store::accounts::OrgUnit::descendants(
+            &known,
+            std::slice::from_ref(&unit.name),
+        );
         if below.contains(parent) {
             return Err(ApiError::bad_request(format!(
                 "parent: `{parent}` is inside `{}`; that would make a loop",
@@ -466,7 +469,7 @@ pub async fn assign_certificates(
         .map(|f| f.replace(':', "").to_lowercase())
         .collect();
     if body.q.is_some() || body.issuer.is_some() || body.in_org_unit.is_some() {
-        let mut filter = crate::store::inventory::CertificateFilter {
+        let mut filter = certkeeper_store::inventory::CertificateFilter {
             q: body.q.clone(),
             issuer: body.issuer.clone(),
             org_unit: body.in_org_unit.clone(),
@@ -576,7 +579,7 @@ pub struct Login {
     /// Account name.
     pub user: String,
     /// Its password.
-    pub password: crate::secret::Secret,
+    pub password: certkeeper_base::Secret,
 }
 
 /// `POST /api/v1/login`: a password sign-in for the web portal. Answers a
@@ -609,7 +612,7 @@ pub async fn login(
     let actor = Principal {
         user: name.clone(),
         role: user.as_ref().map_or(Role::Subscriber, |u| u.role),
-        scope: crate::admin::Scope::All,
+        scope: certkeeper_model::admin::Scope::All,
     };
     let Some(user) = user.filter(|u| ok && !u.disabled) else {
         state.limiter.failure(&name, source, now);
@@ -622,7 +625,7 @@ pub async fn login(
     openssl::rand::rand_bytes(&mut key).map_err(ApiError::internal)?;
     let key = hex::encode(key);
     let unix = chrono::Utc::now().timestamp();
-    let session = crate::store::accounts::Session {
+    let session = certkeeper_store::accounts::Session {
         user: user.name.clone(),
         created: unix,
         expires: unix + SESSION_HOURS * 3600,
@@ -686,10 +689,10 @@ async fn audit_outcome(
 ) -> Result<(), ApiError> {
     state
         .store
-        .append_audit(crate::admin::audit_chain::AuditEntry {
+        .append_audit(certkeeper_model::admin::audit_chain::AuditEntry {
             source: source.map(|s| s.to_string()),
             outcome: outcome.to_owned(),
-            ..crate::admin::audit_chain::AuditEntry::new(
+            ..certkeeper_model::admin::audit_chain::AuditEntry::new(
                 principal.user.clone(),
                 action,
                 Some(principal.user.clone()),

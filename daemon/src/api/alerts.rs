@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::admin::Principal;
-use crate::store::alerts::{AckOutcome, DeliveryFilter};
+use certkeeper_model::admin::Principal;
+use certkeeper_store::alerts::{AckOutcome, DeliveryFilter};
 
 fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
     match query.get("limit") {

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use crate::admin::{Permission, Principal, Role, Scope, allows, token};
+use certkeeper_model::admin::{Permission, Principal, Role, Scope, allows, token};
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let mut response = (
@@ -284,7 +284,7 @@ async fn from_session(
 
 async fn principal_of(
     state: &AppState,
-    user: crate::store::accounts::User,
+    user: certkeeper_store::accounts::User,
 ) -> Result<Principal, Response> {
     let units = state.unit_closure(&user.units).await.map_err(internal)?;
     let scope = match user.role {

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::admin::{Principal, Scope};
 use crate::renewal::{Renewer, RequestError};
-use crate::store::managed::{ManagedState, OperationKind};
+use certkeeper_model::admin::{Principal, Scope};
+use certkeeper_store::managed::{ManagedState, OperationKind};
 
 /// A managed certificate as the API shows it.
 #[derive(Debug, Serialize)]

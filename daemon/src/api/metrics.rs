@@ -70,7 +70,7 @@ pub(super) async fn handler(State(state): State<AppState>) -> Result<Response, A
         );
     }
 
-    type JobValue = fn(&crate::store::jobs::JobState) -> i64;
+    type JobValue = fn(&certkeeper_store::jobs::JobState) -> i64;
     let job_metrics: [(&str, &str, &str, JobValue); 3] = [
         (
             "certkeeper_job_runs_total",

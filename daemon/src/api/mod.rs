@@ -33,9 +33,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::inventory::{self, SightingKind, Status};
-use crate::store::Store;
-use crate::store::inventory::{CertificateFilter, ListError};
+use certkeeper_model::inventory::{SightingKind, Status};
+use certkeeper_store::Store;
+use certkeeper_store::inventory::{CertificateFilter, ListError};
 
 /// Largest import body accepted (a big CA bundle is ~250 KiB).
 const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
@@ -46,8 +46,8 @@ pub struct AppState {
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     renewer: Option<Arc<crate::renewal::Renewer>>,
-    permissions: Arc<HashMap<(axum::http::Method, String), crate::admin::Permission>>,
-    limiter: Arc<crate::admin::ratelimit::LoginLimiter>,
+    permissions: Arc<HashMap<(axum::http::Method, String), certkeeper_model::admin::Permission>>,
+    limiter: Arc<certkeeper_model::admin::ratelimit::LoginLimiter>,
 }
 
 impl AppState {
@@ -62,7 +62,7 @@ impl AppState {
             config,
             renewer: None,
             permissions: Arc::new(permissions),
-            limiter: Arc::new(crate::admin::ratelimit::LoginLimiter::default()),
+            limiter: Arc::new(certkeeper_model::admin::ratelimit::LoginLimiter::default()),
         }
     }
 
@@ -70,9 +70,11 @@ impl AppState {
     pub async fn unit_closure(
         &self,
         units: &[String],
-    ) -> Result<Vec<String>, crate::store::StoreError> {
+    ) -> Result<Vec<String>, certkeeper_store::StoreError> {
         let all = self.store.org_units().await?;
-        Ok(descendants(&all, units))
+        Ok(certkeeper_store::accounts::OrgUnit::descendants(
+            &all, units,
+        ))
     }
 
     /// Serves the lifecycle routes (renew, replace, revoke) through `renewer`.
@@ -213,28 +215,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The whole application: the web portal (`/ui`) and the API, on one port.
-pub fn app(state: AppState) -> Router {
-    let api = router(state.clone());
-    crate::portal::router(state, api.clone()).merge(api)
-}
-
-/// `units` and every unit below them in `all`.
-pub fn descendants(all: &[crate::store::accounts::OrgUnit], units: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = units.to_vec();
-    let mut i = 0;
-    while i < out.len() {
-        let parent = out[i].clone();
-        for u in all {
-            if u.parent.as_deref() == Some(parent.as_str()) && !out.contains(&u.name) {
-                out.push(u.name.clone());
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
 /// Serves `app` on `listener` (over TLS when `tls` is set) until `cancel`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -324,7 +304,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
 
 async fn list_certificates(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_params(
@@ -407,7 +387,7 @@ fn is_fingerprint(text: &str) -> bool {
 
 async fn show_certificate(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     Path(fingerprint): Path<String>,
 ) -> Result<Response, ApiError> {
     let fingerprint = fingerprint.replace(':', "").to_lowercase();
@@ -433,7 +413,7 @@ async fn show_certificate(
 
 async fn counts(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
 ) -> Result<Response, ApiError> {
     let counts = match principal.scope.units() {
         None => state.store.counts_by_status().await,
@@ -453,7 +433,7 @@ async fn counts(
 /// 104), from one aggregate over the expiry index.
 async fn expiries(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     const WEEK: i64 = 7 * 86_400;
@@ -490,7 +470,7 @@ async fn expiries(
 
 async fn import(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -500,7 +480,7 @@ async fn import(
         .cloned()
         .unwrap_or_else(|| "api upload".into());
     let expiring_days = state.config().inventory.expiring_days;
-    match inventory::import_bytes(
+    match certkeeper_store::import::import_bytes(
         &state.store,
         &body,
         SightingKind::Import,
@@ -521,7 +501,7 @@ async fn import(
             .await?;
             Ok((StatusCode::OK, axum::Json(outcome)).into_response())
         }
-        Err(inventory::ImportError::Store(e)) => Err(ApiError::internal(e)),
+        Err(certkeeper_store::import::ImportError::Store(e)) => Err(ApiError::internal(e)),
         Err(e) => Err(ApiError::unprocessable(e.to_string())),
     }
 }
@@ -533,7 +513,7 @@ async fn jobs(State(state): State<AppState>) -> Result<Response, ApiError> {
 
 async fn run_job(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let found = state
@@ -557,14 +537,14 @@ async fn run_job(
 
 async fn list_findings(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<crate::admin::Principal>,
+    axum::Extension(principal): axum::Extension<certkeeper_model::admin::Principal>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let params = query_params(raw, &["code", "fingerprint", "limit"])?;
     let code = params
         .get("code")
         .map(|c| {
-            serde_json::from_value::<crate::discovery::FindingCode>(json!(c))
+            serde_json::from_value::<certkeeper_discovery::FindingCode>(json!(c))
                 .map_err(|_| ApiError::bad_request(format!("code: unknown finding code `{c}`")))
         })
         .transpose()?;

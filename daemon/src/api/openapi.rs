@@ -9,7 +9,7 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-use crate::admin::{Permission, Role, allows};
+use certkeeper_model::admin::{Permission, Role, allows};
 
 pub(super) async fn handler() -> Json<Value> {
     Json(document())
@@ -669,8 +669,8 @@ fn admin_paths() -> Value {
 mod tests {
     use std::collections::HashSet;
 
-    use crate::admin::Permission;
     use crate::api::routes;
+    use certkeeper_model::admin::Permission;
 
     #[test]
     fn every_route_is_documented_and_nothing_else() {

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::admin::{Principal, Scope};
 use crate::config::{JobConfig, ReportJob};
+use certkeeper_model::admin::{Principal, Scope};
 
 /// The report jobs of the config the caller may download from.
 fn visible_jobs<'c>(

@@ -15,14 +15,16 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use certkeeper_integrations::{Event, EventKind};
+use certkeeper_model::event::StoredEvent;
+use certkeeper_model::request::RequestState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::accounts::audit;
 use super::{ApiError, AppState};
-use crate::admin::domains::{Decision, DomainPolicy, DomainRule, normalise_identifier};
-use crate::admin::{Principal, Role, Scope};
-use crate::store::requests::Request;
+use certkeeper_model::admin::domains::{Decision, DomainPolicy, DomainRule, normalise_identifier};
+use certkeeper_model::admin::{Principal, Role, Scope};
+use certkeeper_store::requests::Request;
 
 /// Body of `POST /api/v1/requests`.
 #[derive(Debug, Deserialize)]
@@ -45,14 +47,13 @@ pub struct NewRequest {
     pub contact: Option<String>,
 }
 
-fn event(id: String, kind: EventKind) -> (String, Value) {
-    let event = Event {
-        id: id.clone(),
+fn event(id: String, kind: EventKind) -> StoredEvent {
+    StoredEvent::from(&Event {
+        id,
         at: chrono::Utc::now(),
         kind,
         certificate: None,
-    };
-    (id, serde_json::to_value(&event).unwrap_or_default())
+    })
 }
 
 async fn ancestors(state: &AppState, unit: &str) -> Result<Vec<String>, ApiError> {
@@ -184,7 +185,7 @@ async fn enroll(
         validity_days: body.validity_days,
         validity_seconds: body.validity_seconds,
         contact,
-        state: "pending".into(),
+        state: RequestState::Pending,
         assignee: None,
         decided_by: None,
         reason: None,
@@ -194,7 +195,7 @@ async fn enroll(
     };
     let (ev, status) = match &decision {
         Decision::PreApproved => {
-            request.state = "approved".into();
+            request.state = RequestState::Approved;
             request.decided_by = Some("rules".into());
             request.decided = Some(now);
             (
@@ -223,7 +224,7 @@ async fn enroll(
             )
         }
         Decision::Rejected { reason } => {
-            request.state = "rejected".into();
+            request.state = RequestState::Rejected;
             request.decided_by = Some("rules".into());
             request.reason = Some(reason.clone());
             request.decided = Some(now);
@@ -241,7 +242,7 @@ async fn enroll(
     };
     // A connector that does not exist is the requester's mistake, whatever
     // the policy says; check before recording anything.
-    if request.state != "rejected" {
+    if request.state != RequestState::Rejected {
         let renewer = super::lifecycle::renewer(&state)?;
         if !renewer.connector_names().contains(&request.connector) {
             return Err(ApiError::bad_request(format!(
@@ -264,7 +265,7 @@ async fn enroll(
     }
     state
         .store
-        .create_request(&request, ev)
+        .create_request(&request, &ev)
         .await
         .map_err(ApiError::internal)?;
     audit(
@@ -276,11 +277,17 @@ async fn enroll(
         Some(json!(request)),
     )
     .await?;
-    if request.state == "approved" {
+    if request.state == RequestState::Approved {
         let managed = issue(&state, &request).await?;
         request = state
             .store
-            .transition_request(&id, "approved", json!({ "managed": managed }), None, now)
+            .transition_request(
+                &id,
+                RequestState::Approved,
+                json!({ "managed": managed }),
+                None,
+                now,
+            )
             .await
             .map_err(ApiError::internal)?
             .unwrap_or(request);
@@ -374,7 +381,7 @@ pub async fn bulk(
         };
         match enroll(&state, &principal, request).await {
             Ok((_, r)) => {
-                *counts.entry(r.state.clone()).or_default() += 1;
+                *counts.entry(r.state.as_str().to_owned()).or_default() += 1;
                 results.push(json!({ "line": line, "id": r.id, "state": r.state, "reason": r.reason, "managed": r.managed }));
             }
             Err(e) => {
@@ -406,14 +413,12 @@ pub async fn list(
     Extension(principal): Extension<Principal>,
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let state_filter = query.get("state").map(String::as_str);
-    if let Some(s) = state_filter
-        && !["pending", "approved", "rejected"].contains(&s)
-    {
-        return Err(ApiError::bad_request(format!(
-            "state: `{s}` is not pending, approved or rejected"
-        )));
-    }
+    let state_filter = match query.get("state") {
+        None => None,
+        Some(s) => Some(s.parse::<RequestState>().map_err(|_| {
+            ApiError::bad_request(format!("state: `{s}` is not pending, approved or rejected"))
+        })?),
+    };
     let limit = match query.get("limit") {
         None => 100,
         Some(l) => l
@@ -478,13 +483,19 @@ async fn decide_pending(
     principal: &Principal,
     request: &Request,
     changes: serde_json::Value,
-    event: Option<(String, Value)>,
+    event: Option<StoredEvent>,
     action: &str,
 ) -> Result<Request, ApiError> {
     let now = chrono::Utc::now().timestamp();
     let Some(after) = state
         .store
-        .transition_request(&request.id, "pending", changes, event, now)
+        .transition_request(
+            &request.id,
+            RequestState::Pending,
+            changes,
+            event.as_ref(),
+            now,
+        )
         .await
         .map_err(ApiError::internal)?
     else {
@@ -544,7 +555,13 @@ pub async fn approve(
     };
     let approved = state
         .store
-        .transition_request(&id, "approved", json!({ "managed": managed }), None, now)
+        .transition_request(
+            &id,
+            RequestState::Approved,
+            json!({ "managed": managed }),
+            None,
+            now,
+        )
         .await
         .map_err(ApiError::internal)?
         .unwrap_or(approved);
@@ -782,13 +799,13 @@ pub async fn add_units(
 /// domain's DNS CAA records (RFC 8659), looked up now.
 pub async fn caa_report(State(state): State<AppState>) -> Result<Response, ApiError> {
     let config = state.config();
-    let servers = crate::cli::parse_dns_servers(&config.admin.caa_dns_servers)
+    let servers = certkeeper_discovery::dns::parse_dns_servers(&config.admin.caa_dns_servers)
         .map_err(|e| ApiError::internal(format!("admin.caa_dns_servers: {e}")))?;
     let timeout = std::time::Duration::from_secs(5);
     let resolver = if servers.is_empty() {
-        crate::discovery::dns::Resolver::system(timeout)
+        certkeeper_discovery::dns::Resolver::system(timeout)
     } else {
-        crate::discovery::dns::Resolver::with_servers(&servers, timeout)
+        certkeeper_discovery::dns::Resolver::with_servers(&servers, timeout)
     }
     .map_err(ApiError::internal)?;
     let domains: Vec<String> = state
@@ -797,7 +814,7 @@ pub async fn caa_report(State(state): State<AppState>) -> Result<Response, ApiEr
         .await
         .map_err(ApiError::internal)?
         .into_iter()
-        .filter(|r| r.mode != crate::admin::domains::DomainMode::Blocked)
+        .filter(|r| r.mode != certkeeper_model::admin::domains::DomainMode::Blocked)
         .filter(|r| {
             r.domain.parse::<ipnet::IpNet>().is_err()
                 && r.domain.parse::<std::net::IpAddr>().is_err()
@@ -812,7 +829,7 @@ pub async fn caa_report(State(state): State<AppState>) -> Result<Response, ApiEr
         .iter()
         .map(|c| (c.name().to_owned(), c.caa_identities().to_vec()))
         .collect();
-    let rows = crate::admin::caa::report(resolver.hickory(), &domains, &connectors).await;
+    let rows = certkeeper_discovery::caa::report(resolver.hickory(), &domains, &connectors).await;
     let items: Vec<Value> = rows
         .into_iter()
         .map(|r| {
@@ -876,7 +893,10 @@ pub async fn report(
             )));
         }
         let all = state.store.org_units().await.map_err(ApiError::internal)?;
-        filters.org_units = Some(super::descendants(&all, std::slice::from_ref(unit)));
+        filters.org_units = Some(certkeeper_store::accounts::OrgUnit::descendants(
+            &all,
+            std::slice::from_ref(unit),
+        ));
     }
     // Narrowed here, so an unknown administrator is a 400, not a report
     // cut short.

@@ -7,7 +7,7 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::{AppState, accounts, alerts, lifecycle, metrics, openapi, report_files, requests};
-use crate::admin::Permission;
+use certkeeper_model::admin::Permission;
 
 /// One route and what it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use certkeeper::config::Config;
-use certkeeper::store::Store;
+use certkeeper_store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use serde_json::json;
@@ -186,9 +186,13 @@ async fn run_certkeeper(
     }))?;
     let store = Store::open(&config.store).await?;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let events: Vec<(String, i64, serde_json::Value)> = chunk
+        let events: Vec<certkeeper_model::event::StoredEvent> = chunk
             .iter()
-            .map(|&i| (format!("bench-{i}"), i as i64, event(i)))
+            .map(|&i| certkeeper_model::event::StoredEvent {
+                id: format!("bench-{i}"),
+                time: i as i64,
+                event: event(i),
+            })
             .collect();
         store.raise_alerts(&[], &events).await?;
     }

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use certkeeper::config::StoreConfig;
-use certkeeper::inventory::{CertificateRecord, ParsedCertificate, SightingKind, Status};
-use certkeeper::store::Store;
-use certkeeper::store::inventory::CertificateFilter;
+use certkeeper_model::inventory::{CertificateRecord, ParsedCertificate, SightingKind, Status};
+use certkeeper_store::Store;
+use certkeeper_store::inventory::CertificateFilter;
 
 struct Args {
     count: u64,

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::output::{emit, timestamp};
 use super::{Backend, Format};
-use crate::admin::audit_chain::{AuditEntry, to_cef, to_json_line};
-use crate::admin::{Role, password, token as tokens};
-use crate::store::Store;
-use crate::store::accounts::{ApiToken, OrgUnit, User};
+use certkeeper_model::admin::audit_chain::{AuditEntry, to_cef, to_json_line};
+use certkeeper_model::admin::{Role, password, token as tokens};
+use certkeeper_store::Store;
+use certkeeper_store::accounts::{ApiToken, OrgUnit, User};
 
 /// `certkeeper admin` subcommands.
 #[derive(Debug, Subcommand)]
@@ -317,8 +317,11 @@ pub async fn admin(command: AdminCommand, backend: &Backend) -> anyhow::Result<(
                         bail!("--parent: no org unit `{p}`");
                     }
                     if let Some(p) = &unit.parent
-                        && crate::api::descendants(&known, std::slice::from_ref(&unit.name))
-                            .contains(p)
+                        && certkeeper_store::accounts::OrgUnit::descendants(
+                            &known,
+                            std::slice::from_ref(&unit.name),
+                        )
+                        .contains(p)
                     {
                         bail!(
                             "--parent: `{p}` is inside `{}`; that would make a loop",

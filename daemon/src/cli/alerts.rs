@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::output::{emit, timestamp};
 use super::{Backend, Format};
-use crate::store::alerts::{AckOutcome, AlertRow, DeliveryFilter, DeliveryRow};
+use certkeeper_store::alerts::{AckOutcome, AlertRow, DeliveryFilter, DeliveryRow};
 
 /// `certkeeper alerts` subcommands.
 #[derive(Debug, Subcommand)]

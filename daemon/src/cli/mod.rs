@@ -22,16 +22,15 @@ mod report;
 mod requests;
 mod scan;
 
-pub use scan::parse_dns_servers;
-
 use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
 
 use crate::config::{self, Config, LogFormat};
-use crate::inventory::{self, CertificateRecord, ImportOutcome, SightingKind, Status};
-use crate::store::Store;
-use crate::store::findings::CertificateDetail;
-use crate::store::inventory::{CertificateFilter, Page};
-use crate::store::jobs::{JobRun, JobState};
+use certkeeper_model::inventory::{CertificateRecord, SightingKind, Status};
+use certkeeper_store::Store;
+use certkeeper_store::findings::CertificateDetail;
+use certkeeper_store::import::ImportOutcome;
+use certkeeper_store::inventory::{CertificateFilter, Page};
+use certkeeper_store::jobs::{JobRun, JobState};
 
 /// Keeps every TLS and code-signing certificate of an organisation under control.
 #[derive(Debug, Parser)]
@@ -409,7 +408,11 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
                 let mut details = Vec::new();
                 loop {
                     let page = backend.list(&filter).await?;
-                    for cert in page.items.iter().filter(|c| covers(&c.cert, &name)) {
+                    for cert in page
+                        .items
+                        .iter()
+                        .filter(|c| certkeeper_model::hostname::covers(&c.cert, &name))
+                    {
                         details.extend(backend.certificate(&cert.cert.fingerprint).await?);
                     }
                     match page.next_cursor {
@@ -526,25 +529,6 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
     }
 }
 
-/// Whether a certificate is for `name`: a DNS SAN equal to it or a wildcard
-/// covering it, or (without SANs) its subject CN.
-fn covers(cert: &inventory::ParsedCertificate, name: &str) -> bool {
-    let matches = |pattern: &str| {
-        let pattern = pattern.trim_end_matches('.').to_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(suffix) => name
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
-            None => pattern == name,
-        }
-    };
-    if cert.san_dns.is_empty() {
-        cert.subject_cn.as_deref().is_some_and(matches)
-    } else {
-        cert.san_dns.iter().any(|s| matches(s))
-    }
-}
-
 fn unreachable_command() -> anyhow::Result<()> {
     bail!("this command is handled before the store is opened")
 }
@@ -556,12 +540,13 @@ impl Backend {
         expiring_days: u32,
     ) -> anyhow::Result<ImportOutcome> {
         match self {
-            Backend::Local(store, _) => {
-                Ok(
-                    inventory::import_path(store, file, SightingKind::Import, expiring_days)
-                        .await?,
-                )
-            }
+            Backend::Local(store, _) => Ok(certkeeper_store::import::import_path(
+                store,
+                file,
+                SightingKind::Import,
+                expiring_days,
+            )
+            .await?),
             Backend::Api(client) => {
                 let bytes = std::fs::read(file)
                     .with_context(|| format!("cannot read {}", file.display()))?;
@@ -710,7 +695,7 @@ impl Backend {
 struct ApiClient {
     base: String,
     http: reqwest::Client,
-    token: Option<crate::secret::Secret>,
+    token: Option<certkeeper_base::Secret>,
 }
 
 impl ApiClient {
@@ -743,7 +728,7 @@ impl ApiClient {
             token: std::env::var("CERTKEEPER_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
-                .map(crate::secret::Secret::new)
+                .map(certkeeper_base::Secret::new)
                 .or_else(|| config.api.token.clone()),
         })
     }

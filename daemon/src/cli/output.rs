@@ -2,9 +2,9 @@
 //! CSV for scripts.
 
 use super::Format;
-use crate::inventory::CertificateRecord;
-use crate::store::findings::CertificateDetail;
-use crate::store::jobs::{JobRun, JobState};
+use certkeeper_model::inventory::CertificateRecord;
+use certkeeper_store::findings::CertificateDetail;
+use certkeeper_store::jobs::{JobRun, JobState};
 
 pub(super) fn timestamp(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)

@@ -107,7 +107,10 @@ pub async fn report(args: ReportArgs, backend: &Backend) -> anyhow::Result<()> {
                 org_units: match &args.org_unit {
                     Some(u) => {
                         let all = store.org_units().await?;
-                        Some(crate::api::descendants(&all, std::slice::from_ref(u)))
+                        Some(certkeeper_store::accounts::OrgUnit::descendants(
+                            &all,
+                            std::slice::from_ref(u),
+                        ))
                     }
                     None => None,
                 },

@@ -16,13 +16,13 @@ use tokio::sync::mpsc;
 
 use super::Format;
 use super::output::csv_field;
-use crate::discovery::files::FileScanOptions;
-use crate::discovery::findings::{self, Policy};
-use crate::discovery::model::{Origin, ScanRecord, Starttls};
-use crate::discovery::probe::ProbeOptions;
-use crate::discovery::scan::{NetworkScan, Progress, scan_files, scan_network};
-use crate::discovery::targets::{self, Resolve};
-use crate::inventory::ParsedCertificate;
+use certkeeper_discovery::files::FileScanOptions;
+use certkeeper_discovery::findings::{self, Policy};
+use certkeeper_discovery::model::{Origin, ScanRecord, Starttls};
+use certkeeper_discovery::probe::ProbeOptions;
+use certkeeper_discovery::scan::{NetworkScan, Progress, scan_files, scan_network};
+use certkeeper_discovery::targets::{self, Resolve};
+use certkeeper_model::inventory::ParsedCertificate;
 
 /// Arguments of `certkeeper scan`.
 #[derive(Debug, clap::Args)]
@@ -125,7 +125,8 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
                 ..ProbeOptions::default()
             },
             dns_timeout: timeout * 2,
-            dns_servers: parse_dns_servers(&args.dns_servers).context("--dns-server")?,
+            dns_servers: certkeeper_discovery::dns::parse_dns_servers(&args.dns_servers)
+                .context("--dns-server")?,
         };
         work.spawn(scan_network(
             scan,
@@ -181,23 +182,6 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parses `ADDRESS` or `ADDRESS:PORT` (`[v6]:PORT`); port 53 by default.
-pub fn parse_dns_servers(servers: &[String]) -> anyhow::Result<Vec<std::net::SocketAddr>> {
-    servers
-        .iter()
-        .map(|s| {
-            s.parse::<std::net::SocketAddr>()
-                .or_else(|_| {
-                    s.trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .parse::<std::net::IpAddr>()
-                        .map(|ip| std::net::SocketAddr::new(ip, 53))
-                })
-                .map_err(|_| anyhow::anyhow!("`{s}` is not ADDRESS or ADDRESS:PORT"))
-        })
-        .collect()
-}
-
 /// The same policy a `[discovery.policy]` section builds, from the flags.
 fn policy(args: &ScanArgs) -> anyhow::Result<Policy> {
     let config = crate::config::PolicyConfig {
@@ -205,7 +189,7 @@ fn policy(args: &ScanArgs) -> anyhow::Result<Policy> {
         trusted_roots: args.trusted_roots.clone(),
         ..crate::config::PolicyConfig::default()
     };
-    crate::discovery::sources::policy(&config, args.expiring_days)
+    crate::scheduler::discovery::policy(&config, args.expiring_days)
         .map_err(|e| anyhow::anyhow!("--trusted-roots/--approved-issuers: {e}"))
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use certkeeper_base::Secret;
 
 /// `[discovery]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,7 +102,7 @@ pub struct NetworkSource {
 }
 
 fn default_ports() -> Vec<u16> {
-    crate::discovery::targets::DEFAULT_PORTS.to_vec()
+    certkeeper_discovery::targets::DEFAULT_PORTS.to_vec()
 }
 
 fn default_concurrency() -> usize {

@@ -21,7 +21,7 @@ use certkeeper_connectors::{Identifier, Usage};
 use serde::Deserialize;
 
 use crate::deploy::DeployTarget;
-use crate::secret::Secret;
+use certkeeper_base::Secret;
 
 /// A `[[connector]]` table: one CA account Certkeeper issues through.
 #[derive(Debug, Clone, Deserialize)]

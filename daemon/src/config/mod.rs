@@ -17,14 +17,20 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use certkeeper_base::Secret;
 
 pub mod alerts;
 pub mod discovery;
 pub mod issuance;
+pub mod report;
 
+pub use certkeeper_store::StoreConfig;
 pub use discovery::{DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
 pub use issuance::{CertificateConfig, ConnectorConfig, KeyType};
+
+/// The built-in job that moves certificates between valid, expiring and
+/// expired as time passes; no configured job may take its name.
+pub const REFRESH_JOB: &str = "inventory-refresh";
 
 /// Where the config is read from when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/certkeeper/certkeeper.toml";
@@ -164,9 +170,9 @@ pub struct SecurityConfig {
 
 impl SecurityConfig {
     /// The outbound policy.
-    pub fn url_policy(&self) -> crate::admin::ssrf::UrlPolicy {
+    pub fn url_policy(&self) -> certkeeper_model::admin::ssrf::UrlPolicy {
         let nets = |list: &[String]| list.iter().filter_map(|n| parse_net(n).ok()).collect();
-        crate::admin::ssrf::UrlPolicy::new(
+        certkeeper_model::admin::ssrf::UrlPolicy::new(
             nets(&self.allowed_networks),
             nets(&self.denied_networks),
         )
@@ -289,84 +295,6 @@ fn default_listen() -> SocketAddr {
 
 fn default_max_page() -> usize {
     1000
-}
-
-/// `[store]`: the SurrealDB store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `surrealkv:///path` (embedded, the default), `mem://` (tests; lost on
-    /// exit), or `ws://host:port` / `wss://host:port` (a remote SurrealDB server,
-    /// which clusters on TiKV). Default: `surrealkv://` in `$STATE_DIRECTORY`
-    /// under systemd, else `./certkeeper-data/store`.
-    #[serde(default = "default_store_url")]
-    pub url: String,
-    /// SurrealDB namespace. Default `certkeeper`.
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    /// SurrealDB database. Default `main`.
-    #[serde(default = "default_database")]
-    pub database: String,
-    /// Root user for a remote server.
-    pub username: Option<String>,
-    /// Password for `username`.
-    pub password: Option<Secret>,
-    /// File holding the password (systemd `LoadCredential=`).
-    pub password_file: Option<PathBuf>,
-    /// File holding the 32-byte key that seals private keys and connector
-    /// accounts in the store (created 0600 on first start). Default: beside an
-    /// embedded store (`<dir>.key`); for a remote store, `store.key` in
-    /// `$STATE_DIRECTORY` or the working directory. Back it up with the store.
-    pub key_file: Option<PathBuf>,
-    /// Embedded store: MiB of block cache (recently read data kept in
-    /// memory). Default 64.
-    #[serde(default = "default_cache_mib")]
-    pub cache_mib: u64,
-    /// Embedded store: MiB of writes buffered in memory before they are
-    /// flushed to disk; one transaction must fit. Default 64.
-    #[serde(default = "default_memtable_mib")]
-    pub memtable_mib: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            url: default_store_url(),
-            namespace: default_namespace(),
-            database: default_database(),
-            username: None,
-            password: None,
-            password_file: None,
-            key_file: None,
-            cache_mib: default_cache_mib(),
-            memtable_mib: default_memtable_mib(),
-        }
-    }
-}
-
-fn default_cache_mib() -> u64 {
-    64
-}
-
-fn default_memtable_mib() -> u64 {
-    64
-}
-
-fn default_store_url() -> String {
-    // systemd sets STATE_DIRECTORY from `StateDirectory=`.
-    let dir = std::env::var_os("STATE_DIRECTORY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("certkeeper-data"));
-    let dir = std::path::absolute(&dir).unwrap_or(dir);
-    format!("surrealkv://{}", dir.join("store").display())
-}
-
-fn default_namespace() -> String {
-    "certkeeper".into()
-}
-
-fn default_database() -> String {
-    "main".into()
 }
 
 /// `[log]`: logging.
@@ -664,7 +592,8 @@ impl Config {
                 ));
             }
         }
-        crate::store::StoreUrl::parse(&self.store.url)
+        self.store
+            .parsed_url()
             .map_err(|e| err("store.url", e.to_string()))?;
         if self.scheduler.lease_seconds < 3 {
             return Err(err(
@@ -677,7 +606,7 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         self.check_discovery(path, &mut names)?;
         self.check_issuance(path)?;
-        crate::cli::parse_dns_servers(&self.admin.caa_dns_servers).map_err(|e| {
+        certkeeper_discovery::dns::parse_dns_servers(&self.admin.caa_dns_servers).map_err(|e| {
             ConfigError::new(path, Some("admin.caa_dns_servers".into()), e.to_string())
         })?;
         for (key, list) in [
@@ -699,12 +628,12 @@ impl Config {
         alerts::check(&self.alerts, &self.notifiers)
             .map_err(|(key, message)| ConfigError::new(path, Some(key), message))?;
         for (i, job) in self.jobs.iter().enumerate() {
-            if job.name().is_empty() || job.name() == crate::scheduler::REFRESH_JOB {
+            if job.name().is_empty() || job.name() == REFRESH_JOB {
                 return Err(err(
                     &format!("job[{i}].name"),
                     format!(
                         "expected a non-empty name other than the built-in `{}`",
-                        crate::scheduler::REFRESH_JOB
+                        REFRESH_JOB
                     ),
                 ));
             }
@@ -716,9 +645,8 @@ impl Config {
             }
             parse_schedule(job.schedule()).map_err(|e| err(&format!("job[{i}].schedule"), e))?;
             if let JobConfig::Report(r) = job {
-                crate::reports::Kind::parse(&r.kind)
-                    .map_err(|e| err(&format!("job[{i}].kind"), e))?;
-                crate::reports::Format::parse(&r.format)
+                report::Kind::parse(&r.kind).map_err(|e| err(&format!("job[{i}].kind"), e))?;
+                report::Format::parse(&r.format)
                     .map_err(|e| err(&format!("job[{i}].format"), e))?;
                 if r.keep == 0 {
                     return Err(err(&format!("job[{i}].keep"), "expected at least 1".into()));
@@ -816,7 +744,7 @@ impl Config {
     ) -> Result<(), ConfigError> {
         let err = |key: String, msg: String| ConfigError::new(path, Some(key), msg);
         let mut name_ok = |key: String, name: &str| {
-            if name.is_empty() || name == crate::scheduler::REFRESH_JOB {
+            if name.is_empty() || name == REFRESH_JOB {
                 return Err(err(key, "expected a non-empty, unique job name".into()));
             }
             if !names.insert(name.to_string()) {
@@ -836,15 +764,15 @@ impl Config {
             }
             for target in &source.targets {
                 if !target.starts_with('@') {
-                    crate::discovery::targets::Target::parse(target)
+                    certkeeper_discovery::targets::Target::parse(target)
                         .map_err(|e| err(key("targets"), e.to_string()))?;
                 }
             }
             for r in &source.resolve {
-                crate::discovery::targets::Resolve::parse(r)
+                certkeeper_discovery::targets::Resolve::parse(r)
                     .map_err(|e| err(key("resolve"), e.to_string()))?;
             }
-            crate::cli::parse_dns_servers(&source.dns_servers)
+            certkeeper_discovery::dns::parse_dns_servers(&source.dns_servers)
                 .map_err(|e| err(key("dns_servers"), e.to_string()))?;
             if source.ports.is_empty() || source.ports.contains(&0) {
                 return Err(err(key("ports"), "expected ports from 1 to 65535".into()));
@@ -853,7 +781,8 @@ impl Config {
                 if port.parse::<u16>().is_err() {
                     return Err(err(key("starttls"), format!("`{port}` is not a port")));
                 }
-                if proto != "none" && crate::discovery::model::Starttls::parse(proto).is_none() {
+                if proto != "none" && certkeeper_discovery::model::Starttls::parse(proto).is_none()
+                {
                     return Err(err(
                         key("starttls"),
                         format!(
@@ -911,7 +840,7 @@ impl Config {
             if let Some(file) = file {
                 let bytes = std::fs::read(file)
                     .map_err(|e| err(key.into(), format!("cannot read {}: {e}", file.display())))?;
-                crate::inventory::parse::parse_certificates(&bytes)
+                certkeeper_model::inventory::parse::parse_certificates(&bytes)
                     .map_err(|e| err(key.into(), format!("{}: {e}", file.display())))?;
             }
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use certkeeper_base::Secret;
 
 /// One deploy target: the files of one certificate on one server, and how to
 /// make the service pick them up.

@@ -18,7 +18,7 @@ use openssl::stack::Stack;
 use openssl::x509::X509;
 
 use super::config::{DeployTarget, FileKind};
-use crate::secret::Secret;
+use certkeeper_base::Secret;
 
 /// The certificate and key to deploy. `Debug` shows sizes, never the key.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::pages::items;
 use super::{Flash, Form, Portal, Session, redirect};
-use crate::admin::{Permission, allows};
+use certkeeper_model::admin::{Permission, allows};
 
 use super::pages::STATUSES;
 

@@ -4,7 +4,7 @@
 //! rendered by minijinja with HTML escaping on; there is no JavaScript and
 //! no front-end build. A page reads and acts through the API *in-process*:
 //! it sends the API router a request carrying the signed-in
-//! [`Principal`](crate::admin::Principal) as an [`InProcess`] extension, so
+//! [`Principal`](certkeeper_model::admin::Principal) as an [`InProcess`] extension, so
 //! the API's permission table and scope checks decide what a portal user
 //! sees and may do, exactly as for a token holder. The portal's own route
 //! table ([`pages::table`]) also names each page's permission, checked
@@ -33,9 +33,9 @@ use minijinja::Environment;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::admin::{Permission, Principal, Role, allows, token};
 use crate::api::AppState;
 use crate::api::auth::{InProcess, session_cookie, session_principal};
+use certkeeper_model::admin::{Permission, Principal, Role, allows, token};
 
 /// What a page needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::inventory::{certificate, certificate_action, certificates};
 use super::operations::{admin, admin_action, discovery, reports, run_job};
 use super::workflow::{acknowledge, alerts, decide, new_request, requests};
 use super::{Form, Need, Portal, Session, redirect};
-use crate::admin::{Permission, Role, allows};
+use certkeeper_model::admin::{Permission, Role, allows};
 
 /// Every portal route: method, path, what it needs, handler.
 pub fn table() -> Vec<(Method, &'static str, Need, MethodRouter<Portal>)> {

@@ -54,7 +54,11 @@ impl LedgerQuery {
 
     /// The page of the ledger, or nothing and the API's reason (a stale
     /// or mangled cursor in a bookmark, say).
-    async fn fetch(&self, p: &Portal, who: &crate::admin::Principal) -> (Value, Option<String>) {
+    async fn fetch(
+        &self,
+        p: &Portal,
+        who: &certkeeper_model::admin::Principal,
+    ) -> (Value, Option<String>) {
         let answer = p.api(who, Method::GET, &self.api, None).await;
         let error = (!answer.ok()).then(|| answer.message());
         (answer.or(json!({})), error)

@@ -26,9 +26,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use crate::inventory::{CertificateRecord, Status};
-use crate::store::Store;
-use crate::store::inventory::CertificateFilter;
+pub use crate::config::report::{Format, Kind};
+use certkeeper_model::inventory::{CertificateRecord, Status};
+use certkeeper_model::request::RequestState;
+use certkeeper_store::Store;
+use certkeeper_store::inventory::CertificateFilter;
 
 /// Called after each page of rows: passes the bytes written so far on
 /// (waiting for a slow reader, which bounds the memory a report holds).
@@ -49,118 +51,6 @@ const DAY: i64 = 86_400;
 /// Rows read per store query: big pages make fewer queries; a page of
 /// records without their PEM is about 2 MB.
 const PAGE: usize = 5000;
-
-/// A report kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Every certificate by status.
-    Inventory,
-    /// Expiring within N days.
-    Expiring,
-    /// Purchased units and forecast.
-    Units,
-    /// 47-day lifetime readiness.
-    Readiness47,
-    /// Issued, renewed, revoked, expired per month.
-    History,
-    /// By org unit and administrator.
-    OrgUnits,
-    /// Discovery findings by owner.
-    Findings,
-}
-
-impl Kind {
-    /// Every kind, by name.
-    pub const ALL: [(&'static str, Kind); 7] = [
-        ("inventory", Kind::Inventory),
-        ("expiring", Kind::Expiring),
-        ("units", Kind::Units),
-        ("readiness47", Kind::Readiness47),
-        ("history", Kind::History),
-        ("org-units", Kind::OrgUnits),
-        ("findings", Kind::Findings),
-    ];
-
-    /// Parses a kind's name.
-    pub fn parse(name: &str) -> Result<Kind, String> {
-        Kind::ALL
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, k)| *k)
-            .ok_or_else(|| {
-                format!(
-                    "no report `{name}`; expected one of {}",
-                    Kind::ALL.map(|(n, _)| n).join(", ")
-                )
-            })
-    }
-
-    /// What a person calls it.
-    pub fn title(self) -> &'static str {
-        match self {
-            Kind::Inventory => "Inventory by status",
-            Kind::Expiring => "Expiring certificates (renewal planning)",
-            Kind::Units => "Purchased units and 12-month forecast",
-            Kind::Readiness47 => "47-day lifetime readiness",
-            Kind::History => "History: issued, renewed, revoked, expired per month",
-            Kind::OrgUnits => "By org unit and administrator",
-            Kind::Findings => "Discovery findings by owner",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        Kind::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("report", |(n, _)| n)
-    }
-}
-
-/// An output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// RFC 4180, UTF-8.
-    Csv,
-    /// One JSON document.
-    Json,
-    /// One self-contained HTML file with inline SVG charts.
-    Html,
-    /// PDF with selectable text.
-    Pdf,
-}
-
-impl Format {
-    /// Parses `csv`, `json`, `html` or `pdf`.
-    pub fn parse(name: &str) -> Result<Format, String> {
-        match name {
-            "csv" => Ok(Format::Csv),
-            "json" => Ok(Format::Json),
-            "html" => Ok(Format::Html),
-            "pdf" => Ok(Format::Pdf),
-            _ => Err(format!("format `{name}`: expected csv, json, html or pdf")),
-        }
-    }
-
-    /// The HTTP content type.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Csv => "text/csv; charset=utf-8",
-            Format::Json => "application/json",
-            Format::Html => "text/html; charset=utf-8",
-            Format::Pdf => "application/pdf",
-        }
-    }
-
-    /// The file extension.
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Json => "json",
-            Format::Html => "html",
-            Format::Pdf => "pdf",
-        }
-    }
-}
 
 /// What to include.
 #[derive(Debug, Clone, Default)]
@@ -557,7 +447,7 @@ fn with_requests(filters: &Filters) -> bool {
 
 /// A request as an inventory row: its names, the connector asked, its
 /// state; no certificate fields.
-fn request_row(r: &crate::store::requests::Request) -> Vec<String> {
+fn request_row(r: &certkeeper_store::requests::Request) -> Vec<String> {
     vec![
         r.identifiers.join(" "),
         r.identifiers.join(" "),
@@ -565,7 +455,7 @@ fn request_row(r: &crate::store::requests::Request) -> Vec<String> {
         String::new(),
         String::new(),
         String::new(),
-        r.state.clone(),
+        r.state.to_string(),
         r.org_unit.clone(),
         String::new(),
     ]
@@ -576,12 +466,12 @@ fn request_row(r: &crate::store::requests::Request) -> Vec<String> {
 async fn each_request<F>(
     store: &Store,
     filters: &Filters,
-    state: &str,
+    state: RequestState,
     mut each: F,
     after_page: Flush<'_>,
 ) -> Result<(), ReportError>
 where
-    F: FnMut(&crate::store::requests::Request) -> io::Result<()> + Send,
+    F: FnMut(&certkeeper_store::requests::Request) -> io::Result<()> + Send,
 {
     let mut cursor: Option<String> = None;
     loop {
@@ -593,8 +483,7 @@ where
                 PAGE,
                 cursor.as_deref(),
             )
-            .await
-            .map_err(|e| ReportError::Store(e.to_string()))?;
+            .await?;
         for r in &page.items {
             each(r)?;
         }
@@ -618,10 +507,7 @@ where
     F: FnMut(&CertificateRecord) -> io::Result<()> + Send,
 {
     loop {
-        let page = store
-            .list_certificates(&filter)
-            .await
-            .map_err(|e| ReportError::Store(e.to_string()))?;
+        let page = store.list_certificates(&filter).await?;
         for cert in &page.items {
             each(cert)?;
         }
@@ -638,13 +524,26 @@ where
 pub enum ReportError {
     /// The store failed.
     #[error("store: {0}")]
-    Store(String),
+    Store(#[from] certkeeper_store::StoreError),
+    /// A page of the store could not be read (a bad cursor, the store).
+    #[error("store: {0}")]
+    List(#[from] certkeeper_store::inventory::ListError),
     /// A filter names something that does not exist.
     #[error("{0}")]
     Filter(String),
     /// Writing failed (the client went away, the disk is full).
     #[error("writing the report: {0}")]
     Io(#[from] io::Error),
+    /// A scheduled report's directory or file could not be made.
+    #[error("cannot {action} {}: {source}", path.display())]
+    File {
+        /// What was being done (`create`, `rename`).
+        action: &'static str,
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
 }
 
 const CERT_COLUMNS: [&str; 9] = [
@@ -708,7 +607,7 @@ pub async fn generate(
         "{scope}; generated {}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
-    let store_err = |e: crate::store::StoreError| ReportError::Store(e.to_string());
+    let store_err = ReportError::from;
     match kind {
         Kind::Inventory => {
             sink.start("Certificate inventory by status", &subtitle)?;
@@ -746,7 +645,7 @@ pub async fn generate(
                     .await
                     .map_err(store_err)?
                 {
-                    *by_state.entry(state).or_default() += n;
+                    *by_state.entry(state.to_string()).or_default() += n;
                 }
                 for (state, n) in &by_state {
                     items.push((format!("requests {state}"), n.to_string()));
@@ -762,7 +661,7 @@ pub async fn generate(
             let filter = certificate_filter(filters, now);
             each_certificate(store, filter, |c| sink.row(&cert_row(c, now)), flush).await?;
             if requests {
-                for state in ["pending", "rejected"] {
+                for state in [RequestState::Pending, RequestState::Rejected] {
                     each_request(store, filters, state, |r| sink.row(&request_row(r)), flush)
                         .await?;
                 }
@@ -778,8 +677,7 @@ pub async fn generate(
             filter.expiring_within = Some(within * DAY);
             // The aggregates (counts per 30-day bucket, per week) come from
             // the store's expiry index, not a pass over the rows.
-            let list_err =
-                |e: crate::store::inventory::ListError| ReportError::Store(e.to_string());
+            let list_err = ReportError::List;
             let months = store
                 .expiries_per_period(&filter, 30 * DAY)
                 .await
@@ -933,7 +831,7 @@ pub async fn administered(
     filters: &Filters,
     name: &str,
 ) -> Result<Filters, ReportError> {
-    let store_err = |e: crate::store::StoreError| ReportError::Store(e.to_string());
+    let store_err = ReportError::from;
     let user = store
         .user(name)
         .await
@@ -941,11 +839,11 @@ pub async fn administered(
         .ok_or_else(|| ReportError::Filter(format!("administrator: no user `{name}`")))?;
     let mut out = filters.clone();
     out.administrator = None;
-    if user.role == crate::admin::Role::DepartmentAdmin
-        || user.role == crate::admin::Role::Subscriber
+    if user.role == certkeeper_model::admin::Role::DepartmentAdmin
+        || user.role == certkeeper_model::admin::Role::Subscriber
     {
         let all = store.org_units().await.map_err(store_err)?;
-        let mine = crate::api::descendants(&all, &user.units);
+        let mine = certkeeper_store::accounts::OrgUnit::descendants(&all, &user.units);
         out.org_units = Some(match &filters.org_units {
             Some(scope) => mine.into_iter().filter(|u| scope.contains(u)).collect(),
             None => mine,
@@ -961,11 +859,18 @@ pub async fn scheduled(
     store: &Store,
     job: &crate::config::ReportJob,
     base_url: &str,
-) -> Result<(), String> {
-    let kind = Kind::parse(&job.kind)?;
-    let format = Format::parse(&job.format)?;
-    std::fs::create_dir_all(&job.directory)
-        .map_err(|e| format!("cannot create {}: {e}", job.directory.display()))?;
+) -> Result<(), ReportError> {
+    let file_error = |action, path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::File {
+            action,
+            path,
+            source,
+        }
+    };
+    let kind = Kind::parse(&job.kind).map_err(ReportError::Filter)?;
+    let format = Format::parse(&job.format).map_err(ReportError::Filter)?;
+    std::fs::create_dir_all(&job.directory).map_err(file_error("create", &job.directory))?;
     let now = chrono::Utc::now();
     let file = job.directory.join(format!(
         "{}-{}.{}",
@@ -974,13 +879,15 @@ pub async fn scheduled(
         format.extension()
     ));
     let partial = file.with_extension(format!("{}.partial", format.extension()));
-    let out = std::fs::File::create(&partial)
-        .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+    let out = std::fs::File::create(&partial).map_err(file_error("create", &partial))?;
     let filters = Filters {
         org_units: match &job.org_unit {
             Some(u) => {
-                let all = store.org_units().await.map_err(|e| e.to_string())?;
-                Some(crate::api::descendants(&all, std::slice::from_ref(u)))
+                let all = store.org_units().await?;
+                Some(certkeeper_store::accounts::OrgUnit::descendants(
+                    &all,
+                    std::slice::from_ref(u),
+                ))
             }
             None => None,
         },
@@ -997,10 +904,9 @@ pub async fn scheduled(
     .await;
     if let Err(e) = result {
         let _ = std::fs::remove_file(&partial);
-        return Err(e.to_string());
+        return Err(e);
     }
-    std::fs::rename(&partial, &file)
-        .map_err(|e| format!("cannot rename {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &file).map_err(file_error("rename", &partial))?;
     prune(&job.directory, &job.name, job.keep);
     let location = file.display().to_string();
     let event = certkeeper_integrations::Event {
@@ -1016,12 +922,8 @@ pub async fn scheduled(
         },
         certificate: None,
     };
-    let stored = crate::store::managed::StoredEvent {
-        id: event.id.clone(),
-        time: now.timestamp(),
-        event: serde_json::to_value(&event).unwrap_or_default(),
-    };
-    store.push_event(&stored).await.map_err(|e| e.to_string())?;
+    let stored = certkeeper_model::event::StoredEvent::from(&event);
+    store.push_event(&stored).await?;
     tracing::info!(job = %job.name, file = %location, "report written");
     Ok(())
 }

@@ -6,28 +6,32 @@
 //! Each reads the inventory once, a page at a time, keeping only per-month
 //! or per-unit counters, so memory does not grow with the inventory.
 
+use certkeeper_model::request::RequestState;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{DAY, Filters, Flush, ReportError, Sink, certificate_filter, date, each_certificate};
-use crate::admin::Role;
-use crate::inventory::{CertificateRecord, Status};
-use crate::store::Store;
+use certkeeper_model::admin::Role;
+use certkeeper_model::inventory::{CertificateRecord, Status};
+use certkeeper_store::Store;
 
 /// The report's certificate filter without its `from`/`to` expiry range
 /// (for reports whose date range means something else, or nothing).
-fn without_expiry_range(filters: &Filters, now: i64) -> crate::store::inventory::CertificateFilter {
+fn without_expiry_range(
+    filters: &Filters,
+    now: i64,
+) -> certkeeper_store::inventory::CertificateFilter {
     let mut filter = certificate_filter(filters, now);
     filter.not_after_from = None;
     filter.not_after_to = None;
     filter
 }
 
-fn store_err(e: crate::store::StoreError) -> ReportError {
-    ReportError::Store(e.to_string())
+fn store_err(e: certkeeper_store::StoreError) -> ReportError {
+    ReportError::Store(e)
 }
 
 /// A finding code's stable name (`weak_key`, `unapproved_issuer`, ...).
-fn code_name(code: crate::discovery::FindingCode) -> String {
+fn code_name(code: certkeeper_discovery::FindingCode) -> String {
     serde_json::to_value(code)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -212,7 +216,7 @@ pub async fn org_units(
         .iter()
         .filter(|u| u.role == Role::DepartmentAdmin && !u.disabled)
     {
-        for unit in crate::api::descendants(&all_units, &u.units) {
+        for unit in certkeeper_store::accounts::OrgUnit::descendants(&all_units, &u.units) {
             admins.entry(unit).or_default().push(u.name.clone());
         }
     }
@@ -249,10 +253,10 @@ pub async fn org_units(
         .map_err(store_err)?;
     for (unit, state, n) in requests {
         if let Some(entry) = counts.get_mut(&unit) {
-            match state.as_str() {
-                "pending" => entry.pending += n,
-                "approved" => entry.approved += n,
-                _ => entry.rejected += n,
+            match state {
+                RequestState::Pending => entry.pending += n,
+                RequestState::Approved => entry.approved += n,
+                RequestState::Rejected => entry.rejected += n,
             }
         }
     }

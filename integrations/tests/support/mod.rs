@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certkeeper_integrations::conformance::{sample_event, sample_events};
-use certkeeper_integrations::{DeliveryClass, Event, Notifier, NotifyError};
+use certkeeper_integrations::{ErrorClass, Event, Notifier, NotifyError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -322,13 +322,21 @@ pub async fn run<N: Notifier + Debug>(notifier: &N, receiver: &Receiver, channel
     // makes is refused (the only one on most channels; the ticket search on
     // ticketing channels, which then stop).
     let probe = sample_event("certificate_expired").unwrap();
-    let cases: [(u16, Option<&str>, DeliveryClass); 6] = [
-        (500, None, DeliveryClass::Transient),
-        (502, None, DeliveryClass::Transient),
-        (429, Some("7"), DeliveryClass::RetryAfterSecs(7)),
-        (503, Some("3"), DeliveryClass::RetryAfterSecs(3)),
-        (400, None, DeliveryClass::Permanent),
-        (401, None, DeliveryClass::Permanent),
+    let cases: [(u16, Option<&str>, ErrorClass); 6] = [
+        (500, None, ErrorClass::Transient),
+        (502, None, ErrorClass::Transient),
+        (
+            429,
+            Some("7"),
+            ErrorClass::RetryAfter(Duration::from_secs(7)),
+        ),
+        (
+            503,
+            Some("3"),
+            ErrorClass::RetryAfter(Duration::from_secs(3)),
+        ),
+        (400, None, ErrorClass::Permanent),
+        (401, None, ErrorClass::Permanent),
     ];
     for (status, retry_after, class) in cases {
         receiver.refuse_next(status, retry_after);
@@ -346,7 +354,7 @@ pub async fn run<N: Notifier + Debug>(notifier: &N, receiver: &Receiver, channel
     let err = expect_err(notifier.send(&probe).await, 0);
     let waited = started.elapsed();
     receiver.hang(false);
-    assert_eq!(err.class, DeliveryClass::Transient, "{err}");
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
     assert!(
         waited < channel.timeout + Duration::from_secs(2),
         "gave up after {waited:?}"

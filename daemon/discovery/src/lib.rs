@@ -1,0 +1,29 @@
+//! Discovery: finding certificates on the network and on disk, and checking
+//! how each is installed. This crate is the engine only: it reads networks,
+//! names and files and returns records; it has no store and no HTTP server,
+//! so its tests link without SurrealDB. The daemon's scheduler runs the
+//! configured sources as jobs and records what they find
+//! (`certkeeper::scheduler::discovery`).
+//!
+//! [`targets`] parses what to scan; [`dns`] resolves names (A/AAAA through
+//! CNAMEs, configurable servers); [`probe`] reads one TLS endpoint (rustls
+//! first, `modern.rs`, then OpenSSL for legacy peers)
+//! (STARTTLS included, legacy peers recorded); [`files`] reads certificate
+//! files of every format; [`findings`] is the installation check; [`scan`]
+//! runs them concurrently and streams [`model::ScanRecord`]s; [`caa`] looks
+//! up and evaluates CAA records (RFC 8659). `certkeeper scan` (the daemon's
+//! cli/scan.rs) is the one-shot front end.
+
+pub mod caa;
+pub mod dns;
+pub mod files;
+pub mod findings;
+mod modern;
+pub mod probe;
+pub mod scan;
+pub mod targets;
+
+/// Discovery's record types live in the model crate, where the store and the
+/// daemon share them; re-exported here under the name the engine uses.
+pub use certkeeper_model::discovery as model;
+pub use model::{FileFormat, Finding, FindingCode, Origin, Starttls};

@@ -1,0 +1,519 @@
+//! The job scheduler: runs jobs on cron schedules, one run per due time across
+//! every daemon sharing the store.
+//!
+//! Each loop turn reads the current config (so SIGHUP changes apply at the
+//! next turn), claims every due run through the store's leases
+//! (`certkeeper_store::jobs`), and runs claimed jobs as tasks that renew their lease
+//! while they work. The loop also pings the systemd watchdog, so a wedged
+//! scheduler gets the daemon restarted. Missed due times (the daemon was
+//! down) are caught up with one run, not one per missed tick.
+//!
+//! Job bodies: the built-in [`REFRESH_JOB`] moves certificates between
+//! `valid`, `expiring` and `expired`; `import` jobs read certificate files;
+//! `command` jobs run a program; [`discovery`] runs the configured
+//! discovery sources; report jobs write scheduled reports.
+
+pub mod discovery;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, JobConfig};
+use certkeeper_model::inventory::SightingKind;
+use certkeeper_store::Store;
+
+pub use crate::config::REFRESH_JOB;
+
+/// What a job does.
+#[derive(Debug, Clone)]
+pub enum JobBody {
+    /// Move certificates between valid/expiring/expired.
+    Refresh {
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
+    /// Import certificate files.
+    Import {
+        /// The files.
+        paths: Vec<std::path::PathBuf>,
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
+    /// Run a discovery source and record what it finds.
+    Discovery {
+        /// The source.
+        source: Box<crate::scheduler::discovery::Source>,
+        /// The installation-check policy.
+        policy: Box<crate::config::PolicyConfig>,
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
+    /// Write a report and announce it.
+    Report(Box<crate::config::ReportJob>, String),
+    /// Run a program.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Kill it after this long.
+        timeout: Duration,
+    },
+}
+
+/// A job as the scheduler runs it.
+#[derive(Debug, Clone)]
+pub struct ScheduledJob {
+    /// Unique name.
+    pub name: String,
+    /// Cron expression as configured.
+    pub schedule_text: String,
+    /// Parsed schedule.
+    pub schedule: cron::Schedule,
+    /// What it does.
+    pub body: JobBody,
+}
+
+impl ScheduledJob {
+    /// The next due time strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> i64 {
+        self.schedule
+            .after(&after)
+            .next()
+            .map(|t| t.timestamp())
+            // A schedule with no future time (a past year): park it far away.
+            .unwrap_or(i64::MAX / 2)
+    }
+}
+
+/// The jobs a config asks for, the built-in refresh job first.
+pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
+    let expiring_days = config.inventory.expiring_days;
+    let mut jobs = Vec::new();
+    let mut push = |name: &str, schedule: &str, body: JobBody| {
+        // Config::load has validated every schedule.
+        if let Ok(parsed) = crate::config::parse_schedule(schedule) {
+            jobs.push(ScheduledJob {
+                name: name.to_string(),
+                schedule_text: schedule.to_string(),
+                schedule: parsed,
+                body,
+            });
+        }
+    };
+    push(
+        REFRESH_JOB,
+        &config.inventory.refresh_schedule,
+        JobBody::Refresh { expiring_days },
+    );
+    for job in &config.jobs {
+        let body = match job {
+            JobConfig::Import(j) => JobBody::Import {
+                paths: j.paths.clone(),
+                expiring_days,
+            },
+            JobConfig::Command(c) => JobBody::Command {
+                argv: c.command.clone(),
+                timeout: Duration::from_secs(c.timeout_seconds),
+            },
+            JobConfig::Report(r) => JobBody::Report(Box::new(r.clone()), config.api.base_url()),
+        };
+        push(job.name(), job.schedule(), body);
+    }
+    use crate::scheduler::discovery::Source;
+    let sources = config
+        .discovery
+        .network
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.schedule.as_str(),
+                Source::Network(s.clone()),
+            )
+        })
+        .chain(config.discovery.files.iter().map(|s| {
+            (
+                s.name.as_str(),
+                s.schedule.as_str(),
+                Source::Files(s.clone()),
+            )
+        }));
+    for (name, schedule, source) in sources {
+        let body = JobBody::Discovery {
+            source: Box::new(source),
+            policy: Box::new(config.discovery.policy.clone()),
+            expiring_days,
+        };
+        push(name, schedule, body);
+    }
+    jobs
+}
+
+/// Runs the scheduler until `cancel` fires, then waits up to the configured
+/// shutdown timeout for running jobs.
+pub async fn run(
+    store: Store,
+    mut config: watch::Receiver<Arc<Config>>,
+    holder: String,
+    cancel: CancellationToken,
+) {
+    let mut running: JoinSet<String> = JoinSet::new();
+    let mut active: HashSet<String> = HashSet::new();
+    let mut registered_for: Option<Arc<Config>> = None;
+    let watchdog = crate::systemd::watchdog_interval();
+    loop {
+        let current = config.borrow_and_update().clone();
+        let jobs = jobs_from_config(&current);
+        if registered_for
+            .as_ref()
+            .is_none_or(|c| !Arc::ptr_eq(c, &current))
+        {
+            for job in &jobs {
+                let first = job.next_after(Utc::now());
+                if let Err(e) = store
+                    .register_job(&job.name, &job.schedule_text, first)
+                    .await
+                {
+                    tracing::warn!(job = %job.name, error = %e, "cannot register job");
+                }
+            }
+            registered_for = Some(current.clone());
+        }
+        if watchdog.is_some() {
+            crate::systemd::notify_watchdog();
+        }
+
+        let lease = current.scheduler.lease_seconds as i64;
+        let mut sleep_for = Duration::from_secs(1);
+        match store.jobs().await {
+            Ok(states) => {
+                let now = Utc::now().timestamp();
+                for job in &jobs {
+                    let Some(state) = states.iter().find(|s| s.name == job.name) else {
+                        continue;
+                    };
+                    if state.next_due > now || active.contains(&job.name) {
+                        continue;
+                    }
+                    match store
+                        .claim_run(&job.name, state.next_due, &holder, now, lease)
+                        .await
+                    {
+                        Ok(Some(run)) => {
+                            if run.attempts > 1 {
+                                tracing::warn!(job = %job.name, due = run.due, attempts = run.attempts,
+                                    "resuming a job run whose previous holder stopped");
+                            }
+                            active.insert(job.name.clone());
+                            running.spawn(run_one(
+                                store.clone(),
+                                job.clone(),
+                                run.due,
+                                holder.clone(),
+                                lease,
+                            ));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(job = %job.name, error = %e, "cannot claim job run")
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler cannot read jobs; retrying");
+                sleep_for = Duration::from_secs(2);
+            }
+        }
+
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = config.changed() => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok(name) = done { active.remove(&name); }
+            }
+        }
+        while let Some(done) = running.try_join_next() {
+            if let Ok(name) = done {
+                active.remove(&name);
+            }
+        }
+    }
+
+    let deadline = Duration::from_secs(config.borrow().scheduler.shutdown_timeout_seconds);
+    if !running.is_empty() {
+        tracing::info!(jobs = running.len(), "waiting for running jobs to finish");
+        if tokio::time::timeout(deadline, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                "jobs still running at the shutdown deadline; abandoning them (their leases will lapse and they resume on the next start)"
+            );
+            running.abort_all();
+        }
+    }
+}
+
+/// Runs one claimed job, renewing its lease, and records the outcome.
+async fn run_one(store: Store, job: ScheduledJob, due: i64, holder: String, lease: i64) -> String {
+    let renew_every = Duration::from_secs((lease / 3).max(1) as u64);
+    let body = execute(&store, &job.body);
+    tokio::pin!(body);
+    let result = loop {
+        tokio::select! {
+            result = &mut body => break result,
+            _ = tokio::time::sleep(renew_every) => {
+                let expires = Utc::now().timestamp() + lease;
+                match store.renew_lease(&job.name, due, &holder, expires).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %job.name, "lost the lease of a running job; stopping it");
+                        return job.name;
+                    }
+                    Err(e) => tracing::warn!(job = %job.name, error = %e, "cannot renew job lease"),
+                }
+            }
+        }
+    };
+    let now = Utc::now();
+    let next_due = job.next_after(now);
+    let error = result.err().map(|e| e.to_string());
+    match &error {
+        None => tracing::info!(job = %job.name, due, "job run succeeded"),
+        Some(e) => tracing::warn!(job = %job.name, due, error = %e, "job run failed"),
+    }
+    if let Err(e) = store
+        .finish_run(
+            &job.name,
+            due,
+            &holder,
+            now.timestamp(),
+            error.as_deref(),
+            next_due,
+        )
+        .await
+    {
+        tracing::error!(job = %job.name, error = %e, "cannot record the end of a job run; it will run again when its lease lapses");
+    }
+    job.name
+}
+
+/// Why a job run failed; its text is recorded on the run for operators.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] certkeeper_store::StoreError),
+    /// Files of an `import` job that could not be imported (the others were).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Import(Vec<certkeeper_store::import::ImportError>),
+    /// A discovery source could not be scanned or recorded.
+    #[error("{0}")]
+    Discovery(String),
+    /// The program of a `command` job failed.
+    #[error("{0}")]
+    Command(String),
+    /// A scheduled report could not be written.
+    #[error(transparent)]
+    Report(#[from] crate::reports::ReportError),
+}
+
+/// The body of a job.
+pub async fn execute(store: &Store, body: &JobBody) -> Result<(), JobError> {
+    match body {
+        JobBody::Refresh { expiring_days } => {
+            let moved = store
+                .refresh_statuses(Utc::now().timestamp(), *expiring_days)
+                .await?;
+            if moved > 0 {
+                tracing::info!(moved, "certificate statuses refreshed");
+            }
+            Ok(())
+        }
+        JobBody::Import {
+            paths,
+            expiring_days,
+        } => {
+            let mut errors = Vec::new();
+            for path in paths {
+                match certkeeper_store::import::import_path(
+                    store,
+                    path,
+                    SightingKind::File,
+                    *expiring_days,
+                )
+                .await
+                {
+                    Ok(outcome) => {
+                        tracing::info!(path = %path.display(), added = outcome.added.len(),
+                        known = outcome.known.len(), "imported certificates")
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(JobError::Import(errors))
+            }
+        }
+        JobBody::Discovery {
+            source,
+            policy,
+            expiring_days,
+        } => {
+            let summary = crate::scheduler::discovery::run(store, source, policy, *expiring_days)
+                .await
+                .map_err(JobError::Discovery)?;
+            tracing::info!(
+                places = summary.places,
+                added = summary.added,
+                unreadable = summary.errors,
+                "discovery run finished"
+            );
+            Ok(())
+        }
+        JobBody::Command { argv, timeout } => {
+            run_command(argv, *timeout).await.map_err(JobError::Command)
+        }
+        JobBody::Report(job, base_url) => {
+            Ok(crate::reports::scheduled(store, job, base_url).await?)
+        }
+    }
+}
+
+async fn run_command(argv: &[String], timeout: Duration) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            format!(
+                "{program} did not finish within {}s and was killed",
+                timeout.as_secs()
+            )
+        })?
+        .map_err(|e| format!("{program}: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: String = stderr
+            .trim()
+            .chars()
+            .rev()
+            .take(500)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        Err(format!("{program} exited with {}: {tail}", output.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(jobs: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            format!("[store]\nurl = \"mem://\"\n[scheduler]\nlease_seconds = 3\n{jobs}"),
+        )
+        .unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_on_its_schedule() {
+        let store = Store::memory().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ticks");
+        let config = config_with(&format!(
+            "[[job]]\ntype = \"command\"\nname = \"tick\"\nschedule = \"* * * * * *\"\ncommand = [\"sh\", \"-c\", \"echo x >> {}\"]\n",
+            out.display()
+        ));
+        let (_tx, rx) = watch::channel(Arc::new(config));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(store.clone(), rx, "t".into(), cancel.clone()));
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        cancel.cancel();
+        task.await.unwrap();
+        let ticks = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        assert!(ticks >= 2, "an every-second job ran {ticks} times in 3.5 s");
+        let state = store
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.name == "tick")
+            .unwrap();
+        assert_eq!(state.runs as usize, ticks);
+        assert_eq!(state.failures, 0);
+    }
+
+    #[tokio::test]
+    async fn two_schedulers_never_run_one_due_job_twice() {
+        let store = Store::memory().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("runs");
+        // Each run appends its due second; duplicates would show twice.
+        let config = config_with(&format!(
+            "[[job]]\ntype = \"command\"\nname = \"once\"\nschedule = \"* * * * * *\"\ncommand = [\"sh\", \"-c\", \"date +%s >> {}; sleep 0.3\"]\n",
+            out.display()
+        ));
+        let config = Arc::new(config);
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for holder in ["a", "b"] {
+            let (tx, rx) = watch::channel(config.clone());
+            std::mem::forget(tx);
+            tasks.push(tokio::spawn(run(
+                store.clone(),
+                rx,
+                holder.into(),
+                cancel.clone(),
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        cancel.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut dues: Vec<i64> = Vec::new();
+        for name in ["once"] {
+            for run in store.job_runs(name, 100).await.unwrap() {
+                assert_eq!(run.attempts, 1, "no run was taken over");
+                dues.push(run.due);
+            }
+        }
+        let unique: HashSet<i64> = dues.iter().copied().collect();
+        assert_eq!(unique.len(), dues.len());
+        let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+        assert_eq!(lines, dues.len(), "each claimed run executed exactly once");
+        assert!(lines >= 2);
+    }
+}

@@ -1,0 +1,334 @@
+//! Managed certificates' lifecycle state.
+//!
+//! A managed certificate is one `managed:<name>` document holding what is
+//! current (fingerprint, chain, sealed key), when to renew, the backoff after
+//! failures, and the operation in progress with the step it reached. The
+//! renewal worker writes the step *before* acting on it, so a daemon killed
+//! at any point resumes the same operation after restart: the issued chain
+//! is kept once the CA returns it (no second order), deployment is
+//! idempotent, and a revocation that already happened is recognised.
+//!
+//! Connectors' own state is in `connector_state.rs`, the event outbox in
+//! `outbox.rs`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Store, StoreError, take_returned, with_conflict_retry};
+use certkeeper_model::inventory::Status;
+
+/// What a managed certificate is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// First issuance.
+    Issue,
+    /// Scheduled or requested renewal.
+    Renew,
+    /// Revoke-and-replace: the old certificate is revoked once the new one
+    /// is serving.
+    Replace,
+}
+
+/// How far an operation got; each step is persisted before the next runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Key made (sealed below), CSR sent or about to be.
+    Ordering,
+    /// The CA returned the certificate; not yet deployed.
+    Issued,
+    /// Deployed and verified on every target.
+    Deployed,
+    /// The old certificate is revoked (replace only).
+    Revoked,
+}
+
+/// A certificate held by a managed entry (current, new or previous).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// SHA-256 fingerprint, lowercase hex.
+    pub fingerprint: String,
+    /// Leaf then chain, PEM.
+    pub chain_pem: String,
+    /// Start of validity (Unix seconds).
+    pub not_before: i64,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
+}
+
+/// An operation in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    /// What it does.
+    pub kind: OperationKind,
+    /// How far it got.
+    pub step: Step,
+    /// Revocation reason (replace), RFC 5280 name.
+    pub reason: Option<String>,
+    /// The new private key, sealed; made once per operation.
+    pub key_sealed: Option<String>,
+    /// The new certificate, once issued.
+    pub new: Option<Held>,
+    /// When it started (Unix seconds).
+    pub started: i64,
+}
+
+/// The lifecycle state of one managed certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedState {
+    /// The `[[certificate]]` name.
+    pub name: String,
+    /// Digest of the config that decides what is issued (names, connector,
+    /// key type, usage); a change triggers a re-issue.
+    pub spec: String,
+    /// Issuances completed.
+    pub generation: u64,
+    /// The certificate in service.
+    pub current: Option<Held>,
+    /// The current private key, sealed.
+    pub key_sealed: Option<String>,
+    /// Earlier certificates (newest first, a few), for `revoke`.
+    #[serde(default)]
+    pub previous: Vec<Held>,
+    /// When the next renewal is due (Unix seconds).
+    pub renew_at: Option<i64>,
+    /// The CA's suggested window (`[start, end]`), if it offers one.
+    pub window: Option<(i64, i64)>,
+    /// When the CA's window was last asked for.
+    pub window_checked: Option<i64>,
+    /// Renew at the next check whatever the schedule says.
+    #[serde(default)]
+    pub force: bool,
+    /// Failures since the last success.
+    #[serde(default)]
+    pub attempts: u32,
+    /// No attempt before this time (backoff; Unix seconds).
+    pub next_attempt: Option<i64>,
+    /// The last failure, for operators.
+    pub last_error: Option<String>,
+    /// When the last operation finished (Unix seconds).
+    pub last_success: Option<i64>,
+    /// The operation in progress.
+    pub operation: Option<Operation>,
+}
+
+impl ManagedState {
+    /// A certificate never issued yet.
+    pub fn new(name: &str, spec: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            spec: spec.to_owned(),
+            generation: 0,
+            current: None,
+            key_sealed: None,
+            previous: Vec::new(),
+            renew_at: None,
+            window: None,
+            window_checked: None,
+            force: false,
+            attempts: 0,
+            next_attempt: None,
+            last_error: None,
+            last_success: None,
+            operation: None,
+        }
+    }
+}
+
+impl Store {
+    /// One managed certificate's state.
+    pub async fn managed(&self, name: &str) -> Result<Option<ManagedState>, StoreError> {
+        let rows: Vec<ManagedState> = self
+            .rows(
+                "SELECT * OMIT id FROM type::record('managed', $name)",
+                json!({ "name": name }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The managed certificate whose current or an earlier certificate is
+    /// `fingerprint`.
+    pub async fn managed_holding(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<ManagedState>, StoreError> {
+        let rows: Vec<ManagedState> = self
+            .rows(
+                "SELECT * OMIT id FROM managed WHERE current.fingerprint = $fp \
+                 OR previous.*.fingerprint CONTAINS $fp LIMIT 1",
+                json!({ "fp": fingerprint }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every managed certificate's state, by name.
+    pub async fn managed_all(&self) -> Result<Vec<ManagedState>, StoreError> {
+        self.rows("SELECT * OMIT id FROM managed ORDER BY name", json!({}), 0)
+            .await
+    }
+
+    /// Saves a managed certificate's state (whole document).
+    pub async fn save_managed(&self, state: &ManagedState) -> Result<(), StoreError> {
+        let vars = json!({ "name": state.name, "doc": state });
+        with_conflict_retry(|| {
+            self.run(
+                "UPSERT type::record('managed', $name) CONTENT $doc RETURN NONE",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Managed certificates created through the API: their `[[certificate]]`
+    /// tables as JSON, by name.
+    pub async fn managed_specs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.rows(
+            "SELECT VALUE spec FROM managed_spec ORDER BY name",
+            json!({}),
+            0,
+        )
+        .await
+    }
+
+    /// Saves a managed certificate created through the API; false when the
+    /// name is taken.
+    pub async fn create_managed_spec(
+        &self,
+        name: &str,
+        spec: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let vars = json!({ "name": name, "spec": spec });
+        match self
+            .run(
+                "CREATE type::record('managed_spec', $name) CONTENT { name: $name, spec: $spec } RETURN NONE",
+                vars,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("already exists") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a managed certificate created through the API; false when
+    /// there was none.
+    pub async fn delete_managed_spec(&self, name: &str) -> Result<bool, StoreError> {
+        let gone: Vec<String> = self
+            .rows(
+                "DELETE type::record('managed_spec', $name) RETURN BEFORE.name",
+                json!({ "name": name }),
+                0,
+            )
+            .await?;
+        Ok(!gone.is_empty())
+    }
+
+    /// Sets `force` on every managed certificate (or those named) so the
+    /// worker renews them at its next check; returns how many.
+    pub async fn force_renewal(&self, names: Option<&[String]>) -> Result<u64, StoreError> {
+        let mut response = match names {
+            Some(names) => {
+                self.run(
+                    "BEGIN TRANSACTION; LET $n = (UPDATE managed SET force = true, next_attempt = NONE WHERE name IN $names RETURN name); RETURN [array::len($n)]; COMMIT TRANSACTION;",
+                    json!({ "names": names }),
+                )
+                .await?
+            }
+            None => {
+                self.run(
+                    "BEGIN TRANSACTION; LET $n = (UPDATE managed SET force = true, next_attempt = NONE RETURN name); RETURN [array::len($n)]; COMMIT TRANSACTION;",
+                    json!({}),
+                )
+                .await?
+            }
+        };
+        let n: Vec<u64> = take_returned(&mut response)?;
+        Ok(n.first().copied().unwrap_or(0))
+    }
+
+    /// Links `old` → `new` in the inventory lineage.
+    pub async fn set_lineage(&self, old: &str, new: &str) -> Result<(), StoreError> {
+        let vars = json!({ "old": old, "new": new });
+        with_conflict_retry(|| {
+            self.run(
+                "BEGIN TRANSACTION;
+                 UPDATE type::record('certificate', $old) SET replaced_by = $new RETURN NONE;
+                 UPDATE type::record('certificate', $new) SET replaces = $old RETURN NONE;
+                 COMMIT TRANSACTION;",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Sets a certificate's status (revoked, deactivated), keeping the
+    /// counters right. No-op for an unknown fingerprint.
+    pub async fn set_status(&self, fingerprint: &str, status: Status) -> Result<(), StoreError> {
+        let vars = json!({ "fp": fingerprint, "to": status });
+        with_conflict_retry(|| {
+            self.run(
+                "BEGIN TRANSACTION;
+                 LET $id = type::record('certificate', $fp);
+                 LET $from = (SELECT VALUE status FROM $id)[0];
+                 IF $from != NONE AND $from != $to {
+                     UPDATE $id SET status = $to RETURN NONE;
+                     UPSERT type::record('status_count', $from) SET n = (n ?? 0) - 1 RETURN NONE;
+                     UPSERT type::record('status_count', $to) SET n = (n ?? 0) + 1 RETURN NONE;
+                 };
+                 COMMIT TRANSACTION;",
+                vars.clone(),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::Vault;
+
+    #[tokio::test]
+    async fn managed_state_round_trips_and_connector_state_is_sealed() {
+        let store = Store::memory().await.unwrap();
+        let mut state = ManagedState::new("www", "spec-1");
+        state.operation = Some(Operation {
+            kind: OperationKind::Replace,
+            step: Step::Issued,
+            reason: Some("keyCompromise".into()),
+            key_sealed: Some("v1:abc".into()),
+            new: None,
+            started: 5,
+        });
+        store.save_managed(&state).await.unwrap();
+        assert_eq!(store.managed("www").await.unwrap(), Some(state.clone()));
+        assert_eq!(store.force_renewal(None).await.unwrap(), 1);
+        assert!(store.managed("www").await.unwrap().unwrap().force);
+
+        let vault = Vault::ephemeral().unwrap();
+        let cs = store.connector_state("acme", vault.clone());
+        cs.save("account", b"secret-account-key").await.unwrap();
+        assert_eq!(
+            cs.load("account").await.unwrap().as_deref(),
+            Some(&b"secret-account-key"[..])
+        );
+        assert_eq!(cs.load("missing").await.unwrap(), None);
+        let raw: Vec<String> = store
+            .rows("SELECT VALUE value FROM connector_state", json!({}), 0)
+            .await
+            .unwrap();
+        assert!(!raw[0].contains("secret-account-key"));
+        // Another connector's rows are apart.
+        let other = store.connector_state("other", vault);
+        assert_eq!(other.load("account").await.unwrap(), None);
+    }
+}

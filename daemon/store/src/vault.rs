@@ -1,0 +1,208 @@
+//! Encryption at rest for secrets kept in the store: private keys of managed
+//! certificates, ACME account keys, the internal CA's state.
+//!
+//! Values are sealed with AES-256-GCM under a 32-byte store key read from a
+//! file (`[store] key_file`; by default `<store dir>.key` beside an embedded
+//! store, created 0600 on first start). A sealed value is
+//! `v1:` + base64(nonce ‖ ciphertext ‖ tag); the record it belongs to is bound
+//! in as associated data, so a sealed value copied to another record does not
+//! open. Losing the key file loses the sealed values (back it up with the
+//! store); a store copied without its key leaks none of them.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use openssl::rand::rand_bytes;
+use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
+
+/// Seals and opens values under the store key. Its `Debug` shows nothing.
+#[derive(Clone)]
+pub struct Vault {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault([redacted])")
+    }
+}
+
+/// A vault that could not be opened or a value that could not be unsealed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VaultError(String);
+
+const PREFIX: &str = "v1:";
+
+impl Vault {
+    /// Reads the key from `path`, creating it (mode 0600) if it does not exist.
+    pub fn open_or_create(path: &Path) -> Result<Self, VaultError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_file_bytes(&bytes, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut key = [0u8; 32];
+                rand_bytes(&mut key).map_err(|e| VaultError(format!("random key: {e}")))?;
+                write_new_key(path, &key)?;
+                Ok(Self { key })
+            }
+            Err(e) => Err(VaultError(format!(
+                "cannot read the store key {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The vault for the store `config` describes: its key file, or a random
+    /// key for an in-memory store.
+    pub fn for_store(config: &crate::StoreConfig) -> Result<Self, VaultError> {
+        use super::StoreUrl;
+        let url = StoreUrl::parse(&config.url).map_err(|e| VaultError(e.to_string()))?;
+        let path = match (&config.key_file, url) {
+            (Some(path), _) => path.clone(),
+            (None, StoreUrl::Memory) => return Self::ephemeral(),
+            (None, StoreUrl::SurrealKv(dir)) => {
+                let mut name = dir.into_os_string();
+                name.push(".key");
+                name.into()
+            }
+            (None, StoreUrl::Remote(_)) => std::env::var_os("STATE_DIRECTORY")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default()
+                .join("store.key"),
+        };
+        Self::open_or_create(&path)
+    }
+
+    /// A vault with a random key, for stores that do not outlive the process.
+    pub fn ephemeral() -> Result<Self, VaultError> {
+        let mut key = [0u8; 32];
+        rand_bytes(&mut key).map_err(|e| VaultError(format!("random key: {e}")))?;
+        Ok(Self { key })
+    }
+
+    fn from_file_bytes(bytes: &[u8], path: &Path) -> Result<Self, VaultError> {
+        let text = std::str::from_utf8(bytes).unwrap_or_default().trim();
+        let decoded = STANDARD.decode(text).unwrap_or_default();
+        let key: [u8; 32] = decoded.try_into().map_err(|_| {
+            VaultError(format!(
+                "the store key {} is not 32 bytes of base64",
+                path.display()
+            ))
+        })?;
+        Ok(Self { key })
+    }
+
+    /// Seals `plain` for the record named `context`.
+    pub fn seal(&self, context: &str, plain: &[u8]) -> Result<String, VaultError> {
+        let mut nonce = [0u8; 12];
+        rand_bytes(&mut nonce).map_err(|e| VaultError(format!("random nonce: {e}")))?;
+        let mut tag = [0u8; 16];
+        let sealed = encrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.key,
+            Some(&nonce),
+            context.as_bytes(),
+            plain,
+            &mut tag,
+        )
+        .map_err(|e| VaultError(format!("sealing failed: {e}")))?;
+        let mut out = Vec::with_capacity(12 + sealed.len() + 16);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&tag);
+        Ok(format!("{PREFIX}{}", STANDARD.encode(out)))
+    }
+
+    /// Opens a value [`Vault::seal`] sealed for the same `context`.
+    pub fn open(&self, context: &str, sealed: &str) -> Result<Vec<u8>, VaultError> {
+        let fail = || {
+            VaultError(format!(
+                "cannot unseal {context}: wrong store key or damaged value"
+            ))
+        };
+        let body = sealed.strip_prefix(PREFIX).ok_or_else(fail)?;
+        let raw = STANDARD.decode(body).map_err(|_| fail())?;
+        if raw.len() < 28 {
+            return Err(fail());
+        }
+        let (nonce, rest) = raw.split_at(12);
+        let (cipher, tag) = rest.split_at(rest.len() - 16);
+        decrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.key,
+            Some(nonce),
+            context.as_bytes(),
+            cipher,
+            tag,
+        )
+        .map_err(|_| fail())
+    }
+}
+
+fn write_new_key(path: &Path, key: &[u8; 32]) -> Result<(), VaultError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| {
+        VaultError(format!(
+            "cannot create the store key {}: {e}",
+            path.display()
+        ))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    file.write_all(STANDARD.encode(key).as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_and_opens_only_for_the_same_record_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.key");
+        let vault = Vault::open_or_create(&path).unwrap();
+        let sealed = vault
+            .seal("managed:www", b"-----BEGIN PRIVATE KEY-----")
+            .unwrap();
+        assert!(!sealed.contains("PRIVATE"));
+        assert_eq!(
+            vault.open("managed:www", &sealed).unwrap(),
+            b"-----BEGIN PRIVATE KEY-----"
+        );
+        assert!(vault.open("managed:api", &sealed).is_err());
+        // The same key file opens it again; another key does not.
+        let again = Vault::open_or_create(&path).unwrap();
+        assert!(again.open("managed:www", &sealed).is_ok());
+        assert!(
+            Vault::ephemeral()
+                .unwrap()
+                .open("managed:www", &sealed)
+                .is_err()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!format!("{vault:?}").contains(&STANDARD.encode(vault.key)));
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.key");
+        std::fs::write(&path, "short").unwrap();
+        let err = Vault::open_or_create(&path).unwrap_err().to_string();
+        assert!(err.contains("not 32 bytes"), "{err}");
+    }
+}
