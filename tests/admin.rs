@@ -282,26 +282,41 @@ fn every_route_role_and_scope_is_enforced() {
         );
         fp.insert(side, f);
     }
-    // One issued (pre-approved) and one pending request per side.
+    // One issued (pre-approved) and one pending request per side. The
+    // finance side's are the root token's, not fred's: under the four-eyes
+    // rule fred may approve only what someone else asked for.
     let mut managed = HashMap::new();
     let mut pending = HashMap::new();
-    for (side, user, pre, needs) in [
-        ("in", "sam", "www.shop.corp.test", "api.app.corp.test"),
-        ("out", "fred", "www.pay.corp.test", "gl.ledger.corp.test"),
+    let root = ROOT.to_owned();
+    for (side, token, unit, pre, needs) in [
+        (
+            "in",
+            &tokens["sam"],
+            "web",
+            "www.shop.corp.test",
+            "api.app.corp.test",
+        ),
+        (
+            "out",
+            &root,
+            "finance",
+            "www.pay.corp.test",
+            "gl.ledger.corp.test",
+        ),
     ] {
         let (status, r) = api.call(
             "POST",
             "/api/v1/requests",
-            Some(&tokens[user]),
-            Some(json!({ "identifiers": [pre], "connector": "corp-ca" })),
+            Some(token),
+            Some(json!({ "identifiers": [pre], "connector": "corp-ca", "org_unit": unit })),
         );
         assert_eq!(status, 201, "{r}");
         managed.insert(side, r["managed"].as_str().unwrap().to_owned());
         let (status, r) = api.call(
             "POST",
             "/api/v1/requests",
-            Some(&tokens[user]),
-            Some(json!({ "identifiers": [needs], "connector": "corp-ca" })),
+            Some(token),
+            Some(json!({ "identifiers": [needs], "connector": "corp-ca", "org_unit": unit })),
         );
         assert_eq!(status, 202, "{r}");
         pending.insert(side, r["id"].as_str().unwrap().to_owned());
@@ -1003,6 +1018,227 @@ fn password_sign_in_gives_a_session_guarded_against_csrf_and_guessing() {
             .iter()
             .any(|e| e["action"] == "login" && e["source"] == "127.0.0.1")
     );
+}
+
+/// Signs in with a password; the session cookie (`ck_session=...`).
+fn sign_in(daemon: &Daemon, user: &str, password: &str) -> String {
+    let body = json!({ "user": user, "password": password });
+    let (status, head, answer) = raw(daemon, "POST", "/api/v1/login", &body.to_string(), &[]);
+    assert_eq!(status, 200, "{head}{answer}");
+    head.lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .and_then(|l| l.split_once(':'))
+        .and_then(|(_, v)| v.trim().split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {head}"))
+        .to_owned()
+}
+
+#[test]
+fn a_password_change_or_a_disable_ends_the_users_sessions() {
+    let mut daemon = Daemon::new("");
+    organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let first = "correct horse battery staple 42";
+    let second = "another fine passphrase 43";
+    api.ok(
+        "POST",
+        "/api/v1/users",
+        json!({ "name": "pat", "role": "auditor", "password": first }),
+    );
+    let whoami = |cookie: &str| raw(&daemon, "GET", "/api/v1/whoami", "", &[("Cookie", cookie)]).0;
+    let old = sign_in(&daemon, "pat", first);
+    let other = sign_in(&daemon, "pat", first);
+    assert_eq!(whoami(&old), 200);
+    api.ok("POST", "/api/v1/users/pat", json!({ "password": second }));
+    assert_eq!(
+        whoami(&old),
+        401,
+        "a session from before the password change lives on"
+    );
+    assert_eq!(whoami(&other), 401, "every session of the user ends");
+    let new = sign_in(&daemon, "pat", second);
+    assert_eq!(whoami(&new), 200);
+    api.ok("POST", "/api/v1/users/pat", json!({ "role": "auditor" }));
+    assert_eq!(whoami(&new), 200, "other changes keep the session");
+    api.ok("POST", "/api/v1/users/pat", json!({ "disabled": true }));
+    assert_eq!(whoami(&new), 401, "a disabled user's session lives on");
+}
+
+#[test]
+fn a_refused_revocation_is_audited_as_tried_and_failed() {
+    let mut daemon = Daemon::new("");
+    organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let dir = daemon.path("certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = common::self_signed(&dir, "elsewhere.corp.test", 30);
+    let (status, text) = http(
+        "POST",
+        &daemon.url("/api/v1/import"),
+        Some(&pem),
+        &[("Authorization", &format!("Bearer {ROOT}"))],
+    );
+    assert_eq!(status, 200, "{text}");
+    let fp = serde_json::from_str::<Value>(&text).unwrap()["added"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Certkeeper did not issue it, so it cannot revoke it.
+    let (status, body) = api.call(
+        "POST",
+        &format!("/api/v1/certificates/{fp}/revoke"),
+        Some(ROOT),
+        Some(json!({ "reason": "keyCompromise" })),
+    );
+    assert!((400..500).contains(&status), "{status} {body}");
+    let (_, log) = api.call(
+        "GET",
+        &format!("/api/v1/audit?object={fp}"),
+        Some(ROOT),
+        None,
+    );
+    let mut outcomes: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "certificate_revoke")
+        .map(|e| {
+            (
+                e["seq"].to_string(),
+                e["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    outcomes.sort_by_key(|(seq, _)| seq.parse::<u64>().unwrap_or_default());
+    let outcomes: Vec<&str> = outcomes.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(outcomes, ["attempt", "failure"], "{log}");
+}
+
+#[test]
+fn an_impossible_user_name_is_refused_before_it_is_stored() {
+    let mut daemon = Daemon::new("");
+    organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let huge = "x".repeat(100_000);
+    let body = json!({ "user": huge, "password": "whatever it is" });
+    let (status, _, answer) = raw(&daemon, "POST", "/api/v1/login", &body.to_string(), &[]);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("254 characters"), "{answer}");
+    let (status, log) = api.call("GET", "/api/v1/audit?limit=1000", Some(ROOT), None);
+    assert_eq!(status, 200, "{log}");
+    let items = log["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty(),
+        "the organisation's setup is audited: {log}"
+    );
+    assert!(
+        !items.iter().any(|e| e["action"] == "login_failed"),
+        "an impossible name is not a sign-in to audit: {log}"
+    );
+    assert!(
+        !log.to_string().contains(&"x".repeat(300)),
+        "the name reached the audit log"
+    );
+}
+
+#[test]
+fn nobody_approves_their_own_request() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    let (status, r) = api.call(
+        "POST",
+        "/api/v1/requests",
+        Some(&tokens["dave"]),
+        Some(json!({ "identifiers": ["own.app.corp.test"], "connector": "corp-ca" })),
+    );
+    assert_eq!(status, 202, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let approve = |user: &str| {
+        api.call(
+            "POST",
+            &format!("/api/v1/requests/{id}/approve"),
+            Some(&tokens[user]),
+            None,
+        )
+    };
+    let (status, body) = approve("dave");
+    assert_eq!(
+        status, 403,
+        "the department admin approved their own request: {body}"
+    );
+    assert!(body.to_string().contains("four_eyes"), "{body}");
+    let (_, r) = api.call("GET", &format!("/api/v1/requests/{id}"), Some(ROOT), None);
+    assert_eq!(r["state"], "pending", "{r}");
+    let (status, r) = approve("alice");
+    assert_eq!(status, 200, "another approver may: {r}");
+    assert_eq!(r["decided_by"], "alice");
+}
+
+#[test]
+fn a_burst_of_parallel_guesses_gets_no_more_checks_than_the_limit() {
+    let mut daemon = Daemon::new("");
+    organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    api.ok(
+        "POST",
+        "/api/v1/users",
+        json!({ "name": "pat", "role": "auditor", "password": "correct horse battery staple 42" }),
+    );
+    const GUESSES: usize = 60;
+    let barrier = std::sync::Barrier::new(GUESSES);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let guesses: Vec<_> = (0..GUESSES)
+            .map(|i| {
+                let (barrier, daemon) = (&barrier, &daemon);
+                s.spawn(move || {
+                    let body = json!({ "user": "pat", "password": format!("guess number {i:04}") });
+                    barrier.wait();
+                    raw(daemon, "POST", "/api/v1/login", &body.to_string(), &[]).0
+                })
+            })
+            .collect();
+        guesses.into_iter().map(|g| g.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused, GUESSES, "{statuses:?}");
+    assert!(
+        (1..=5).contains(&checked),
+        "at most 5 guesses of one account may be checked, {checked} were: {statuses:?}"
+    );
+    let (status, head, _) = raw(
+        &daemon,
+        "POST",
+        "/api/v1/login",
+        &json!({ "user": "pat", "password": "correct horse battery staple 42" }).to_string(),
+        &[],
+    );
+    assert_eq!(status, 429, "the account is locked after the burst: {head}");
+    let (status, body) = api.call("GET", "/api/v1/whoami", Some(ROOT), None);
+    assert_eq!(status, 200, "the API still answers: {body}");
+}
+
+#[test]
+fn a_user_name_cannot_lock_out_a_token() {
+    let mut daemon = Daemon::new("");
+    let tokens = organisation(&mut daemon);
+    let api = Api { daemon: &daemon };
+    // A token reads `ckt_<12 hex id>_<secret>`; failures with it count
+    // against its id. Failed sign-ins for a user *named* like that id, or
+    // like the key credential-less sources used, must not lock it.
+    let id = &tokens["alice"][4..16];
+    for user in [id, "source:127.0.0.1"] {
+        for _ in 0..6 {
+            let body = json!({ "user": user, "password": "whatever it is" });
+            let (status, _, _) = raw(&daemon, "POST", "/api/v1/login", &body.to_string(), &[]);
+            assert!(matches!(status, 400 | 401 | 429), "{status}");
+        }
+    }
+    let (status, body) = api.call("GET", "/api/v1/whoami", Some(&tokens["alice"]), None);
+    assert_eq!(status, 200, "alice's token still works: {body}");
+    let (status, body) = api.call("GET", "/api/v1/whoami", Some(ROOT), None);
+    assert_eq!(status, 200, "the CLI's api.token still works: {body}");
 }
 
 #[test]

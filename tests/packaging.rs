@@ -330,6 +330,31 @@ fn unit_has_required_settings() {
         denied.contains("@privileged") && denied.contains("@resources"),
         "SystemCallFilter= should deny @privileged and @resources, denies {denied:?}"
     );
+    // A later allow list adds @chown back (deploy targets' owner/group);
+    // systemd applies the lines in order, so it must come after the deny.
+    let chown_back = filters
+        .iter()
+        .rposition(|f| !f.starts_with('~') && f.split_whitespace().any(|g| g == "@chown"));
+    let last_deny = filters.iter().rposition(|f| f.starts_with('~'));
+    assert!(
+        chown_back > last_deny,
+        "SystemCallFilter= should allow @chown after denying @privileged, is {filters:?}"
+    );
+    assert_eq!(
+        unit.get("Service", "LimitCORE"),
+        "0",
+        "no core dumps of keys"
+    );
+    assert_eq!(unit.get("Service", "ProcSubset"), "pid");
+    let denied_ips: BTreeSet<&str> = unit
+        .list("Service", "IPAddressDeny")
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(
+        denied_ips.contains("169.254.169.254"),
+        "IPAddressDeny= should hold the metadata address, is {denied_ips:?}"
+    );
     let families: BTreeSet<&str> = unit
         .list("Service", "RestrictAddressFamilies")
         .into_iter()

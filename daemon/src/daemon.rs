@@ -28,6 +28,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the store at {}", config.store.url))?;
     tracing::info!(url = %config.store.url, "store open");
+    if config.api.token.is_none() && !store.has_users().await.unwrap_or(true) {
+        tracing::warn!(
+            listen = %config.api.listen,
+            "no api.token and no accounts: the API is open, to loopback callers only, until the first account or token exists"
+        );
+    }
 
     let vault = certkeeper_store::vault::Vault::for_store(&config.store)
         .context("cannot open the store key (store.key_file)")?;

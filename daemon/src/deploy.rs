@@ -208,7 +208,14 @@ pub fn install(target: &DeployTarget, material: &Material) -> Result<Installed, 
 /// Step 2: runs `target.reload`, if any, under `reload_timeout_seconds`.
 pub async fn reload(target: &DeployTarget) -> Result<(), ReloadError> {
     match &target.reload {
-        Some(argv) => reload::run(argv, Duration::from_secs(target.reload_timeout_seconds)).await,
+        Some(argv) => {
+            reload::run(
+                argv,
+                &target.reload_environment,
+                Duration::from_secs(target.reload_timeout_seconds),
+            )
+            .await
+        }
         None => Ok(()),
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
-use crate::render::{Severity, render, truncate};
+use crate::render::{Severity, escape_markdown as md, render, truncate};
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of a Discord channel (`type = "discord"`).
@@ -82,16 +82,16 @@ impl DiscordNotifier {
             .map(|(label, value)| {
                 json!({
                     "name": truncate(label, 256),
-                    "value": truncate(value, 1024),
+                    "value": truncate(&md(value), 1024),
                     "inline": value.len() < 40,
                 })
             })
             .collect();
         let mut body = json!({
-            "content": truncate(&r.title, 2000),
+            "content": truncate(&md(&r.title), 2000),
             "embeds": [{
-                "title": truncate(&r.title, 256),
-                "description": truncate(&r.summary, 4096),
+                "title": truncate(&md(&r.title), 256),
+                "description": truncate(&md(&r.summary), 4096),
                 "color": color,
                 "fields": fields,
                 "timestamp": event.at.to_rfc3339(),

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
-use crate::render::{Severity, render};
+use crate::render::{Severity, escape_markdown as md, render};
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of a Mattermost channel (`type = "mattermost"`).
@@ -82,15 +82,16 @@ impl MattermostNotifier {
         let fields: Vec<Value> = r
             .details
             .iter()
-            .map(|(label, value)| json!({ "short": value.len() < 40, "title": label, "value": value }))
+            .map(|(label, value)| json!({ "short": value.len() < 40, "title": label, "value": md(value) }))
             .collect();
+        let (title, summary) = (md(&r.title), md(&r.summary));
         let mut body = json!({
-            "text": format!("**{}**\n{}", r.title, r.summary),
+            "text": format!("**{title}**\n{summary}"),
             "attachments": [{
-                "fallback": format!("{}: {}", r.title, r.summary),
+                "fallback": format!("{title}: {summary}"),
                 "color": color,
-                "title": r.title,
-                "text": r.summary,
+                "title": title,
+                "text": summary,
                 "fields": fields,
                 "footer": format!("{} · Certkeeper · event {}", r.severity, event.id),
             }],
@@ -115,5 +116,43 @@ impl Notifier for MattermostNotifier {
         let url = self.http.parse_url(self.settings.webhook_url.expose())?;
         let request = self.http.client().post(url).json(&self.payload(event));
         self.http.send(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CertificateSummary, EventKind};
+
+    #[test]
+    fn a_certificate_cannot_ping_the_channel_or_format_the_message() {
+        let settings = MattermostSettings::new(Secret::new("https://mm.example.test/hooks/x"));
+        let notifier = MattermostNotifier::new("mm", settings).unwrap();
+        let event = Event {
+            id: "expiry:ab:30".into(),
+            at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            kind: EventKind::CertificateExpiring {
+                threshold_days: 30,
+                days_left: 29,
+            },
+            certificate: Some(CertificateSummary {
+                fingerprint: "ab".into(),
+                subject: "CN=@channel **now**".into(),
+                sans: vec!["@all.example.test".into()],
+                issuer: "CN=[click](http://evil.test)".into(),
+                serial: "01".into(),
+                not_after: None,
+                seen_at: vec!["10.0.0.5:443 (@here)".into()],
+                org_unit: None,
+                contacts: Vec::new(),
+                tags: Vec::new(),
+            }),
+        };
+        let body = notifier.payload(&event).to_string();
+        for mention in ["@channel", "@all", "@here"] {
+            assert!(!body.contains(mention), "{mention} in {body}");
+        }
+        assert!(!body.contains("**now**"), "{body}");
+        assert!(!body.contains("[click](http"), "{body}");
     }
 }

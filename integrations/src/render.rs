@@ -377,6 +377,26 @@ fn expiry_clause(cert: Option<&CertificateSummary>) -> String {
     }
 }
 
+/// Text for Markdown chat (Mattermost, Discord) made inert: certificate
+/// subjects, SANs and places come from whoever made the certificate, so
+/// Markdown's punctuation is backslash-escaped (CommonMark §2.4) and every
+/// `@` gets a zero-width space after it, so that a certificate named
+/// `@channel` or `*urgent*` neither pings a channel nor formats the message.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '>' | '<' | '#' | '[' | ']' | '(' | ')' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("@\u{200B}"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// `text` cut to at most `max_chars` characters, ending in `…` when cut;
 /// vendors refuse (not truncate) fields over their limits.
 pub fn truncate(text: &str, max_chars: usize) -> String {
@@ -446,5 +466,18 @@ mod tests {
         );
         assert!(r.details.contains(&("Issuer", "CN=Example CA".into())));
         assert!(!r.summary.contains('\n'));
+    }
+
+    #[test]
+    fn markdown_from_certificates_is_inert() {
+        assert_eq!(escape_markdown("www.example.com"), "www.example.com");
+        assert_eq!(escape_markdown("*urgent*"), "\\*urgent\\*");
+        assert_eq!(
+            escape_markdown("[x](http://evil.test)"),
+            "\\[x\\]\\(http://evil.test\\)"
+        );
+        assert_eq!(escape_markdown("CN=@channel"), "CN=@\u{200B}channel");
+        assert!(!escape_markdown("@here @all").contains("@h"));
+        assert_eq!(escape_markdown("a\\b"), "a\\\\b");
     }
 }

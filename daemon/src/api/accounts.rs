@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use certkeeper_model::admin::audit_chain::AuditEntry;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -22,20 +23,50 @@ pub async fn audit(
     before: Option<serde_json::Value>,
     after: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
+    append(state, principal, action, object, |e| AuditEntry {
+        before,
+        after,
+        ..e
+    })
+    .await
+}
+
+/// [`audit`] with an outcome other than `success` (`attempt`, `failure`).
+pub async fn audit_entry(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    object: Option<&str>,
+    outcome: &str,
+    after: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    append(state, principal, action, object, |e| AuditEntry {
+        outcome: outcome.to_owned(),
+        after,
+        ..e
+    })
+    .await
+}
+
+/// Appends `principal`'s entry for `action` on `object`, as `fill` completes it.
+async fn append(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    object: Option<&str>,
+    fill: impl FnOnce(AuditEntry) -> AuditEntry,
+) -> Result<(), ApiError> {
+    let entry = fill(AuditEntry::new(
+        principal.user.clone(),
+        action,
+        object.map(str::to_owned),
+    ));
     state
         .store
-        .append_audit(certkeeper_model::admin::audit_chain::AuditEntry {
-            before,
-            after,
-            ..certkeeper_model::admin::audit_chain::AuditEntry::new(
-                principal.user.clone(),
-                action,
-                object.map(str::to_owned),
-            )
-        })
+        .append_audit(entry)
         .await
-        .map_err(ApiError::internal)?;
-    Ok(())
+        .map(|_| ())
+        .map_err(ApiError::internal)
 }
 
 /// `GET /api/v1/whoami`.
@@ -77,6 +108,22 @@ pub struct NewUser {
     pub password: Option<certkeeper_base::Secret>,
 }
 
+/// What a user name may be, in words.
+const USER_NAME_RULE: &str = "1 to 254 characters of letters, digits and @ . - _ +";
+
+/// Whether `name` follows [`USER_NAME_RULE`].
+fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 254
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@.-_+".contains(c))
+}
+
+/// Longest password a sign-in verifies (the policy allows far fewer
+/// characters); a longer one is wrong without hashing it.
+const MAX_PRESENTED_PASSWORD_BYTES: usize = 4096;
+
 /// Checks a new account's fields; `Err` is for the requester.
 pub async fn validate_user(
     state: &AppState,
@@ -84,15 +131,8 @@ pub async fn validate_user(
     role: &str,
     units: &[String],
 ) -> Result<Role, ApiError> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 254
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@.-_+".contains(c));
-    if !name_ok {
-        return Err(ApiError::bad_request(
-            "name: 1 to 254 characters of letters, digits and @ . - _ +",
-        ));
+    if !valid_user_name(name) {
+        return Err(ApiError::bad_request(format!("name: {USER_NAME_RULE}")));
     }
     let role = Role::parse(role).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -123,7 +163,13 @@ pub async fn create_user(
     let password_hash = match &body.password {
         Some(p) => {
             password::check_policy(p.expose(), &body.name).map_err(ApiError::bad_request)?;
-            Some(password::hash_password(p.expose()).map_err(ApiError::internal)?)
+            let p = p.clone();
+            Some(
+                state
+                    .password_work(move || password::hash_password(p.expose()))
+                    .await?
+                    .map_err(ApiError::internal)?,
+            )
         }
         None => None,
     };
@@ -198,14 +244,29 @@ pub async fn update_user(
     }
     if let Some(p) = &change.password {
         password::check_policy(p.expose(), &after.name).map_err(ApiError::bad_request)?;
-        after.password_hash =
-            Some(password::hash_password(p.expose()).map_err(ApiError::internal)?);
+        let p = p.clone();
+        after.password_hash = Some(
+            state
+                .password_work(move || password::hash_password(p.expose()))
+                .await?
+                .map_err(ApiError::internal)?,
+        );
     }
     state
         .store
         .update_user(&after)
         .await
         .map_err(ApiError::internal)?;
+    // Whoever signed in with the old password, or before the account was
+    // disabled, is signed out.
+    if change.password.is_some() || (after.disabled && !before.disabled) {
+        let ended = state
+            .store
+            .end_sessions_of(&after.name)
+            .await
+            .map_err(ApiError::internal)?;
+        tracing::info!(user = %after.name, sessions = ended, "portal sessions ended");
+    }
     let action = if before.role != after.role || before.units != after.units {
         "role_change"
     } else {
@@ -595,31 +656,46 @@ pub async fn login(
         .map(|Extension(c)| c.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     let name = body.user.to_lowercase();
-    let now = std::time::Instant::now();
-    if let Err(wait) = state.limiter.check(&name, source, now) {
-        return Err(ApiError::too_many(wait));
+    // A name no account can have is refused before it costs a password
+    // check or an audit row (which would otherwise store whatever a client
+    // sends).
+    if !valid_user_name(&name) {
+        return Err(ApiError::bad_request(format!("user: {USER_NAME_RULE}")));
     }
+    // The attempt counts before the password is verified, so parallel
+    // guesses cannot all slip in under the limit.
+    let attempt = state
+        .limiter
+        .begin(&name, source, std::time::Instant::now())
+        .map_err(ApiError::too_many)?;
     let user = state.store.user(&name).await.map_err(ApiError::internal)?;
-    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
-        Some(hash) => password::verify_password(body.password.expose(), hash),
-        None => {
-            // As slow as a real check, so timing does not tell which
-            // accounts exist.
-            password::dummy_verify();
-            false
-        }
-    };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let presented = body.password.clone();
+    let ok = state
+        .password_work(move || match hash {
+            Some(hash) if presented.expose().len() <= MAX_PRESENTED_PASSWORD_BYTES => {
+                password::verify_password(presented.expose(), &hash)
+            }
+            _ => {
+                // As slow as a real check, so timing does not tell which
+                // accounts exist.
+                password::dummy_verify();
+                false
+            }
+        })
+        .await?;
+    let now = std::time::Instant::now();
     let actor = Principal {
         user: name.clone(),
         role: user.as_ref().map_or(Role::Subscriber, |u| u.role),
         scope: certkeeper_model::admin::Scope::All,
     };
     let Some(user) = user.filter(|u| ok && !u.disabled) else {
-        state.limiter.failure(&name, source, now);
+        attempt.failed(now);
         audit_outcome(&state, &actor, "login_failed", Some(source), "failure").await?;
         return Err(ApiError::unauthorized("wrong user name or password"));
     };
-    state.limiter.success(&name, source, now);
+    attempt.succeeded();
     let id = token::session_id();
     let mut key = [0u8; 32];
     openssl::rand::rand_bytes(&mut key).map_err(ApiError::internal)?;

@@ -17,6 +17,7 @@
 //! `Retry-After` until its lockout passes. The [`Principal`] goes into the
 //! request's extensions for handlers' scope checks.
 
+use certkeeper_model::admin::ratelimit::Subject;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -28,6 +29,13 @@ use serde_json::json;
 
 use super::AppState;
 use certkeeper_model::admin::{Permission, Principal, Role, Scope, allows, token};
+
+/// Whether a caller without credentials may use a daemon in open mode (no
+/// `api.token`, no accounts): only from the machine itself, so a fresh
+/// install listening on a public address is not everyone's administrator.
+pub fn open_mode_admits(source: IpAddr) -> bool {
+    source.to_canonical().is_loopback()
+}
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let mut response = (
@@ -165,8 +173,14 @@ async fn authenticate(
     let Some(presented) = presented else {
         let open =
             config.api.token.is_none() && !state.store.has_users().await.map_err(internal)?;
-        return if open {
+        return if open && open_mode_admits(source) {
             Ok(Principal::root("anonymous"))
+        } else if open {
+            Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this daemon has no api.token and no accounts yet: it answers callers on this machine (loopback) only",
+            ))
         } else {
             Err(refuse(
                 StatusCode::UNAUTHORIZED,
@@ -176,12 +190,13 @@ async fn authenticate(
         };
     };
     // A user token's failures count against its id; anything else (a wrong
-    // api.token, garbage) against the source alone, so strangers cannot
-    // lock the config's token out.
-    let account = token::parse(presented)
-        .map(|(id, _)| id.to_owned())
-        .unwrap_or_else(|| format!("source:{source}"));
-    if let Err(wait) = state.limiter.check(&account, source, now) {
+    // api.token, garbage) against the source, so strangers cannot lock the
+    // config's token out. Neither shares a namespace with user names.
+    let account = match token::parse(presented) {
+        Some((id, _)) => Subject::Token(id),
+        None => Subject::Unknown,
+    };
+    if let Err(wait) = state.limiter.check(account, source, now) {
         let mut response = refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_failures",
@@ -195,11 +210,11 @@ async fn authenticate(
     if let Some(expected) = &config.api.token
         && super::constant_time_eq(presented.as_bytes(), expected.expose().as_bytes())
     {
-        state.limiter.success(&account, source, now);
+        state.limiter.success(account, source, now);
         return Ok(Principal::root("api-token"));
     }
     let fail = || {
-        state.limiter.failure(&account, source, now);
+        state.limiter.failure(account, source, now);
         refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -225,7 +240,7 @@ async fn authenticate(
     if user.disabled {
         return Err(fail());
     }
-    state.limiter.success(&account, source, now);
+    state.limiter.success(account, source, now);
     principal_of(state, user).await
 }
 
@@ -309,4 +324,28 @@ fn internal(e: impl std::fmt::Display) -> Response {
         "internal",
         "internal error; see the daemon's log",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_mode_admits_only_loopback_callers() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(open_mode_admits(ip("127.0.0.1")));
+        assert!(open_mode_admits(ip("127.8.9.10")));
+        assert!(open_mode_admits(ip("::1")));
+        assert!(
+            open_mode_admits(ip("::ffff:127.0.0.1")),
+            "a dual-stack socket's loopback"
+        );
+        assert!(!open_mode_admits(ip("192.0.2.7")));
+        assert!(!open_mode_admits(ip("::ffff:192.0.2.7")));
+        assert!(!open_mode_admits(ip("2001:db8::1")));
+        assert!(
+            !open_mode_admits(ip("0.0.0.0")),
+            "no address is not a loopback address"
+        );
+    }
 }

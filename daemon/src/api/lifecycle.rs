@@ -296,21 +296,58 @@ pub async fn renew_one(
             )));
         }
     }
-    super::accounts::audit(
+    audit_step(
         &state,
         &principal,
         "certificate_renew",
-        Some(&name),
-        None,
-        None,
+        &name,
+        Step::Attempt,
     )
     .await?;
     let names = [name];
-    let n = renewer(&state)?
-        .renew(Some(&names))
-        .await
-        .map_err(request_error)?;
+    let result = renewer(&state)?.renew(Some(&names)).await;
+    let [name] = names;
+    let n = audited(&state, &principal, "certificate_renew", &name, result).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(json!({ "renewing": n }))).into_response())
+}
+
+/// Which audit entry of a lifecycle request: the attempt (written before
+/// acting) or its outcome (after).
+enum Step<'a> {
+    Attempt,
+    Outcome(Result<(), &'a str>),
+}
+
+/// One audit entry of a lifecycle request on `object`: `attempt` before
+/// acting, then `success` or `failure` (with the error) once it is known,
+/// so the log never says something happened that did not.
+async fn audit_step(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    object: &str,
+    step: Step<'_>,
+) -> Result<(), ApiError> {
+    let (outcome, after) = match step {
+        Step::Attempt => ("attempt", None),
+        Step::Outcome(Ok(())) => ("success", None),
+        Step::Outcome(Err(error)) => ("failure", Some(json!({ "error": error }))),
+    };
+    super::accounts::audit_entry(state, principal, action, Some(object), outcome, after).await
+}
+
+/// Audits the outcome of `result` and passes it on as the API's answer.
+async fn audited<T>(
+    state: &AppState,
+    principal: &Principal,
+    action: &str,
+    object: &str,
+    result: Result<T, crate::renewal::RequestError>,
+) -> Result<T, ApiError> {
+    let error = result.as_ref().err().map(ToString::to_string);
+    let step = Step::Outcome(error.as_deref().map_or(Ok(()), Err));
+    audit_step(state, principal, action, object, step).await?;
+    result.map_err(request_error)
 }
 
 /// Body of replace and revoke.
@@ -331,8 +368,8 @@ fn reason(
     }
 }
 
-/// The scope check, reason and audit entry replace and revoke share,
-/// written before they act; answers the reason.
+/// The scope check, reason and attempt audit entry replace and revoke
+/// share, written before they act; answers the reason.
 async fn before_revoking(
     state: &AppState,
     principal: &Principal,
@@ -345,12 +382,12 @@ async fn before_revoking(
         return Err(ApiError::not_found(format!("no certificate {fingerprint}")));
     }
     let reason = reason(body, default)?;
-    super::accounts::audit(
+    super::accounts::audit_entry(
         state,
         principal,
         action,
         Some(fingerprint),
-        None,
+        "attempt",
         Some(json!({ "reason": format!("{reason:?}") })),
     )
     .await?;
@@ -373,10 +410,17 @@ pub async fn replace(
         RevocationReason::Superseded,
     )
     .await?;
-    let name = renewer(&state)?
+    let result = renewer(&state)?
         .replace(&fingerprint.to_ascii_lowercase(), reason)
-        .await
-        .map_err(request_error)?;
+        .await;
+    let name = audited(
+        &state,
+        &principal,
+        "certificate_replace",
+        &fingerprint,
+        result,
+    )
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({ "managed": name, "replacing": fingerprint })),
@@ -400,10 +444,17 @@ pub async fn revoke(
         RevocationReason::CessationOfOperation,
     )
     .await?;
-    let name = renewer(&state)?
+    let result = renewer(&state)?
         .revoke(&fingerprint.to_ascii_lowercase(), reason)
-        .await
-        .map_err(request_error)?;
+        .await;
+    let name = audited(
+        &state,
+        &principal,
+        "certificate_revoke",
+        &fingerprint,
+        result,
+    )
+    .await?;
     Ok(axum::Json(json!({ "managed": name, "revoked": fingerprint })).into_response())
 }
 

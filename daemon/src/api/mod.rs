@@ -48,7 +48,18 @@ pub struct AppState {
     renewer: Option<Arc<crate::renewal::Renewer>>,
     permissions: Arc<HashMap<(axum::http::Method, String), certkeeper_model::admin::Permission>>,
     limiter: Arc<certkeeper_model::admin::ratelimit::LoginLimiter>,
+    /// Password hashing and verification (argon2id, tens of milliseconds of
+    /// CPU each) run on the blocking pool, at most this many at once, so a
+    /// burst of sign-ins cannot starve the API, scheduler and watchdog.
+    password_work: Arc<tokio::sync::Semaphore>,
 }
+
+/// Password hashes computed or checked at once (see `AppState::password_work`).
+const PASSWORD_WORKERS: usize = 2;
+
+/// How long a sign-in waits for a free password worker before it is told
+/// the server is busy.
+const PASSWORD_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AppState {
     /// State over a store and the live config.
@@ -63,7 +74,31 @@ impl AppState {
             renewer: None,
             permissions: Arc::new(permissions),
             limiter: Arc::new(certkeeper_model::admin::ratelimit::LoginLimiter::default()),
+            password_work: Arc::new(tokio::sync::Semaphore::new(PASSWORD_WORKERS)),
         }
+    }
+
+    /// Runs argon2 work (`hash_password`, `verify_password`) on the blocking
+    /// pool, at most [`PASSWORD_WORKERS`] at a time; 503 when none frees up
+    /// within [`PASSWORD_QUEUE_WAIT`].
+    pub(crate) async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = tokio::time::timeout(
+            PASSWORD_QUEUE_WAIT,
+            self.password_work.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ApiError::busy("too many sign-ins at once; try again shortly"))?
+        .map_err(ApiError::internal)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(result)
     }
 
     /// `units` and every unit below them.
@@ -127,6 +162,14 @@ impl ApiError {
                 "too many failed sign-ins; try again in {} s",
                 wait.as_secs().max(1)
             ),
+        }
+    }
+
+    fn busy(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: message.into(),
         }
     }
 

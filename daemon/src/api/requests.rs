@@ -524,6 +524,11 @@ pub async fn approve(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let request = load(&state, &principal, &id).await?;
+    if state.config().admin.four_eyes && request.requester == principal.user {
+        return Err(ApiError::forbidden(
+            "the four-eyes rule: a request is approved by someone other than its requester ([admin] four_eyes)",
+        ));
+    }
     let now = chrono::Utc::now().timestamp();
     let ev = event(
         format!("request:{id}:approved"),

@@ -12,13 +12,7 @@ pub(super) fn timestamp(t: i64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-pub(super) fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
+pub(super) use crate::reports::csv_field;
 
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -338,5 +332,22 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("CN=a, O=b"), "\"CN=a, O=b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn csv_cells_that_would_be_formulas_are_text() {
+        assert_eq!(csv_field("=1+2"), "'=1+2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("+cmd|' /C calc'!A0"), "'+cmd|' /C calc'!A0");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x.test\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x.test\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_field("\t=1"), "'\t=1");
+        // Numbers stay numbers; an `=` inside a value is harmless.
+        assert_eq!(csv_field("-3"), "-3");
+        assert_eq!(csv_field("+5"), "+5");
+        assert_eq!(csv_field("CN=a"), "CN=a");
     }
 }

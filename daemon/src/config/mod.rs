@@ -214,6 +214,10 @@ pub struct AdminConfig {
     /// (`renew-NAME-gN`) that an approver must approve. Default true.
     #[serde(default = "default_true")]
     pub auto_approve_renewals: bool,
+    /// The four-eyes rule: an enrollment request is approved by someone
+    /// other than the user who made it. Default true.
+    #[serde(default = "default_true")]
+    pub four_eyes: bool,
     /// Name servers (`ADDR[:PORT]`) the CAA report asks; default the
     /// system's.
     #[serde(default)]
@@ -224,6 +228,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             auto_approve_renewals: true,
+            four_eyes: true,
             caa_dns_servers: Vec::new(),
         }
     }

@@ -60,6 +60,11 @@ pub struct DeployTarget {
     /// and the deploy rolled back. Default 30.
     #[serde(default = "default_reload_timeout")]
     pub reload_timeout_seconds: u64,
+    /// Environment variables `reload` gets, beyond `PATH` and `LANG`
+    /// (the daemon's own environment never reaches it), e.g.
+    /// `{ KUBECONFIG = "/etc/certkeeper/kube" }`. Default: none.
+    #[serde(default)]
+    pub reload_environment: std::collections::BTreeMap<String, String>,
     /// Endpoints that must serve the new certificate after the reload, as
     /// `host:port` (`[::1]:443` for IPv6). A failed check rolls the deploy
     /// back. Default: none.

@@ -6,7 +6,14 @@
 //! children do not outlive it. The group is killed with the `kill` program
 //! (`kill -s KILL -- -PGID`), since the daemon forbids `unsafe` and so calls
 //! no `kill(2)` itself; if that fails the leader alone is killed.
+//!
+//! The command gets a clean environment: `PATH` (the daemon's, or the
+//! usual system one), `LANG=C.UTF-8`, and what the target names in
+//! `reload_environment`; never the daemon's own variables, which may hold
+//! the store password, API tokens (`CERTKEEPER__*`) or systemd's
+//! `NOTIFY_SOCKET`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -61,9 +68,16 @@ impl fmt::Display for CommandLine<'_> {
     }
 }
 
-/// Runs `argv` without a shell; kills it and its process group after
-/// `timeout`. Success is exit status 0.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadError> {
+/// `PATH` for a reload command when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs `argv` without a shell, in a clean environment plus `env`; kills it
+/// and its process group after `timeout`. Success is exit status 0.
+pub async fn run(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<(), ReloadError> {
     let command = CommandLine(argv).to_string();
     let fail = |reason: String, stderr: String| ReloadError {
         command: command.clone(),
@@ -73,8 +87,13 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadError> 
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| fail("is empty".into(), String::new()))?;
+    let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
     let mut child = Command::new(program)
         .args(args)
+        .env_clear()
+        .env("PATH", path)
+        .env("LANG", "C.UTF-8")
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -193,8 +212,39 @@ fn kill_group(pgid: u32) {
 mod tests {
     use super::*;
 
+    /// [`super::run`] with nothing added to the clean environment.
+    async fn run(argv: &[String], timeout: Duration) -> Result<(), ReloadError> {
+        super::run(argv, &BTreeMap::new(), timeout).await
+    }
+
     fn argv(args: &[&str]) -> Vec<String> {
         args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_a_clean_environment_plus_its_own() {
+        // cargo sets CARGO_MANIFEST_DIR for the test process: like the
+        // daemon's own variables, it must not reach the command.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let script = format!("env > '{}'", out.display());
+        let env = BTreeMap::from([("KUBECONFIG".to_owned(), "/etc/k".to_owned())]);
+        super::run(&argv(&["sh", "-c", &script]), &env, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let seen = std::fs::read_to_string(&out).unwrap();
+        let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{seen}");
+        assert!(seen.lines().any(|l| l == "KUBECONFIG=/etc/k"), "{seen}");
+        assert!(seen.lines().any(|l| l.starts_with("PATH=")), "{seen}");
+        // The shell adds PWD, SHLVL and `_` itself; nothing else came along.
+        for name in names {
+            assert!(
+                ["PATH", "LANG", "KUBECONFIG", "PWD", "SHLVL", "_", "OLDPWD"].contains(&name),
+                "`{name}` leaked into the reload command: {seen}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -331,6 +331,20 @@ impl Renewer {
         self.store
             .set_status(&held.fingerprint, Status::Revoked)
             .await?;
+        // The revocation itself, when the CA confirmed it (the API's entry
+        // for a replace is only the request to do it).
+        let entry = certkeeper_model::admin::audit_chain::AuditEntry {
+            source: Some(format!("connector {connector}")),
+            after: Some(serde_json::json!({ "reason": format!("{reason:?}") })),
+            ..certkeeper_model::admin::audit_chain::AuditEntry::new(
+                "system",
+                "certificate_revoked",
+                Some(held.fingerprint.clone()),
+            )
+        };
+        if let Err(e) = self.store.append_audit(entry).await {
+            tracing::error!(cert = %held.fingerprint, error = %e, "cannot write the revocation to the audit log");
+        }
         self.event(
             EventKind::CertificateRevoked,
             None,

@@ -200,11 +200,23 @@ struct CsvSink<W: Write> {
     out: W,
 }
 
-fn csv_field(value: &str) -> String {
+/// One CSV field (RFC 4180), safe to open in a spreadsheet: a value that
+/// would start a formula (`=`, `+`, `-`, `@`, a tab or a carriage return,
+/// as a crafted SAN or subject can) gets a leading `'`, so the program shows
+/// it as text instead of running it (OWASP's advice on CSV injection).
+/// Plain numbers (`-3` days left) stay numbers.
+pub fn csv_field(value: &str) -> String {
+    let formula =
+        value.starts_with(['=', '+', '-', '@', '\t', '\r']) && value.parse::<f64>().is_err();
+    let value = if formula {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    };
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
-        value.to_owned()
+        value.into_owned()
     }
 }
 

@@ -135,6 +135,19 @@ impl Store {
         Ok(())
     }
 
+    /// Ends every session of `user` (its password changed, or it was
+    /// disabled); answers how many there were.
+    pub async fn end_sessions_of(&self, user: &str) -> Result<usize, StoreError> {
+        let ended: Vec<serde_json::Value> = self
+            .rows(
+                "DELETE session WHERE user = $user RETURN BEFORE",
+                json!({ "user": user }),
+                0,
+            )
+            .await?;
+        Ok(ended.len())
+    }
+
     /// Every org unit.
     pub async fn org_units(&self) -> Result<Vec<OrgUnit>, StoreError> {
         self.rows(

@@ -2,8 +2,13 @@
 //! password guessing.
 //!
 //! Two kinds of key are counted separately:
-//! - an *account* (its name, compared ignoring case), which stops a slow
-//!   guess of one account's password from many addresses;
+//! - an *account*, which stops a slow guess of one account's password from
+//!   many addresses. Accounts live in three namespaces that never meet (a
+//!   [`Subject`]): a user signing in with a password (its name, compared
+//!   ignoring case), an API token by its id, and an unreadable credential
+//!   (a wrong `api.token`, garbage), counted against the source address it
+//!   came from; a user named like a token id or an address locks only
+//!   itself;
 //! - a *source* address, which stops one client trying a few passwords on
 //!   every account. IPv6 sources are grouped by /64, since one host usually
 //!   has a whole /64 to pick addresses from; IPv4-mapped IPv6 addresses
@@ -15,6 +20,12 @@
 //! [`LoginLimits::window`] is locked out for one window. Each failure recorded
 //! while it is locked doubles the lockout, up to [`LoginLimits::max_lockout`].
 //! When a lockout ends, the key starts afresh.
+//!
+//! An attempt is counted *before* its password is verified:
+//! [`LoginLimiter::begin`] refuses when the failures so far plus the attempts
+//! still being verified reach a limit, so a burst of parallel guesses gets no
+//! more verifications than the limit allows, and the [`Attempt`] it returns
+//! records the outcome (a dropped attempt counts as neither).
 //!
 //! Time is always passed in (`now`), so the limiter has no clock of its own and
 //! the tests drive a fake one.
@@ -69,18 +80,55 @@ impl Default for LoginLimits {
     }
 }
 
+/// Whose sign-in is being tried: the account a failure counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// A user signing in with a password, by name (case ignored).
+    User(&'a str),
+    /// An API token, by its id.
+    Token(&'a str),
+    /// A credential that names no account (a wrong `api.token`, garbage):
+    /// counted against the source address as its account.
+    Unknown,
+}
+
+impl<'a> From<&'a str> for Subject<'a> {
+    /// A plain name is a user's.
+    fn from(name: &'a str) -> Self {
+        Subject::User(name)
+    }
+}
+
+impl<'a> From<&'a String> for Subject<'a> {
+    fn from(name: &'a String) -> Self {
+        Subject::User(name)
+    }
+}
+
 /// What is counted: an account or a source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    /// SHA-256 of the lowercase account name.
-    Account([u8; 32]),
+    /// SHA-256 of the lowercase user name.
+    User([u8; 32]),
+    /// SHA-256 of an API token id.
+    Token([u8; 32]),
+    /// A source address presenting credentials of no account, IPv6 cut to
+    /// its /64.
+    Unknown(IpAddr),
     /// A source address, IPv6 cut to its /64.
     Source(IpAddr),
 }
 
 impl Key {
-    fn account(name: &str) -> Self {
-        Key::Account(Sha256::digest(name.to_lowercase().as_bytes()).into())
+    fn account(subject: Subject<'_>, source: IpAddr) -> Self {
+        match subject {
+            Subject::User(name) => Key::User(Sha256::digest(name.to_lowercase().as_bytes()).into()),
+            Subject::Token(id) => Key::Token(Sha256::digest(id.as_bytes()).into()),
+            Subject::Unknown => match Key::source(source) {
+                Key::Source(net) => Key::Unknown(net),
+                other => other,
+            },
+        }
     }
 
     fn source(address: IpAddr) -> Self {
@@ -101,6 +149,9 @@ struct Entry {
     window_start: Instant,
     /// Failures in the current window.
     failures: u32,
+    /// Attempts begun and not yet finished (their password is being
+    /// verified).
+    in_flight: u32,
     /// When the lockout ends, if the key is or was locked.
     locked_until: Option<Instant>,
     /// Length of the latest lockout, doubled by each failure while locked.
@@ -173,9 +224,14 @@ impl LoginLimiter {
     /// `Ok` when a login for `account` from `source` may be tried now;
     /// otherwise `Err` with how long until it may (the longer of the two
     /// keys' lockouts).
-    pub fn check(&self, account: &str, source: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn check<'a>(
+        &self,
+        account: impl Into<Subject<'a>>,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let state = self.lock();
-        let wait = [Key::account(account), Key::source(source)]
+        let wait = [Key::account(account.into(), source), Key::source(source)]
             .iter()
             .filter_map(|key| state.entries.get(key)?.locked_until)
             .map(|until| until.saturating_duration_since(now))
@@ -184,24 +240,119 @@ impl LoginLimiter {
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
-    /// Records a failed login for `account` from `source`.
-    pub fn failure(&self, account: &str, source: IpAddr, now: Instant) {
+    /// Begins an attempt for `account` from `source`, counted at once: `Err`
+    /// with how long to wait when either key is locked, or when its
+    /// failures plus the attempts still in flight reach its limit (then a
+    /// second: one of those attempts will have finished by then). Check and
+    /// count happen under one lock, so parallel attempts cannot all pass.
+    pub fn begin<'a>(
+        &self,
+        account: impl Into<Subject<'a>>,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Duration> {
+        let keys = [
+            (
+                Key::account(account.into(), source),
+                self.limits.max_failures,
+            ),
+            (Key::source(source), self.limits.max_failures_per_source),
+        ];
         let mut state = self.lock();
-        let account_limit = self.limits.max_failures;
-        let source_limit = self.limits.max_failures_per_source;
-        self.record(&mut state, Key::account(account), account_limit, now);
-        self.record(&mut state, Key::source(source), source_limit, now);
+        let mut wait = Duration::ZERO;
+        for (key, limit) in &keys {
+            let Some(entry) = state.entries.get(key) else {
+                continue;
+            };
+            match entry.locked_until {
+                Some(until) if until > now => wait = wait.max(until - now),
+                Some(_) => {}
+                None => {
+                    let counting =
+                        now.saturating_duration_since(entry.window_start) < self.limits.window;
+                    let failures = if counting { entry.failures } else { 0 };
+                    if failures.saturating_add(entry.in_flight) >= *limit {
+                        wait = wait.max(Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        for (key, _) in &keys {
+            self.touch(&mut state, *key, now).in_flight += 1;
+        }
+        Ok(Attempt {
+            limiter: self,
+            keys: [keys[0].0, keys[1].0],
+            finished: false,
+        })
+    }
+
+    /// Records a failed login for `account` from `source`.
+    pub fn failure<'a>(&self, account: impl Into<Subject<'a>>, source: IpAddr, now: Instant) {
+        let mut state = self.lock();
+        self.fail_keys(
+            &mut state,
+            [Key::account(account.into(), source), Key::source(source)],
+            now,
+        );
+    }
+
+    fn fail_keys(&self, state: &mut State, [account, source]: [Key; 2], now: Instant) {
+        self.record(state, account, self.limits.max_failures, now);
+        self.record(state, source, self.limits.max_failures_per_source, now);
     }
 
     /// Records a successful login: forgets the account's failures, so its
     /// owner is not locked out by their own earlier typos. The source's count
     /// stays, or one valid account would reset a client guessing at others.
-    pub fn success(&self, account: &str, source: IpAddr, now: Instant) {
+    pub fn success<'a>(&self, account: impl Into<Subject<'a>>, source: IpAddr, now: Instant) {
         // Taken for symmetry with `failure`, so call sites read alike.
-        let _ = (source, now);
+        let _ = now;
         let mut state = self.lock();
-        if let Some(entry) = state.entries.remove(&Key::account(account)) {
+        Self::forget(&mut state, Key::account(account.into(), source));
+    }
+
+    fn forget(state: &mut State, key: Key) {
+        if let Some(entry) = state.entries.remove(&key) {
             state.order.remove(&entry.touched);
+        }
+    }
+
+    /// The entry of `key`, made if missing (evicting the oldest when full),
+    /// marked as touched now.
+    fn touch<'s>(&self, state: &'s mut State, key: Key, now: Instant) -> &'s mut Entry {
+        let stamp = state.clock;
+        state.clock += 1;
+        match state.entries.get(&key) {
+            Some(entry) => {
+                let old = entry.touched;
+                state.order.remove(&old);
+            }
+            None => self.make_room(state),
+        }
+        state.order.insert(stamp, key);
+        let window = self.limits.window;
+        let entry = state.entries.entry(key).or_insert(Entry {
+            window_start: now,
+            failures: 0,
+            in_flight: 0,
+            locked_until: None,
+            lockout: window,
+            touched: stamp,
+        });
+        entry.touched = stamp;
+        entry
+    }
+
+    /// Ends an attempt's in-flight count on its keys.
+    fn release(state: &mut State, keys: &[Key; 2]) {
+        for key in keys {
+            if let Some(entry) = state.entries.get_mut(key) {
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+            }
         }
     }
 
@@ -213,27 +364,12 @@ impl LoginLimiter {
     /// Counts one failure against `key`, locking it at `limit`.
     fn record(&self, state: &mut State, key: Key, limit: u32, now: Instant) {
         let window = self.limits.window;
-        let stamp = state.clock;
-        state.clock += 1;
-        match state.entries.get(&key) {
-            Some(entry) => {
-                let old = entry.touched;
-                state.order.remove(&old);
-            }
-            None => self.make_room(state),
-        }
-        let entry = state.entries.entry(key).or_insert(Entry {
-            window_start: now,
-            failures: 0,
-            locked_until: None,
-            lockout: window,
-            touched: stamp,
-        });
-        entry.touched = stamp;
+        let max_lockout = self.limits.max_lockout;
+        let entry = self.touch(state, key, now);
         match entry.locked_until {
             Some(until) if until > now => {
                 // Still trying while locked: double the lockout from now.
-                entry.lockout = (entry.lockout * 2).min(self.limits.max_lockout);
+                entry.lockout = (entry.lockout * 2).min(max_lockout);
                 entry.locked_until = Some(now + entry.lockout);
             }
             _ => {
@@ -250,7 +386,6 @@ impl LoginLimiter {
                 }
             }
         }
-        state.order.insert(stamp, key);
     }
 
     /// Forgets least recently touched keys until a new one fits.
@@ -260,6 +395,44 @@ impl LoginLimiter {
                 break;
             };
             state.entries.remove(&oldest);
+        }
+    }
+}
+
+/// A sign-in attempt counted by [`LoginLimiter::begin`]; say how it ended.
+#[derive(Debug)]
+#[must_use = "an attempt counts until it is marked failed or succeeded"]
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    keys: [Key; 2],
+    finished: bool,
+}
+
+impl Attempt<'_> {
+    /// The credentials were wrong: a failure on both keys.
+    pub fn failed(mut self, now: Instant) {
+        let mut state = self.limiter.lock();
+        LoginLimiter::release(&mut state, &self.keys);
+        self.limiter.fail_keys(&mut state, self.keys, now);
+        self.finished = true;
+    }
+
+    /// The credentials were right: the account's failures are forgotten.
+    pub fn succeeded(mut self) {
+        let mut state = self.limiter.lock();
+        LoginLimiter::release(&mut state, &self.keys);
+        LoginLimiter::forget(&mut state, self.keys[0]);
+        self.finished = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    /// An attempt abandoned (the store failed, the client went away) counts
+    /// as neither.
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut state = self.limiter.lock();
+            LoginLimiter::release(&mut state, &self.keys);
         }
     }
 }
@@ -464,5 +637,79 @@ mod tests {
         assert_eq!(limiter.check("alice", src, t0), Err(MAX_DURATION));
         limiter.failure("alice", src, t0);
         assert_eq!(limiter.check("alice", src, t0), Err(MAX_DURATION));
+    }
+
+    #[test]
+    fn parallel_attempts_are_counted_before_they_are_verified() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let src = ip("192.0.2.1");
+        let attempts: Vec<_> = (0..5)
+            .map(|_| limiter.begin("alice", src, t0).unwrap())
+            .collect();
+        // Five guesses are being verified: a sixth waits for them.
+        assert_eq!(
+            limiter.begin("alice", ip("198.51.100.7"), t0).err(),
+            Some(Duration::from_secs(1))
+        );
+        // Another account from the same source is not held up.
+        limiter.begin("bob", src, t0).unwrap().succeeded();
+        for attempt in attempts {
+            attempt.failed(t0);
+        }
+        assert_eq!(limiter.check("alice", src, t0), Err(MIN * 15));
+        assert_eq!(limiter.begin("alice", src, t0).err(), Some(MIN * 15));
+    }
+
+    #[test]
+    fn an_abandoned_attempt_frees_its_place_and_a_success_clears_the_account() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let src = ip("192.0.2.1");
+        for _ in 0..10 {
+            drop(limiter.begin("alice", src, t0).unwrap());
+        }
+        for _ in 0..4 {
+            limiter.begin("alice", src, t0).unwrap().failed(t0);
+        }
+        limiter.begin("alice", src, t0).unwrap().succeeded();
+        for _ in 0..4 {
+            limiter.begin("alice", src, t0).unwrap().failed(t0);
+        }
+        assert_eq!(limiter.check("alice", src, t0), Ok(()));
+    }
+
+    #[test]
+    fn users_tokens_and_unknown_credentials_are_apart() {
+        let limiter = LoginLimiter::default();
+        let t0 = Instant::now();
+        let local = ip("127.0.0.1");
+        // A user named like the key of a credential-less source locks only
+        // itself, not the CLI's `api.token` sent from that address.
+        for _ in 0..5 {
+            limiter.failure("source:127.0.0.1", local, t0);
+        }
+        assert!(limiter.check("source:127.0.0.1", local, t0).is_err());
+        assert_eq!(limiter.check(Subject::Unknown, local, t0), Ok(()));
+        // A token id and a user of the same name are apart too.
+        for i in 0..5 {
+            limiter.failure(Subject::Token("ab12"), ip(&format!("192.0.2.{i}")), t0);
+        }
+        assert!(
+            limiter
+                .check(Subject::Token("ab12"), ip("203.0.113.1"), t0)
+                .is_err()
+        );
+        assert_eq!(limiter.check("ab12", ip("203.0.113.1"), t0), Ok(()));
+        // Garbage from one address locks that address's unknown credentials.
+        for _ in 0..5 {
+            limiter.failure(Subject::Unknown, ip("198.51.100.9"), t0);
+        }
+        assert!(
+            limiter
+                .check(Subject::Unknown, ip("198.51.100.9"), t0)
+                .is_err()
+        );
+        assert_eq!(limiter.check(Subject::Unknown, local, t0), Ok(()));
     }
 }
