@@ -244,3 +244,35 @@ fn api_over_tls_with_the_cli_trusting_its_certificate() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use std::io::{Read, Write};
+    let mut daemon = Daemon::new("");
+    daemon.start();
+    // Half a request head, then nothing (slowloris).
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", daemon.port)).unwrap();
+    stream
+        .write_all(b"GET /api/v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    // The daemon closes it after its header-read timeout (10 s); without one
+    // it would wait for ever and this read would time out.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // A reset instead of a clean close is a close too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection was still open after 60 s: {e}"),
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // Everyone else is still served.
+    let (status, _) = common::http("GET", &daemon.url("/healthz"), None, &[]);
+    assert_eq!(status, 200);
+}

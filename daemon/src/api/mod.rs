@@ -12,12 +12,15 @@ pub mod accounts;
 pub mod alerts;
 pub mod auth;
 pub mod lifecycle;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod report_files;
 pub mod requests;
 pub mod routes;
 pub mod tls;
+
+pub use listener::serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +33,6 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use certkeeper_model::inventory::{SightingKind, Status};
@@ -256,32 +258,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route; see /api/v1/openapi.json") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BYTES))
         .with_state(state)
-}
-
-/// Serves `app` on `listener` (over TLS when `tls` is set) until `cancel`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    app: Router,
-    cancel: CancellationToken,
-) {
-    let result = match tls {
-        None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(cancel.cancelled_owned())
-            .await
-        }
-        Some(tls) => {
-            tls::serve(listener, tls, app, cancel).await;
-            Ok(())
-        }
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "API server failed");
-    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

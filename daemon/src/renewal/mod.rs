@@ -64,6 +64,9 @@ const VERIFY_SETTLE: Duration = Duration::from_millis(750);
 struct Failure {
     message: String,
     class: ErrorClass,
+    /// The managed state was changed by another writer (a replace request,
+    /// another daemon) while this step ran: drop the step, read again.
+    superseded: bool,
 }
 
 impl From<ConnectorError> for Failure {
@@ -71,6 +74,7 @@ impl From<ConnectorError> for Failure {
         Self {
             message: e.to_string(),
             class: e.class,
+            superseded: false,
         }
     }
 }
@@ -78,6 +82,7 @@ impl From<ConnectorError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Self {
+            superseded: matches!(e, StoreError::Changed(_)),
             message: format!("store: {e}"),
             class: ErrorClass::Transient,
         }
@@ -89,6 +94,7 @@ impl Failure {
         Self {
             message: message.into(),
             class: ErrorClass::Permanent,
+            superseded: false,
         }
     }
 
@@ -96,6 +102,7 @@ impl Failure {
         Self {
             message: message.into(),
             class: ErrorClass::Transient,
+            superseded: false,
         }
     }
 }

@@ -9,6 +9,10 @@ use crate::config::CertificateConfig;
 use certkeeper_store::StoreError;
 use certkeeper_store::managed::{ManagedState, Operation, OperationKind, Step};
 
+/// Times a replace request reads and writes again when the worker saved
+/// in between.
+const REPLACE_ATTEMPTS: usize = 5;
+
 impl Renewer {
     /// Marks managed certificates (all, or those named) for renewal now.
     pub async fn renew(&self, names: Option<&[String]>) -> Result<u64, RequestError> {
@@ -35,6 +39,26 @@ impl Renewer {
         fingerprint: &str,
         reason: RevocationReason,
     ) -> Result<String, RequestError> {
+        // Read, check, write, conditional on the version read: a worker
+        // saving its step in between makes the write fail, and the checks
+        // run again on what it saved (it may have moved past ordering).
+        for _ in 0..REPLACE_ATTEMPTS {
+            if let Some(name) = self.try_replace(fingerprint, reason).await? {
+                return Ok(name);
+            }
+        }
+        Err(RequestError::Conflict(format!(
+            "the managed certificate of {fingerprint} keeps changing; try again"
+        )))
+    }
+
+    /// One read-check-write of [`Self::replace`]; `Ok(None)` when the state
+    /// changed between the read and the write.
+    async fn try_replace(
+        &self,
+        fingerprint: &str,
+        reason: RevocationReason,
+    ) -> Result<Option<String>, RequestError> {
         let failed = |e: StoreError| RequestError::Failed(e.to_string());
         let states = self.store.managed_all().await.map_err(failed)?;
         let mut state = states
@@ -58,7 +82,7 @@ impl Renewer {
         if let Some(op) = &state.operation {
             if op.kind == OperationKind::Replace {
                 // Asked twice: the first request is still in progress.
-                return Ok(state.name);
+                return Ok(Some(state.name));
             }
             if op.step != Step::Ordering {
                 return Err(RequestError::Conflict(format!(
@@ -84,9 +108,14 @@ impl Renewer {
         });
         state.next_attempt = None;
         state.attempts = 0;
-        self.store.save_managed(&state).await.map_err(failed)?;
+        match self.store.save_managed(&mut state).await {
+            Ok(()) => {}
+            // The worker saved a step since we read: check again.
+            Err(StoreError::Changed(_)) => return Ok(None),
+            Err(e) => return Err(failed(e)),
+        }
         self.wake();
-        Ok(state.name)
+        Ok(Some(state.name))
     }
 
     /// Revokes a certificate Certkeeper issued that is no longer in service

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use certkeeper_connectors::Connector;
 use certkeeper_connectors::internal_ca::InternalCa;
-use certkeeper_connectors::{Connector, ErrorClass};
 use tokio::sync::Semaphore;
 
 use super::*;
@@ -77,9 +77,8 @@ impl Registry {
     }
 
     pub(super) fn get(&self, name: &str) -> Result<&ConnectorEntry, Failure> {
-        self.connectors.get(name).ok_or_else(|| Failure {
-            message: format!("no connector named `{name}`"),
-            class: ErrorClass::Permanent,
-        })
+        self.connectors
+            .get(name)
+            .ok_or_else(|| Failure::permanent(format!("no connector named `{name}`")))
     }
 }

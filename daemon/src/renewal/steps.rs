@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use certkeeper_connectors::csr::{KeyAlgorithm, build_csr, generate_key};
-use certkeeper_connectors::{ErrorClass, IssueRequest, RevocationReason, RevokeRequest};
+use certkeeper_connectors::{IssueRequest, RevocationReason, RevokeRequest};
 use certkeeper_integrations::{Event, EventKind};
 use chrono::Utc;
 use openssl::x509::X509;
@@ -219,13 +219,10 @@ impl Renewer {
                     ),
                 )
                 .await;
-                return Err(Failure {
-                    message: error,
-                    class: if e.is_retryable() {
-                        ErrorClass::Transient
-                    } else {
-                        ErrorClass::Permanent
-                    },
+                return Err(if e.is_retryable() {
+                    Failure::transient(error)
+                } else {
+                    Failure::permanent(error)
                 });
             }
         }

@@ -109,8 +109,8 @@ impl Renewer {
             let state = match states.remove(name) {
                 Some(state) => state,
                 None => {
-                    let state = ManagedState::new(name, &spec);
-                    self.store.save_managed(&state).await?;
+                    let mut state = ManagedState::new(name, &spec);
+                    self.store.save_managed(&mut state).await?;
                     state
                 }
             };
@@ -171,7 +171,7 @@ impl Renewer {
         if !is_due(&state, &spec, now) {
             // Only the CA's window needs refreshing.
             self.refresh_window(cert, &mut state, now).await;
-            if let Err(e) = self.store.save_managed(&state).await {
+            if let Err(e) = self.store.save_managed(&mut state).await {
                 tracing::error!(managed = %name, error = %e, "cannot save renewal window");
             }
             return;
@@ -202,13 +202,20 @@ impl Renewer {
             });
             state.spec = spec.clone();
             state.force = false;
-            if let Err(e) = self.store.save_managed(&state).await {
+            if let Err(e) = self.store.save_managed(&mut state).await {
                 tracing::error!(managed = %name, error = %e, "cannot start renewal");
                 return;
             }
         }
         match self.advance(cert, &mut state).await {
             Ok(()) => {}
+            Err(failure) if failure.superseded => {
+                // A replace request (or another daemon) changed the state
+                // while this step ran; its write stands, and the next pass
+                // drives what it asked for.
+                tracing::info!(managed = %name, "managed state changed during the step; starting again from the stored state");
+                self.wake();
+            }
             Err(failure) => self.fail(cert, &mut state, failure).await,
         }
     }

@@ -59,6 +59,10 @@ pub enum StoreError {
     /// The embedded engine could not be started.
     #[error("store engine: {0}")]
     Engine(String),
+    /// A record was changed by another writer since it was read (its
+    /// version moved on); nothing was written. Read it again and redo.
+    #[error("{0} was changed by another writer since it was read")]
+    Changed(String),
     /// The embedded store is held by another process (a running daemon).
     #[error(
         "the embedded store at {0} is in use by another process (is the daemon running? use the API, or stop it)"

@@ -111,6 +111,11 @@ pub struct ManagedState {
     pub last_success: Option<i64>,
     /// The operation in progress.
     pub operation: Option<Operation>,
+    /// Bumped by every save; a save from a copy read at an older version is
+    /// refused ([`Store::save_managed`]), so two writers (the worker inside
+    /// a CA call, a replace request) never overwrite each other's step.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ManagedState {
@@ -132,6 +137,7 @@ impl ManagedState {
             last_error: None,
             last_success: None,
             operation: None,
+            version: 0,
         }
     }
 }
@@ -173,16 +179,36 @@ impl Store {
     }
 
     /// Saves a managed certificate's state (whole document).
-    pub async fn save_managed(&self, state: &ManagedState) -> Result<(), StoreError> {
-        let vars = json!({ "name": state.name, "doc": state });
-        with_conflict_retry(|| {
+    ///
+    /// Conditional: written only when the stored version is still the one
+    /// `state` was read at, checked in the same transaction, and then
+    /// `state.version` moves on by one. Otherwise [`StoreError::Changed`]
+    /// and nothing is written: another writer got in first.
+    pub async fn save_managed(&self, state: &mut ManagedState) -> Result<(), StoreError> {
+        let mut doc = state.clone();
+        doc.version = state.version + 1;
+        let vars = json!({ "name": state.name, "doc": doc, "expected": state.version });
+        let result = with_conflict_retry(|| {
             self.run(
-                "UPSERT type::record('managed', $name) CONTENT $doc RETURN NONE",
+                "BEGIN TRANSACTION;
+                 LET $stored = (SELECT VALUE version FROM ONLY type::record('managed', $name));
+                 IF ($stored ?? 0) != $expected { THROW 'managed version moved on' };
+                 UPSERT type::record('managed', $name) CONTENT $doc RETURN NONE;
+                 COMMIT TRANSACTION;",
                 vars.clone(),
             )
         })
-        .await?;
-        Ok(())
+        .await;
+        match result {
+            Ok(_) => {
+                state.version = doc.version;
+                Ok(())
+            }
+            Err(e) if e.to_string().contains("managed version moved on") => Err(
+                StoreError::Changed(format!("managed certificate `{}`", state.name)),
+            ),
+            Err(e) => Err(e),
+        }
     }
 
     /// Managed certificates created through the API: their `[[certificate]]`
@@ -309,8 +335,9 @@ mod tests {
             new: None,
             started: 5,
         });
-        store.save_managed(&state).await.unwrap();
+        store.save_managed(&mut state).await.unwrap();
         assert_eq!(store.managed("www").await.unwrap(), Some(state.clone()));
+        assert_eq!(state.version, 1);
         assert_eq!(store.force_renewal(None).await.unwrap(), 1);
         assert!(store.managed("www").await.unwrap().unwrap().force);
 
@@ -330,5 +357,41 @@ mod tests {
         // Another connector's rows are apart.
         let other = store.connector_state("other", vault);
         assert_eq!(other.load("account").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_save_from_a_stale_copy_is_refused_and_writes_nothing() {
+        let store = Store::memory().await.unwrap();
+        let mut first = ManagedState::new("www", "spec-1");
+        store.save_managed(&mut first).await.unwrap();
+        // Two writers read the same version: the worker, then a replace.
+        let mut worker = store.managed("www").await.unwrap().unwrap();
+        let mut replace = worker.clone();
+        replace.operation = Some(Operation {
+            kind: OperationKind::Replace,
+            step: Step::Ordering,
+            reason: Some("keyCompromise".into()),
+            key_sealed: None,
+            new: None,
+            started: 7,
+        });
+        store.save_managed(&mut replace).await.unwrap();
+        worker.operation = Some(Operation {
+            kind: OperationKind::Renew,
+            step: Step::Issued,
+            reason: None,
+            key_sealed: None,
+            new: None,
+            started: 5,
+        });
+        let err = store.save_managed(&mut worker).await.unwrap_err();
+        assert!(matches!(err, StoreError::Changed(_)), "{err}");
+        let stored = store.managed("www").await.unwrap().unwrap();
+        assert_eq!(stored, replace, "the replace survives the stale write");
+        // Read again, the worker may write.
+        let mut again = store.managed("www").await.unwrap().unwrap();
+        again.attempts = 1;
+        store.save_managed(&mut again).await.unwrap();
+        assert_eq!(store.managed("www").await.unwrap().unwrap().version, 3);
     }
 }
