@@ -1142,6 +1142,49 @@ fn an_impossible_user_name_is_refused_before_it_is_stored() {
 }
 
 #[test]
+fn behind_a_trusted_proxy_each_client_has_its_own_lockout() {
+    let daemon = Daemon::new("");
+    std::fs::write(
+        &daemon.config,
+        format!(
+            "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{ROOT}\"\ntrusted_proxies = [\"127.0.0.1\"]\n\n\
+             [store]\nurl = \"surrealkv://{}\"\n",
+            daemon.port,
+            daemon.path("store").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = daemon;
+    daemon.start();
+    // The proxy (this test, on 127.0.0.1) forwards two clients.
+    let whoami = |client: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        http(
+            "GET",
+            &daemon.url("/api/v1/whoami"),
+            None,
+            &[("Authorization", &auth), ("X-Forwarded-For", client)],
+        )
+        .0
+    };
+    let guesser = "203.0.113.5";
+    let bystander = "198.51.100.7";
+    let statuses: Vec<u16> = (0..25).map(|_| whoami(guesser, "not-a-token")).collect();
+    assert_eq!(
+        statuses.last(),
+        Some(&429),
+        "the guesser is locked out: {statuses:?}"
+    );
+    assert_eq!(whoami(guesser, ROOT), 429, "whatever it presents");
+    assert_eq!(
+        whoami(bystander, ROOT),
+        200,
+        "another client behind the same proxy is not locked out with it"
+    );
+    assert_eq!(whoami(bystander, "not-a-token"), 401);
+}
+
+#[test]
 fn nobody_approves_their_own_request() {
     let mut daemon = Daemon::new("");
     let tokens = organisation(&mut daemon);

@@ -170,7 +170,12 @@ async fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, 
 /// the API in-process, in front of the API itself.
 pub fn app(state: api::AppState) -> axum::Router {
     let api = api::router(state.clone());
-    crate::portal::router(state, api.clone()).merge(api)
+    crate::portal::router(state.clone(), api.clone())
+        .merge(api)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            api::auth::forwarded_client,
+        ))
 }
 
 fn default_holder() -> String {

@@ -30,6 +30,57 @@ use serde_json::json;
 use super::AppState;
 use certkeeper_model::admin::{Permission, Principal, Role, Scope, allows, token};
 
+/// The client's address: the peer's, or, when the peer is one of the
+/// trusted `proxies`, the rightmost `X-Forwarded-For` entry that is not
+/// itself a trusted proxy. Walking stops at an entry that is not an address
+/// (the peer is then the client): nothing left of it can be trusted.
+pub fn client_ip(proxies: &[ipnet::IpNet], peer: IpAddr, headers: &header::HeaderMap) -> IpAddr {
+    let trusted = |ip: IpAddr| proxies.iter().any(|net| net.contains(&ip.to_canonical()));
+    if !trusted(peer) {
+        return peer;
+    }
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    for entry in entries.into_iter().rev() {
+        match entry.parse::<IpAddr>() {
+            Ok(ip) if trusted(ip) => continue,
+            Ok(ip) => return ip.to_canonical(),
+            Err(_) => return peer,
+        }
+    }
+    peer
+}
+
+/// Middleware: behind a trusted proxy, the request's `ConnectInfo` becomes
+/// the client it forwards for (see [`client_ip`]), so sign-in limits, the
+/// open mode's loopback rule and the audit log see the real client.
+pub async fn forwarded_client(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let proxies = state.config().api.trusted_proxy_nets();
+    if !proxies.is_empty()
+        && let Some(ConnectInfo(peer)) = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .copied()
+    {
+        let client = client_ip(&proxies, peer.ip(), request.headers());
+        if client != peer.ip() {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+        }
+    }
+    next.run(request).await
+}
+
 /// Whether a caller without credentials may use a daemon in open mode (no
 /// `api.token`, no accounts): only from the machine itself, so a fresh
 /// install listening on a public address is not everyone's administrator.
@@ -346,6 +397,45 @@ mod tests {
         assert!(
             !open_mode_admits(ip("0.0.0.0")),
             "no address is not a loopback address"
+        );
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxies: Vec<ipnet::IpNet> = vec![
+            "127.0.0.1/32".parse().unwrap(),
+            "10.0.0.0/24".parse().unwrap(),
+        ];
+        let headers = |values: &[&str]| {
+            let mut map = header::HeaderMap::new();
+            for v in values {
+                map.append("x-forwarded-for", header::HeaderValue::from_str(v).unwrap());
+            }
+            map
+        };
+        // From a trusted proxy: the rightmost entry not a proxy itself.
+        let chain = headers(&["198.51.100.1, 203.0.113.9", "10.0.0.7"]);
+        assert_eq!(
+            client_ip(&proxies, ip("127.0.0.1"), &chain),
+            ip("203.0.113.9")
+        );
+        // From anyone else the header is a claim, not a fact.
+        assert_eq!(
+            client_ip(&proxies, ip("192.0.2.4"), &chain),
+            ip("192.0.2.4")
+        );
+        // Garbage ends the walk: nothing left of it is trusted.
+        let bad = headers(&["198.51.100.1, not-an-address"]);
+        assert_eq!(client_ip(&proxies, ip("127.0.0.1"), &bad), ip("127.0.0.1"));
+        // No header: the proxy itself.
+        assert_eq!(
+            client_ip(&proxies, ip("127.0.0.1"), &headers(&[])),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_ip(&proxies, ip("::ffff:127.0.0.1"), &headers(&["2001:db8::5"])),
+            ip("2001:db8::5")
         );
     }
 }

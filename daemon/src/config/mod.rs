@@ -261,9 +261,24 @@ pub struct ApiConfig {
     /// say), for links in notifications: `https://certkeeper.example.com`.
     /// Default: `http(s)://` and `listen`.
     pub public_url: Option<String>,
+    /// Reverse proxies in front of the API, as addresses or networks
+    /// (`["127.0.0.1", "10.0.0.0/24"]`). A request from one of them is taken
+    /// to come from the address it names in `X-Forwarded-For` (the rightmost
+    /// entry that is not itself a trusted proxy), for sign-in limits and the
+    /// audit log; from anyone else the header is ignored. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ApiConfig {
+    /// `trusted_proxies`, parsed (the config's check refused bad entries).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|n| parse_net(n).ok())
+            .collect()
+    }
+
     /// The base of links to the API: `public_url`, or the listen address.
     pub fn base_url(&self) -> String {
         match &self.public_url {
@@ -290,6 +305,7 @@ impl Default for ApiConfig {
             token_file: None,
             max_page_size: default_max_page(),
             public_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -615,6 +631,7 @@ impl Config {
             ConfigError::new(path, Some("admin.caa_dns_servers".into()), e.to_string())
         })?;
         for (key, list) in [
+            ("api.trusted_proxies", &self.api.trusted_proxies),
             ("security.allowed_networks", &self.security.allowed_networks),
             ("security.denied_networks", &self.security.denied_networks),
         ] {
