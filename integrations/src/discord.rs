@@ -112,6 +112,11 @@ impl Notifier for DiscordNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let url = self.http.parse_url(self.settings.webhook_url.expose())?;
         let request = self.http.client().post(url).json(&self.payload(event));

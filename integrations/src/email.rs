@@ -179,6 +179,10 @@ pub struct EmailNotifier {
     to: Vec<Mailbox>,
     subject_prefix: String,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The longest one message can take: each SMTP command of a
+    /// transaction (connect, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA...)
+    /// at `timeout_secs`.
+    max_send: Duration,
     /// The password in every form a relay could echo it, longest first.
     scrub: Vec<String>,
 }
@@ -199,6 +203,11 @@ impl fmt::Debug for EmailNotifier {
             .finish_non_exhaustive()
     }
 }
+
+/// SMTP commands of one transaction, each bounded by `timeout_secs`: the
+/// connection and greeting, EHLO, STARTTLS, EHLO again, AUTH, MAIL, RCPT
+/// (a few), DATA and the message, QUIT.
+const SMTP_COMMANDS: u64 = 12;
 
 impl EmailNotifier {
     /// An e-mail notifier called `name`; checks the settings and reads
@@ -286,6 +295,7 @@ impl EmailNotifier {
             to,
             subject_prefix: settings.subject_prefix,
             transport: builder.build(),
+            max_send: Duration::from_secs(settings.timeout_secs.saturating_mul(SMTP_COMMANDS)),
             scrub,
         })
     }
@@ -385,6 +395,10 @@ impl EmailNotifier {
 impl Notifier for EmailNotifier {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn max_send_time(&self) -> Duration {
+        self.max_send
     }
 
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {

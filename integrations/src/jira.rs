@@ -417,6 +417,11 @@ impl Notifier for JiraNotifier {
         &self.name
     }
 
+    /// The open-ticket search, then a create or a comment at `timeout_secs` each.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs.saturating_mul(3))
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         match incident_action(event) {
             IncidentAction::Ignore => Ok(()),

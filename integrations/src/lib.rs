@@ -40,6 +40,8 @@ pub mod webhook;
 
 pub use certkeeper_base::{ErrorClass, Secret};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -229,6 +231,13 @@ pub trait Notifier: Send + Sync {
     fn name(&self) -> &str;
     /// Delivers one event.
     async fn send(&self, event: &Event) -> Result<(), NotifyError>;
+    /// The longest one [`send_to`](Self::send_to) can take, every request
+    /// of it at its timeout: the sender leases a delivery for longer than
+    /// this and gives up on a send that outlasts it, so no other sender
+    /// picks the delivery up while this one may still be sending.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(30)
+    }
     /// Delivers one event to these recipients as well as the channel's
     /// configured ones. Person-addressed channels (e-mail, SMS) override it;
     /// the others have one destination and ignore `recipients`.

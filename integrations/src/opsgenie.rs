@@ -126,6 +126,11 @@ impl Notifier for OpsgenieNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let base = self.http.parse_url(&self.settings.url)?;
         match incident_action(event) {

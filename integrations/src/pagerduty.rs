@@ -139,6 +139,11 @@ impl Notifier for PagerDutyNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         match incident_action(event) {
             IncidentAction::Ignore => Ok(()),

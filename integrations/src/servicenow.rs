@@ -350,6 +350,11 @@ impl Notifier for ServiceNowNotifier {
         &self.name
     }
 
+    /// The open-incident lookup, then a create or an update at `timeout_secs` each.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs.saturating_mul(3))
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         match incident_action(event) {
             IncidentAction::Ignore => Ok(()),

@@ -123,6 +123,11 @@ impl Notifier for SlackNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let url = self.http.parse_url(self.settings.webhook_url.expose())?;
         let request = self.http.client().post(url).json(&payload(event));

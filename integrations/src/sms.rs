@@ -121,6 +121,11 @@ impl Notifier for SmsNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let mut url = self.http.parse_url(&self.settings.url)?;
         url.path_segments_mut()

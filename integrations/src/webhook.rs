@@ -166,6 +166,11 @@ impl Notifier for WebhookNotifier {
         &self.name
     }
 
+    /// One request at `timeout_secs`.
+    fn max_send_time(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_secs)
+    }
+
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
         let body = serde_json::to_vec(&self.body(event)).map_err(|e| {
             self.http.error(

@@ -34,9 +34,23 @@ use crate::config::alerts::DeliveryConfig;
 use certkeeper_store::Store;
 use certkeeper_store::alerts::{AttemptLog, AttemptResult, DeliveryRow};
 
-/// How long a claimed delivery is held before it comes due again (a send
-/// that outlives it may be repeated; channels time out well before).
+/// How long a claimed delivery is held before it comes due again, at the
+/// least; a channel whose send can take longer holds it for that plus
+/// [`LEASE_MARGIN_SECONDS`] (see [`lease_seconds`]).
 pub const LEASE_SECONDS: i64 = 30;
+
+/// How much longer than a channel's longest send its lease lasts (writing
+/// the outcome back, a busy store).
+pub const LEASE_MARGIN_SECONDS: i64 = 15;
+
+/// The lease on a delivery to `notifier`: longer than its longest send, so
+/// no other sender (another daemon, this one after a restart) picks the
+/// delivery up while a send may still be under way, which is what made
+/// slow ticket systems open two tickets.
+pub fn lease_seconds(notifier: &dyn Notifier) -> i64 {
+    let send = i64::try_from(notifier.max_send_time().as_secs()).unwrap_or(i64::MAX / 2);
+    LEASE_SECONDS.max(send.saturating_add(LEASE_MARGIN_SECONDS))
+}
 
 /// Events routed per transaction.
 const ROUTE_BATCH: usize = 500;
@@ -182,7 +196,7 @@ async fn channel_loop(ch: ChannelLoop) {
             let t = now();
             match ch
                 .store
-                .claim_deliveries(&ch.name, t, t + LEASE_SECONDS, free)
+                .claim_deliveries(&ch.name, t, t + lease_seconds(ch.notifier.as_ref()), free)
                 .await
             {
                 Ok(rows) => {
@@ -251,7 +265,18 @@ async fn attempt(
             );
         }
     };
-    match notifier.send_to(&event, &row.recipients).await {
+    // A send that outlasts the channel's own budget is given up (and comes
+    // due again) before its lease can run out.
+    let budget = notifier.max_send_time();
+    let sent = match tokio::time::timeout(budget, notifier.send_to(&event, &row.recipients)).await {
+        Ok(sent) => sent,
+        Err(_) => Err(certkeeper_integrations::NotifyError {
+            notifier: notifier.name().to_owned(),
+            message: format!("no outcome within {} s; will try again", budget.as_secs()),
+            class: ErrorClass::Transient,
+        }),
+    };
+    match sent {
         Ok(()) => result("delivered", started, "delivered", None),
         Err(e) => {
             let finished = now();
@@ -334,5 +359,92 @@ mod tests {
             let b = backoff(attempts, &config);
             assert!(b >= low && b < low + 2, "attempt {attempts}: {b}");
         }
+    }
+
+    /// A channel that answers after `delay`, and says its sends take at
+    /// most `budget`.
+    struct Slow {
+        delay: Duration,
+        budget: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for Slow {
+        fn name(&self) -> &str {
+            "slow-tickets"
+        }
+        async fn send(&self, _: &Event) -> Result<(), certkeeper_integrations::NotifyError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(())
+        }
+        fn max_send_time(&self) -> Duration {
+            self.budget
+        }
+    }
+
+    fn row() -> DeliveryRow {
+        let event = Event {
+            id: "e1".into(),
+            at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            kind: certkeeper_integrations::EventKind::CertificateExpiring {
+                threshold_days: 30,
+                days_left: 29,
+            },
+            certificate: None,
+        };
+        DeliveryRow {
+            id: "e1|slow-tickets".into(),
+            event: "e1".into(),
+            kind: "certificate_expiring".into(),
+            channel: "slow-tickets".into(),
+            recipients: Vec::new(),
+            state: "pending".into(),
+            attempts: 0,
+            created: now(),
+            next_attempt: now(),
+            delivered_at: None,
+            last_error: None,
+            log: Vec::new(),
+            payload: serde_json::to_value(&event).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_leased_for_longer_than_its_slowest_send() {
+        let slow = Slow {
+            delay: Duration::ZERO,
+            budget: Duration::from_secs(90),
+        };
+        assert_eq!(lease_seconds(&slow), 90 + LEASE_MARGIN_SECONDS);
+        let quick = Slow {
+            delay: Duration::ZERO,
+            budget: Duration::from_secs(5),
+        };
+        assert_eq!(lease_seconds(&quick), LEASE_SECONDS);
+    }
+
+    #[tokio::test]
+    async fn a_send_that_outlasts_its_budget_is_given_up_before_the_lease_ends() {
+        let notifier = Slow {
+            delay: Duration::from_secs(600),
+            budget: Duration::from_secs(1),
+        };
+        let started = std::time::Instant::now();
+        let result = attempt(&notifier, &row(), &DeliveryConfig::default()).await;
+        // Given up at its 1 s budget; the lease (30 s) was far off. The
+        // bound is loose on purpose: without the budget this waits 600 s.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(20), "waited {took:?}");
+        assert_eq!(result.state, "pending", "tried again later");
+        assert_eq!(result.entry.outcome, "retry");
+        let detail = result.entry.detail.unwrap_or_default();
+        assert!(detail.contains("no outcome within 1 s"), "{detail}");
+        // A send within its budget is delivered.
+        let fine = Slow {
+            delay: Duration::from_millis(50),
+            budget: Duration::from_secs(30),
+        };
+        let result = attempt(&fine, &row(), &DeliveryConfig::default()).await;
+        assert_eq!(result.state, "delivered");
     }
 }
