@@ -449,12 +449,6 @@ mod tests {
     }
 
     #[test]
-    fn is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<LoginLimiter>();
-    }
-
-    #[test]
     fn account_locks_after_five_failures_for_one_window() {
         let limiter = LoginLimiter::default();
         let t0 = Instant::now();
