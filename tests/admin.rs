@@ -884,6 +884,21 @@ fn a_merger_enrolls_from_csv_row_by_row() {
     assert!(text.contains("names"), "{text}");
 }
 
+/// The password of `pat`, the auditor [`with_pat`] adds.
+const PAT_PASSWORD: &str = "correct horse battery staple 42";
+
+/// Starts the daemon with the test organisation and `pat`, an auditor who
+/// signs in with [`PAT_PASSWORD`].
+fn with_pat(daemon: &mut Daemon) -> HashMap<&'static str, String> {
+    let tokens = organisation(daemon);
+    Api { daemon }.ok(
+        "POST",
+        "/api/v1/users",
+        json!({ "name": "pat", "role": "auditor", "password": PAT_PASSWORD }),
+    );
+    tokens
+}
+
 /// One HTTP/1.1 exchange keeping the response head (for Set-Cookie).
 fn raw(
     daemon: &Daemon,
@@ -914,13 +929,8 @@ fn raw(
 #[test]
 fn password_sign_in_gives_a_session_guarded_against_csrf_and_guessing() {
     let mut daemon = Daemon::new("");
-    organisation(&mut daemon);
+    with_pat(&mut daemon);
     let api = Api { daemon: &daemon };
-    api.ok(
-        "POST",
-        "/api/v1/users",
-        json!({ "name": "pat", "role": "auditor", "password": "correct horse battery staple 42" }),
-    );
     let (status, _) = api.call(
         "POST",
         "/api/v1/users",
@@ -1036,15 +1046,10 @@ fn sign_in(daemon: &Daemon, user: &str, password: &str) -> String {
 #[test]
 fn a_password_change_or_a_disable_ends_the_users_sessions() {
     let mut daemon = Daemon::new("");
-    organisation(&mut daemon);
+    with_pat(&mut daemon);
     let api = Api { daemon: &daemon };
-    let first = "correct horse battery staple 42";
+    let first = PAT_PASSWORD;
     let second = "another fine passphrase 43";
-    api.ok(
-        "POST",
-        "/api/v1/users",
-        json!({ "name": "pat", "role": "auditor", "password": first }),
-    );
     let whoami = |cookie: &str| raw(&daemon, "GET", "/api/v1/whoami", "", &[("Cookie", cookie)]).0;
     let old = sign_in(&daemon, "pat", first);
     let other = sign_in(&daemon, "pat", first);
@@ -1221,13 +1226,8 @@ fn nobody_approves_their_own_request() {
 #[test]
 fn a_burst_of_parallel_guesses_gets_no_more_checks_than_the_limit() {
     let mut daemon = Daemon::new("");
-    organisation(&mut daemon);
+    with_pat(&mut daemon);
     let api = Api { daemon: &daemon };
-    api.ok(
-        "POST",
-        "/api/v1/users",
-        json!({ "name": "pat", "role": "auditor", "password": "correct horse battery staple 42" }),
-    );
     const GUESSES: usize = 60;
     let barrier = std::sync::Barrier::new(GUESSES);
     let statuses: Vec<u16> = std::thread::scope(|s| {
