@@ -1,8 +1,9 @@
 //! CAA checks (RFC 8659): which certificate authorities a managed domain's
 //! DNS allows to issue for it.
 //!
-//! Before an enrollment goes to a connector, and in the domain report, the
-//! daemon asks whether that connector's CA may issue for a name at all: a CA
+//! The domain report (`GET /api/v1/domains/caa`) asks whether each
+//! connector's CA may issue for each managed domain at all (enrollments are
+//! not checked against it yet): a CA
 //! that honours CAA refuses names whose records do not list it, and the
 //! refusal arrives late and cryptically from the CA. [`lookup_caa`] finds the
 //! relevant record set the way a CA does (RFC 8659 §3: the name itself, then

@@ -13,8 +13,10 @@
 //!    `http://0x7f.1/`) is normalised by the `url` crate's WHATWG host parser
 //!    before the check, and IPv4-mapped IPv6 (`[::ffff:127.0.0.1]`) is checked
 //!    as the IPv4 address it maps to.
-//! 2. [`UrlPolicy::resolve_checked`] each time it is used: every address the
-//!    name resolves to must be allowed.
+//! 2. [`UrlPolicy::resolve_checked`]: every address the name resolves to
+//!    must be allowed. The daemon runs it once per configured URL at start;
+//!    resolving and pinning at connect time (against DNS rebinding) is not
+//!    done yet.
 //!
 //! Which addresses are allowed: the operator's `security.allowed_networks` and
 //! `security.denied_networks` come first, the most specific network containing
