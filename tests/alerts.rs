@@ -744,3 +744,221 @@ fn restricted_outbound_refuses_internal_urls_unless_allowed() {
     let out = daemon.cli(&["validate"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("security.allowed_networks"));
 }
+
+/// A CA certificate for `cn` expiring at `not_after` (basicConstraints
+/// CA:TRUE), as the inventory records it.
+fn ca_record(cn: &str, not_after: i64) -> CertificateRecord {
+    let key = PKey::ec_gen("prime256v1").unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(T0 - 3000 * DAY).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(not_after).unwrap())
+        .unwrap();
+    b.append_extension(
+        openssl::x509::extension::BasicConstraints::new()
+            .critical()
+            .ca()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let parsed =
+        certkeeper_model::inventory::parse::parse_der(&b.build().to_der().unwrap()).unwrap();
+    assert!(parsed.is_ca);
+    CertificateRecord::discovered(parsed, T0, 30)
+}
+
+#[tokio::test]
+async fn roots_in_a_bundle_on_disk_raise_no_expiry_alert_unless_asked() {
+    let store = Store::memory().await.unwrap();
+    let bundled = ca_record("Old Root in ca-certificates.crt", T0 + 20 * DAY);
+    let served = ca_record("Intermediate a server sends", T0 + 20 * DAY);
+    let leaf = record("www.example.com", T0 + 20 * DAY, &[]);
+    store
+        .record_certificates(
+            &[bundled.clone()],
+            SightingKind::File,
+            "/etc/ssl/certs/ca-certificates.crt",
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .record_certificates(
+            &[leaf.clone(), served.clone()],
+            SightingKind::Endpoint,
+            "10.0.0.1:443",
+            T0,
+        )
+        .await
+        .unwrap();
+    ledger::pass(&store, &config(json!({})), T0).await.unwrap();
+    let mut got: Vec<String> = expiry_events(&store).await.into_iter().map(|e| e.0).collect();
+    got.sort();
+    let mut expected = vec![leaf.cert.fingerprint.clone(), served.cert.fingerprint.clone()];
+    expected.sort();
+    assert_eq!(got, expected, "the served intermediate and the leaf alert; the bundled root not");
+    // Asked for, the bundled root alerts too.
+    ledger::pass(&store, &config(json!({ "ca_certificates": true })), T0 + 60)
+        .await
+        .unwrap();
+    assert!(
+        expiry_events(&store)
+            .await
+            .iter()
+            .any(|e| e.0 == bundled.cert.fingerprint)
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledged_alert_is_quiet_until_the_next_threshold() {
+    let store = Store::memory().await.unwrap();
+    let cert = record("acked.example.com", T0 + 40 * DAY, &[]);
+    let fp = cert.cert.fingerprint.clone();
+    add(&store, &[cert]).await;
+    let cfg = config(json!({}));
+    ledger::pass(&store, &cfg, T0).await.unwrap();
+    assert_eq!(
+        expiry_events(&store).await,
+        [(fp.clone(), "certificate_expiring".to_owned(), 60)]
+    );
+    let acked = store
+        .ack_alert(&ledger::alert_id(&fp, 60), "alice", T0 + 60)
+        .await
+        .unwrap();
+    assert!(matches!(acked, AckOutcome::Acknowledged(_)), "{acked:?}");
+    // Daily passes from 39 down to 31 days left: nothing.
+    for day in 1..=9 {
+        let report = ledger::pass(&store, &cfg, T0 + day * DAY).await.unwrap();
+        assert_eq!(report.events, 0, "day {day}: {report:?}");
+    }
+    // 30 days left: the next threshold speaks, acknowledged or not.
+    let report = ledger::pass(&store, &cfg, T0 + 10 * DAY).await.unwrap();
+    assert_eq!(report.events, 1, "{report:?}");
+    let thresholds: Vec<u64> = expiry_events(&store).await.iter().map(|e| e.2).collect();
+    assert_eq!(thresholds, [30, 60]);
+}
+
+/// A Messages API in Twilio's shape (`POST .../Messages.json`, form body with
+/// `To`, `From`, `Body`; 201 Created), recording the `To` of every message.
+#[derive(Clone, Default)]
+struct TextReceiver {
+    to: Arc<Mutex<Vec<String>>>,
+}
+
+impl TextReceiver {
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let this = self.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let this = this.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                        let this = this.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let to = url::form_urlencoded::parse(&body)
+                                .find(|(k, _)| k == "To")
+                                .map(|(_, v)| v.into_owned())
+                                .unwrap_or_default();
+                            this.to.lock().unwrap().push(to);
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(201)
+                                    .body(Full::new(Bytes::from_static(b"{\"sid\":\"SM1\"}")))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+}
+
+/// A contact that asked for the text channel by name is texted at its own
+/// number, once, for the event types it wants only; the channel's own
+/// number still gets what routing sends it.
+#[tokio::test]
+async fn contacts_are_reached_the_way_they_asked() {
+    let store = Store::memory().await.unwrap();
+    let texts = TextReceiver::default();
+    let url = texts.start().await;
+    let mut notifiers = BTreeMap::new();
+    notifiers.insert(
+        "text".to_owned(),
+        serde_json::from_value(json!({
+            "type": "sms", "account_sid": "AC123", "auth_token": "not-a-real-token",
+            "from": "+15005550006", "to": "+15005550000", "url": url,
+        }))
+        .unwrap(),
+    );
+    let config = certkeeper::config::Config {
+        notifiers,
+        alerts: config(json!({
+            "check_interval_seconds": 3600,
+            // Revocations go to the on-call phone; nothing routes expiry
+            // news to the text channel.
+            "route": [{ "events": ["certificate_revoked"], "channels": ["text"] }],
+            "delivery": { "backoff_initial_seconds": 1, "backoff_max_seconds": 2 },
+        })),
+        ..Default::default()
+    };
+    store
+        .put_contact(&certkeeper_store::contacts::Contact {
+            name: "ssladmin@example.com".into(),
+            email: None,
+            phone: Some("+4915112345678".into()),
+            events: vec!["certificate_expiring".into()],
+            channels: vec!["text".into()],
+        })
+        .await
+        .unwrap();
+    for (id, kind) in [
+        ("expiring-1", json!({ "type": "certificate_expiring", "threshold_days": 30, "days_left": 29 })),
+        ("revoked-1", json!({ "type": "certificate_revoked" })),
+    ] {
+        let event = json!({
+            "id": id, "at": "2026-01-01T00:00:00Z", "kind": kind,
+            "certificate": { "fingerprint": format!("{:064x}", 7), "subject": "CN=shop", "sans": [],
+                "issuer": "CN=ca", "serial": "01", "not_after": null, "seen_at": [], "org_unit": null,
+                "contacts": ["SSLAdmin@example.com"] },
+        });
+        store
+            .push_event(&certkeeper_model::event::StoredEvent { id: id.into(), time: T0, event })
+            .await
+            .unwrap();
+    }
+    let alerts = certkeeper::alerts::Alerts::new(&config, store.clone()).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(alerts.run(cancel.clone()));
+    wait_for(async || {
+        let counts: HashMap<String, u64> =
+            store.delivery_counts().await.unwrap().into_iter().collect();
+        counts.get("delivered") == Some(&2)
+    })
+    .await;
+    cancel.cancel();
+    running.await.unwrap();
+    let mut to = texts.to.lock().unwrap().clone();
+    to.sort();
+    assert_eq!(
+        to,
+        ["+15005550000", "+4915112345678"],
+        "the expiry to the contact's phone, the revocation to the on-call number"
+    );
+}

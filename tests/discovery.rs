@@ -184,10 +184,15 @@ type Site = (
 
 /// Serves `sites` from one nginx on a free port; returns the port and the server.
 fn start_estate(d: &Path, sites: &[Site]) -> (u16, Nginx) {
+    let port = common::free_port();
+    (port, start_estate_on(d, sites, port))
+}
+
+/// Serves `sites` from one nginx on `port`.
+fn start_estate_on(d: &Path, sites: &[Site], port: u16) -> Nginx {
     let Some(nginx) = nginx_path() else {
         panic!("nginx is not installed; tests/run.sh installs it (apt-get install nginx-light)");
     };
-    let port = common::free_port();
     let mut servers = String::new();
     for (_, ip, chain, extra, _) in sites {
         let key = format!(
@@ -199,7 +204,7 @@ fn start_estate(d: &Path, sites: &[Site]) -> (u16, Nginx) {
             d = d.display()
         ));
     }
-    std::fs::create_dir(d.join("logs")).unwrap();
+    std::fs::create_dir_all(d.join("logs")).unwrap();
     std::fs::write(
         d.join("nginx.conf"),
         format!(
@@ -230,7 +235,7 @@ fn start_estate(d: &Path, sites: &[Site]) -> (u16, Nginx) {
         "nginx did not start: {}",
         std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
     );
-    (port, server)
+    server
 }
 
 #[test]
@@ -668,4 +673,99 @@ fn discovery_jobs_fill_the_inventory_and_answer_where() {
     // The intermediate the good site sent is in the inventory too.
     let inter = daemon.cli_json(&["certificates", "show", &fingerprint(d, "inter.pem")]);
     assert_eq!(inter["certificate"]["is_ca"], true);
+}
+
+/// Certificates Certkeeper did not issue leave the inventory's alerts the way
+/// an administrator expects: one renewed on its server by someone else is
+/// linked as replaced by the new one; one whose server is gone becomes a
+/// deactivation candidate after three scans miss it, and deactivating it
+/// (audited, with the reason) takes it out of the candidates; `--undo`
+/// brings it back.
+#[test]
+fn certificates_renewed_elsewhere_or_gone_are_retired() {
+    let mut daemon = common::Daemon::new("");
+    let pki = daemon.path("pki");
+    std::fs::create_dir(&pki).unwrap();
+    let d = pki.as_path();
+    make_ca(d, "root", "Retire Root", None);
+    make_ca(d, "inter", "Retire Issuing CA", Some("root"));
+    issue(d, "www", "www.retire.test", Some("inter"), 90, "ec", "");
+    cat(d, "www-chain.pem", &["www.pem", "inter.pem"]);
+    let old = fingerprint(d, "www.pem");
+    let sites: &[Site] = &[("www.retire.test", "127.0.16.1", "www-chain.pem", "", &[])];
+    let (port, server) = start_estate(d, sites);
+    daemon.write_config(&format!(
+        "[discovery.policy]\ntrusted_roots = {root:?}\n\n\
+         [[discovery.network]]\nname = \"estate\"\nschedule = \"0 0 0 1 1 *\"\nports = [{port}]\n\
+         resolve = [\"www.retire.test:{port}:127.0.16.1\"]\n",
+        root = d.join("root.pem"),
+    ));
+    daemon.start();
+    let mut runs = 0;
+    let mut scan = || {
+        // Times are in whole seconds: a scan starting in the second the last
+        // one saw the certificate could not tell it missed it.
+        std::thread::sleep(Duration::from_millis(1100));
+        runs += 1;
+        daemon.cli_ok(&["jobs", "--run-now", "estate"]);
+        common::eventually(Duration::from_secs(30), || {
+            let jobs = daemon.cli_json(&["jobs"]);
+            let done = jobs.as_array()?.iter().find(|j| j["name"] == "estate")?["runs"].as_i64()?;
+            (done >= runs).then_some(())
+        })
+        .unwrap_or_else(|| panic!("scan {runs} did not finish; log:\n{}", daemon.log()));
+    };
+    scan();
+    // The server's admin renews by hand: same names, a newer certificate.
+    drop(server);
+    std::thread::sleep(Duration::from_millis(1100));
+    issue(d, "www", "www.retire.test", Some("inter"), 90, "ec", "");
+    cat(d, "www-chain.pem", &["www.pem", "inter.pem"]);
+    let new = fingerprint(d, "www.pem");
+    assert_ne!(old, new);
+    let server = start_estate_on(d, sites, port);
+    scan();
+    let shown = daemon.cli_json(&["certificates", "show", &old]);
+    assert_eq!(shown["certificate"]["replaced_by"], new.as_str(), "{shown}");
+    let shown = daemon.cli_json(&["certificates", "show", &new]);
+    assert_eq!(shown["certificate"]["replaces"], old.as_str(), "{shown}");
+
+    // The server is decommissioned: three scans miss it.
+    drop(server);
+    let candidates = |daemon: &common::Daemon| -> Vec<String> {
+        let list = daemon.cli_json(&["candidates", "--format", "json"]);
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["fingerprint"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for _ in 0..2 {
+        scan();
+    }
+    assert!(
+        !candidates(&daemon).contains(&new),
+        "missed twice is not yet a candidate"
+    );
+    scan();
+    let listed = candidates(&daemon);
+    assert!(listed.contains(&new), "{listed:?}");
+    assert!(!listed.contains(&old), "a replaced certificate is not listed: {listed:?}");
+
+    let out = daemon.cli_ok(&["deactivate", &new, "--reason", "server decommissioned"]);
+    assert!(out.contains("deactivated"), "{out}");
+    let shown = daemon.cli_json(&["certificates", "show", &new]);
+    assert_eq!(shown["certificate"]["status"], "deactivated", "{shown}");
+    assert_eq!(
+        shown["certificate"]["deactivated"]["reason"], "server decommissioned",
+        "{shown}"
+    );
+    assert!(!candidates(&daemon).contains(&new));
+    let (_, audit) = daemon.get(&format!("/api/v1/audit?object={new}"));
+    assert!(audit.contains("certificate_deactivate"), "{audit}");
+    let out = daemon.cli_ok(&["deactivate", &new, "--undo"]);
+    assert!(out.contains("valid"), "{out}");
+    let shown = daemon.cli_json(&["certificates", "show", &new]);
+    assert_eq!(shown["certificate"]["status"], "valid", "{shown}");
 }

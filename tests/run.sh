@@ -47,5 +47,26 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
+# Python tools the tests run, pinned, in a virtual environment kept across
+# runs: schemathesis (the API contract test).
+venv="${CERTKEEPER_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/certkeeper/test-venv}"
+python_tools=(schemathesis==4.32.5)
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    echo "installing Debian's python3-venv"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    python3 -m venv "$venv"
+  fi
+fi
+installed=$("$venv/bin/python" -m pip freeze 2>/dev/null || true)
+for tool in "${python_tools[@]}"; do
+  if ! grep -qixF "$tool" <<<"$installed"; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${python_tools[@]}"
+    break
+  fi
+done
+export CERTKEEPER_TEST_VENV="$venv"
+
 # The tests build in the dev profile (dependencies optimised, see Cargo.toml).
 exec cargo test --workspace --all-targets "$@"

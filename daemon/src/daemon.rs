@@ -82,6 +82,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let cancel = CancellationToken::new();
     let state = api::AppState::new(store.clone(), config_rx.clone()).with_renewer(renewer.clone());
+    if let Err(e) = api::requests::resume_approved(&state).await {
+        tracing::warn!(error = %e.message(), "cannot resume approved requests");
+    }
     let closing = store.clone();
     let app = app(state);
     let server = tokio::spawn(api::serve(listener, tls, app, cancel.clone()));

@@ -9,9 +9,10 @@
 //! a bad number, 401 for bad credentials, 429 when over its rate.
 //! Providers that copy this API (many do) work by setting `url`.
 //!
-//! One notifier sends to one number, so a retried delivery never texts a
-//! recipient who already has the message; page several people by
-//! configuring several notifiers.
+//! One delivery texts one number, so a retried delivery never texts a
+//! recipient who already has the message: the configured `to`, or a
+//! contact's own phone when the contact asked for this channel (the daemon
+//! then makes that contact a delivery of its own).
 
 use std::time::Duration;
 
@@ -127,6 +128,31 @@ impl Notifier for SmsNotifier {
     }
 
     async fn send(&self, event: &Event) -> Result<(), NotifyError> {
+        self.text_to(event, &self.settings.to).await
+    }
+
+    /// A delivery addressed to one person (a contact that asked for this
+    /// channel) texts that person's number instead of `to`: the daemon gives
+    /// each such person a delivery of their own, so a retry never texts
+    /// anyone twice. Anything but exactly one E.164 number goes to `to`.
+    async fn send_to(&self, event: &Event, recipients: &[String]) -> Result<(), NotifyError> {
+        match recipients {
+            [number] if is_e164(number) => self.text_to(event, number).await,
+            _ => self.send(event).await,
+        }
+    }
+}
+
+/// Whether `number` is E.164: `+` and 8 to 15 digits.
+pub fn is_e164(number: &str) -> bool {
+    number
+        .strip_prefix('+')
+        .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+impl SmsNotifier {
+    /// Texts `event` to `to`.
+    async fn text_to(&self, event: &Event, to: &str) -> Result<(), NotifyError> {
         let mut url = self.http.parse_url(&self.settings.url)?;
         url.path_segments_mut()
             .map_err(|()| {
@@ -151,7 +177,7 @@ impl Notifier for SmsNotifier {
             )
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form(&[
-                ("To", self.settings.to.as_str()),
+                ("To", to),
                 ("From", self.settings.from.as_str()),
                 ("Body", body.as_str()),
             ]));

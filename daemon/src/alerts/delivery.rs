@@ -100,6 +100,7 @@ pub async fn route_pass(
         return Ok(0);
     }
     let now = now();
+    let directory = super::contacts::Directory::new(store.contacts().await?, &store.users().await?);
     let mut ids = Vec::with_capacity(events.len());
     let mut rows = Vec::new();
     for stored in events {
@@ -111,9 +112,15 @@ pub async fn route_pass(
                 continue;
             }
         };
-        for target in router.targets(&event, now) {
+        for super::contacts::Resolved { target, person } in
+            router.deliveries(&event, now, &directory)
+        {
+            let id = match &person {
+                Some(who) => format!("{}|{}|{who}", stored.id, target.channel),
+                None => format!("{}|{}", stored.id, target.channel),
+            };
             rows.push(DeliveryRow {
-                id: format!("{}|{}", stored.id, target.channel),
+                id,
                 event: stored.id.clone(),
                 kind: kind_name(&event.kind).to_owned(),
                 channel: target.channel,

@@ -14,6 +14,11 @@
 //! `folded` into it. Nobody wants a "30 days left" message next to a "7 days
 //! left" one.
 //!
+//! CA certificates (roots, intermediates) are candidates only when seen at
+//! an endpoint, unless `alerts.ca_certificates` is set: a CA bundle on disk
+//! holds dozens of roots that expire on their own schedule, and nobody
+//! renews them by hand.
+//!
 //! Escalation: an alert still `open` (not acknowledged, not resolved)
 //! `after_days` after it was raised escalates once: `escalated_at` is set in
 //! the same transaction as the `alert_escalated` event is written.
@@ -90,8 +95,14 @@ pub async fn pass_until(
             .await?;
         let Some(last) = page.last() else { break };
         after = (last.cert.not_after, last.cert.fingerprint.clone());
+        let full = page.len() == PAGE;
+        let page = if config.ca_certificates {
+            page
+        } else {
+            without_bundled_cas(store, page).await?
+        };
         raise_page(store, &thresholds, &page, now, &mut report).await?;
-        if page.len() < PAGE {
+        if !full {
             break;
         }
         if stop.is_cancelled() {
@@ -103,6 +114,28 @@ pub async fn pass_until(
         report.escalated = escalate(store, escalation.after_days, now).await?;
     }
     Ok(report)
+}
+
+/// `page` without the CA certificates never seen at an endpoint: the roots
+/// and intermediates of bundles on disk, which nobody renews (see
+/// `alerts.ca_certificates`).
+async fn without_bundled_cas(
+    store: &Store,
+    page: Vec<CertificateRecord>,
+) -> Result<Vec<CertificateRecord>, StoreError> {
+    let cas: Vec<&str> = page
+        .iter()
+        .filter(|c| c.cert.is_ca)
+        .map(|c| c.cert.fingerprint.as_str())
+        .collect();
+    if cas.is_empty() {
+        return Ok(page);
+    }
+    let served = store.served_at_endpoints(&cas).await?;
+    Ok(page
+        .into_iter()
+        .filter(|c| !c.cert.is_ca || served.contains(&c.cert.fingerprint))
+        .collect())
 }
 
 async fn raise_page(

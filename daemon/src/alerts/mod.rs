@@ -10,6 +10,7 @@
 //!   rules;
 //! - [`delivery::send_loops`] sends them, one loop per channel.
 
+pub mod contacts;
 pub mod delivery;
 pub mod ledger;
 pub mod routing;

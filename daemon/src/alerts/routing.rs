@@ -37,6 +37,7 @@ pub struct Router {
     notify_contacts: bool,
     escalation_channels: Vec<String>,
     escalation_contacts: Vec<String>,
+    reach: BTreeMap<String, super::contacts::Reach>,
 }
 
 impl Router {
@@ -73,7 +74,33 @@ impl Router {
                 .as_ref()
                 .map(|e| e.contacts.clone())
                 .unwrap_or_default(),
+            reach: notifiers
+                .iter()
+                .map(|(n, c)| (n.clone(), super::contacts::Reach::of(c)))
+                .collect(),
         }
+    }
+
+    /// The deliveries of `event` at `now`: [`targets`](Self::targets) with
+    /// their people resolved through `directory` (see `contacts.rs`).
+    pub fn deliveries(
+        &self,
+        event: &Event,
+        now: i64,
+        directory: &super::contacts::Directory,
+    ) -> Vec<super::contacts::Resolved> {
+        // A certificate's contacts are people even where no contact channel
+        // reaches them: their entries may ask for channels of their own.
+        let contacts: &[String] = match &event.certificate {
+            Some(c)
+                if self.notify_contacts
+                    && !matches!(event.kind, EventKind::CertificateDiscovered) =>
+            {
+                &c.contacts
+            }
+            _ => &[],
+        };
+        directory.resolve(event, self.targets(event, now), &self.reach, contacts, now)
     }
 
     /// Where `event` goes, at `now`.
@@ -134,7 +161,14 @@ impl Router {
 }
 
 fn matches(route: &RouteConfig, event: &Event) -> bool {
-    if !route.events.is_empty() && !route.events.iter().any(|e| e == kind_name(&event.kind)) {
+    if route.events.is_empty() {
+        // A catch-all route does not take `certificate_discovered`: the
+        // first scan of an estate would send one per certificate. A route
+        // that names it gets it.
+        if matches!(event.kind, EventKind::CertificateDiscovered) {
+            return false;
+        }
+    } else if !route.events.iter().any(|e| e == kind_name(&event.kind)) {
         return false;
     }
     if let Some(min) = route.min_severity
@@ -238,6 +272,23 @@ mod tests {
         );
         let discovered = sample_event("certificate_discovered").unwrap();
         assert!(r.targets(&discovered, 0).is_empty());
+    }
+
+    #[test]
+    fn only_a_route_naming_it_gets_certificate_discovered() {
+        let r = router(json!({
+            "notify_certificate_contacts": false,
+            "route": [
+                {"channels": ["catch-all"]},
+                {"events": ["certificate_discovered", "job_failed"], "channels": ["inventory-feed"]}
+            ]
+        }));
+        let discovered = sample_event("certificate_discovered").unwrap();
+        assert_eq!(channels(&r.targets(&discovered, 0)), ["inventory-feed"]);
+        let failed = sample_event("job_failed").unwrap();
+        let mut both = channels(&r.targets(&failed, 0));
+        both.sort();
+        assert_eq!(both, ["catch-all", "inventory-feed"]);
     }
 
     #[test]

@@ -106,13 +106,50 @@ pub struct NewUser {
     pub units: Vec<String>,
     /// Password (for the web portal); tokens work without one.
     pub password: Option<certkeeper_base::Secret>,
+    /// Where the user's alerts go by e-mail.
+    pub email: Option<String>,
+    /// Where the user's text messages go (E.164).
+    pub phone: Option<String>,
+}
+
+/// An e-mail address as alerts are sent to it: `local@domain`, no spaces,
+/// angle brackets or commas (one address, not a list).
+pub(super) fn check_email(email: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(email) = email.map(|e| e.trim().to_owned()) else {
+        return Ok(None);
+    };
+    let plausible = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.contains(|c: char| c.is_whitespace() || "<>,;\"".contains(c));
+    if !plausible {
+        return Err(ApiError::bad_request(format!(
+            "email: `{email}` is not an e-mail address (local@domain)"
+        )));
+    }
+    Ok(Some(email))
+}
+
+/// A phone number in E.164: `+` and 8 to 15 digits.
+pub(super) fn check_phone(phone: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(phone) = phone.map(|p| p.trim().to_owned()) else {
+        return Ok(None);
+    };
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "phone: `{phone}` is not an E.164 number (+ and 8 to 15 digits, like +4915112345678)"
+        )));
+    }
+    Ok(Some(phone))
 }
 
 /// What a user name may be, in words.
-const USER_NAME_RULE: &str = "1 to 254 characters of letters, digits and @ . - _ +";
+pub(super) const USER_NAME_RULE: &str = "1 to 254 characters of letters, digits and @ . - _ +";
 
 /// Whether `name` follows [`USER_NAME_RULE`].
-fn valid_user_name(name: &str) -> bool {
+pub(super) fn valid_user_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 254
         && name
@@ -180,6 +217,8 @@ pub async fn create_user(
         password_hash,
         disabled: false,
         created: chrono::Utc::now().timestamp(),
+        email: check_email(body.email)?,
+        phone: check_phone(body.phone)?,
     };
     if state
         .store
@@ -219,6 +258,10 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     /// New password.
     pub password: Option<certkeeper_base::Secret>,
+    /// New e-mail address (empty: none).
+    pub email: Option<String>,
+    /// New phone number (empty: none).
+    pub phone: Option<String>,
 }
 
 /// `POST /api/v1/users/{name}`: role, units, disabled, password.
@@ -241,6 +284,12 @@ pub async fn update_user(
     after.role = validate_user(&state, &after.name, &role, &after.units).await?;
     if let Some(d) = change.disabled {
         after.disabled = d;
+    }
+    if let Some(email) = change.email {
+        after.email = check_email(Some(email).filter(|e| !e.is_empty()))?;
+    }
+    if let Some(phone) = change.phone {
+        after.phone = check_phone(Some(phone).filter(|p| !p.is_empty()))?;
     }
     if let Some(p) = &change.password {
         password::check_policy(p.expose(), &after.name).map_err(ApiError::bad_request)?;

@@ -147,6 +147,14 @@ pub async fn list_managed(
             "unknown parameter `{key}` (expected name or fingerprint)"
         )));
     }
+    if let Some(key) = ["name", "fingerprint"]
+        .into_iter()
+        .find(|k| query.get(*k).is_some_and(|v| v.trim().is_empty()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{key}` is empty: give a value or leave the parameter out"
+        )));
+    }
     let fingerprint = query
         .get("fingerprint")
         .map(|f| f.replace(':', "").to_ascii_lowercase());

@@ -11,12 +11,15 @@
 pub mod accounts;
 pub mod alerts;
 pub mod auth;
+pub mod contacts;
 pub mod lifecycle;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod report_files;
 pub mod requests;
+pub mod retire;
 pub mod routes;
 pub mod tls;
 
@@ -250,7 +253,10 @@ pub fn router(state: AppState) -> Router {
     for (path, handler) in by_path {
         router = router.route(path, handler);
     }
+    // Route layers run last-added first: the caller is authorized before
+    // its body is read.
     router
+        .route_layer(middleware::from_fn(limits::bounded_text))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

@@ -106,6 +106,57 @@ async fn issue(state: &AppState, request: &Request) -> Result<String, ApiError> 
         .map_err(super::lifecycle::request_error)
 }
 
+/// Approved requests whose issuance never started: the daemon stopped
+/// between recording the approval and creating the managed certificate.
+/// Starts each (its managed certificate is named after the request, so one
+/// created just before the stop is found, not made twice) and records it on
+/// the request; returns how many were resumed. Run at start.
+pub async fn resume_approved(state: &AppState) -> Result<usize, ApiError> {
+    let mut resumed = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state
+            .store
+            .requests(None, None, Some(RequestState::Approved), 500, cursor.as_deref())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        for request in page.items.iter().filter(|r| r.managed.is_none()) {
+            let managed = match state
+                .store
+                .managed(&request.id)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                Some(m) => m.name,
+                None => match issue(state, request).await {
+                    Ok(name) => name,
+                    Err(e) => {
+                        tracing::warn!(request = %request.id, error = %e.message, "an approved request cannot be issued");
+                        continue;
+                    }
+                },
+            };
+            state
+                .store
+                .transition_request(
+                    &request.id,
+                    RequestState::Approved,
+                    json!({ "managed": managed }),
+                    None,
+                    chrono::Utc::now().timestamp(),
+                )
+                .await
+                .map_err(ApiError::internal)?;
+            tracing::info!(request = %request.id, managed = %managed, "resumed the issuance of an approved request");
+            resumed += 1;
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(resumed),
+        }
+    }
+}
+
 /// `POST /api/v1/requests`.
 pub async fn create(
     State(state): State<AppState>,
@@ -339,6 +390,16 @@ pub async fn bulk(
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
         let record = record.map_err(|e| ApiError::bad_request(format!("CSV line {line}: {e}")))?;
+        if let Some(long) = record
+            .iter()
+            .position(|f| f.chars().count() > super::limits::MAX_TEXT_CHARS)
+        {
+            return Err(ApiError::bad_request(format!(
+                "CSV line {line}, column {}: longer than {} characters",
+                long + 1,
+                super::limits::MAX_TEXT_CHARS
+            )));
+        }
         rows.push((line, record));
         if rows.len() > 10_000 {
             return Err(ApiError::bad_request("CSV: at most 10000 rows at once"));

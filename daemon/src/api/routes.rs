@@ -6,7 +6,9 @@
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
-use super::{AppState, accounts, alerts, lifecycle, metrics, openapi, report_files, requests};
+use super::{
+    AppState, accounts, alerts, contacts, lifecycle, metrics, openapi, report_files, requests, retire,
+};
 use certkeeper_model::admin::Permission;
 
 /// One route and what it needs.
@@ -170,6 +172,24 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(lifecycle::revoke),
         ),
         r(
+            Method::POST,
+            "/api/v1/certificates/{fingerprint}/deactivate",
+            P::Import,
+            post(retire::deactivate),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/certificates/{fingerprint}/reactivate",
+            P::Import,
+            post(retire::reactivate),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/deactivation-candidates",
+            P::Read,
+            get(retire::candidates),
+        ),
+        r(
             Method::GET,
             "/api/v1/whoami",
             P::Authenticated,
@@ -192,6 +212,24 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/users/{name}",
             P::Administer,
             post(accounts::update_user),
+        ),
+        r(
+            Method::GET,
+            "/api/v1/contacts",
+            P::Administer,
+            get(contacts::list),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/contacts",
+            P::Administer,
+            post(contacts::put),
+        ),
+        r(
+            Method::DELETE,
+            "/api/v1/contacts/{name}",
+            P::Administer,
+            delete(contacts::remove),
         ),
         r(
             Method::GET,

@@ -68,6 +68,34 @@ pub enum AdminCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Say how a contact (a person or alias certificates name, such as
+    /// ssladmin@example.com) is reached and what it wants to hear about;
+    /// replaces its entry. Needs the running daemon.
+    Contact {
+        /// The name, as certificates give it.
+        name: String,
+        /// Where its e-mail goes (default: the name, when it is an address).
+        #[arg(long)]
+        email: Option<String>,
+        /// Its phone for text messages, E.164 (+4915112345678).
+        #[arg(long)]
+        phone: Option<String>,
+        /// Only these event types (repeat; default: all).
+        #[arg(long = "event")]
+        events: Vec<String>,
+        /// Only through these notifiers (repeat; default: the contact channels).
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// Remove the entry instead.
+        #[arg(long, conflicts_with_all = ["email", "phone", "events", "channels"])]
+        remove: bool,
+    },
+    /// List contact entries.
+    Contacts {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
 }
 
 /// `certkeeper token` subcommands.
@@ -218,6 +246,8 @@ pub async fn admin(command: AdminCommand, backend: &Backend) -> anyhow::Result<(
                         password_hash,
                         disabled: false,
                         created: chrono::Utc::now().timestamp(),
+                        email: None,
+                        phone: None,
                     };
                     store.create_user(&user).await?;
                     local_audit(store, "user_create", &user.name, Some(json!(user.public())))
@@ -333,6 +363,62 @@ pub async fn admin(command: AdminCommand, backend: &Backend) -> anyhow::Result<(
                 }
             }
             println!("org unit {} saved", unit.name);
+            Ok(())
+        }
+        AdminCommand::Contact {
+            name,
+            email,
+            phone,
+            events,
+            channels,
+            remove,
+        } => {
+            if !matches!(backend, Backend::Api(_)) {
+                bail!(
+                    "contacts are checked against the running daemon's notifiers: start it with `certkeeper run` or `systemctl start certkeeper`"
+                );
+            }
+            if remove {
+                let path = format!(
+                    "/api/v1/contacts/{}",
+                    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                );
+                call(backend, reqwest::Method::DELETE, &path, None).await?;
+                println!("contact {name} removed");
+            } else {
+                let body = json!({ "name": name, "email": email, "phone": phone, "events": events, "channels": channels });
+                let saved = call(backend, reqwest::Method::POST, "/api/v1/contacts", Some(body)).await?;
+                println!("contact {} saved", saved["name"].as_str().unwrap_or(&name));
+            }
+            Ok(())
+        }
+        AdminCommand::Contacts { format } => {
+            if !matches!(backend, Backend::Api(_)) {
+                bail!("this needs the running daemon: start it with `certkeeper run`");
+            }
+            let listed = call(backend, reqwest::Method::GET, "/api/v1/contacts", None).await?;
+            let items = listed["items"].as_array().cloned().unwrap_or_default();
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&listed)?),
+                _ => {
+                    for c in &items {
+                        let list = |v: &Value| {
+                            v.as_array()
+                                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                                .filter(|s| !s.is_empty())
+                                .unwrap_or_else(|| "all".into())
+                        };
+                        println!(
+                            "{}  email={}  phone={}  events={}  channels={}",
+                            c["name"].as_str().unwrap_or_default(),
+                            c["email"].as_str().unwrap_or("-"),
+                            c["phone"].as_str().unwrap_or("-"),
+                            list(&c["events"]),
+                            list(&c["channels"])
+                        );
+                    }
+                }
+            }
             Ok(())
         }
         AdminCommand::Units { format } => {

@@ -219,6 +219,90 @@ pub async fn revoke(backend: &Backend, args: &RevokeArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `certkeeper deactivate`: retire a certificate Certkeeper does not manage.
+#[derive(Debug, clap::Args)]
+pub struct DeactivateArgs {
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint: String,
+    /// Why (kept in the inventory and the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Undo an earlier deactivation instead.
+    #[arg(long)]
+    pub undo: bool,
+}
+
+/// Deactivates (or with `--undo` reactivates) a certificate.
+pub async fn deactivate(backend: &Backend, args: &DeactivateArgs) -> anyhow::Result<()> {
+    let client = api(backend)?;
+    let fp = compact(&args.fingerprint)?;
+    let (action, body) = if args.undo {
+        ("reactivate", json!({}))
+    } else {
+        ("deactivate", json!({ "reason": args.reason }))
+    };
+    let response = client
+        .request(
+            reqwest::Method::POST,
+            &format!("/api/v1/certificates/{fp}/{action}"),
+        )
+        .json(&body)
+        .send()
+        .await?;
+    let body: Value = client.json(response).await?;
+    println!("{fp} {}", text(&body["status"]));
+    Ok(())
+}
+
+/// `certkeeper candidates`: certificates discovery has stopped seeing.
+pub async fn candidates(backend: &Backend, format: Format) -> anyhow::Result<()> {
+    let client = api(backend)?;
+    let response = client
+        .request(reqwest::Method::GET, "/api/v1/deactivation-candidates")
+        .send()
+        .await?;
+    let body: Value = client.json(response).await?;
+    let items = body["items"].as_array().cloned().unwrap_or_default();
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&body)?),
+        Format::Csv => {
+            println!("fingerprint,subject,last_seen,places");
+            for c in &items {
+                let places: Vec<String> = c["places"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| text(&p["location"]))
+                    .collect();
+                println!(
+                    "{},{},{},{}",
+                    csv_field(&text(&c["fingerprint"])),
+                    csv_field(&text(&c["subject"])),
+                    time(&c["last_seen"]),
+                    csv_field(&places.join("; "))
+                );
+            }
+        }
+        Format::Table => {
+            if items.is_empty() {
+                println!(
+                    "no candidates: every certificate was seen within the last {} scans of each source that saw it",
+                    body["missed_scans"]
+                );
+            }
+            for c in &items {
+                println!(
+                    "{}  {}  last seen {}",
+                    text(&c["fingerprint"]),
+                    text(&c["subject"]),
+                    time(&c["last_seen"])
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn text(v: &Value) -> String {
     v.as_str().map(str::to_owned).unwrap_or_default()
 }

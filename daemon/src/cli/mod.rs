@@ -109,6 +109,15 @@ pub enum Command {
     Replace(lifecycle::ReplaceArgs),
     /// Revoke a certificate Certkeeper issued that is no longer in service.
     Revoke(lifecycle::RevokeArgs),
+    /// Retire a certificate Certkeeper does not manage (its server is gone):
+    /// status `deactivated`, its alerts end. `--undo` brings it back.
+    Deactivate(lifecycle::DeactivateArgs),
+    /// Certificates discovery has stopped seeing: candidates to deactivate.
+    Candidates {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Expiry alerts (list, acknowledge) and the notification delivery log.
     #[command(subcommand)]
     Alerts(alerts::AlertsCommand),
@@ -431,6 +440,8 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         Command::Renew { names, all } => lifecycle::renew(backend, &names, all).await,
         Command::Replace(args) => lifecycle::replace(backend, &args).await,
         Command::Revoke(args) => lifecycle::revoke(backend, &args).await,
+        Command::Deactivate(args) => lifecycle::deactivate(backend, &args).await,
+        Command::Candidates { format } => lifecycle::candidates(backend, format).await,
         Command::Alerts(command) => alerts::answer(command, backend).await,
         Command::Admin(command) => admin::admin(command, backend).await,
         Command::Token(command) => admin::token(command, backend).await,

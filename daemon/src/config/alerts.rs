@@ -66,11 +66,19 @@ pub struct AlertsConfig {
     /// How deliveries are retried.
     #[serde(default)]
     pub delivery: DeliveryConfig,
+    /// Whether every CA certificate (root or intermediate) raises expiry
+    /// alerts. Default false: only those seen at an endpoint (served in a
+    /// chain, where their expiry breaks the site) do; the roots and
+    /// intermediates of CA bundles on disk (`ca-certificates.crt`) do not,
+    /// since nobody renews those by hand.
+    #[serde(default)]
+    pub ca_certificates: bool,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
+            ca_certificates: false,
             thresholds_days: default_thresholds(),
             check_interval_seconds: default_check_interval(),
             contact_channels: None,
@@ -114,7 +122,9 @@ pub struct EscalationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Event types (`certificate_expiring`, `renewal_failed`, ...).
+    /// Event types (`certificate_expiring`, `renewal_failed`, ...). Empty:
+    /// every type but `certificate_discovered` (one per certificate a scan
+    /// finds first), which only a route naming it receives.
     #[serde(default)]
     pub events: Vec<String>,
     /// Least severity: `info`, `warning` or `critical`.

@@ -404,6 +404,12 @@ pub struct InventoryConfig {
     /// minute.
     #[serde(default = "default_refresh")]
     pub refresh_schedule: String,
+    /// A certificate every discovery source that saw it has since scanned
+    /// this many times without seeing it again is listed as a deactivation
+    /// candidate (`GET /api/v1/deactivation-candidates`). 0 lists none.
+    /// Default 3.
+    #[serde(default = "default_missed_scans")]
+    pub candidate_after_missed_scans: u32,
 }
 
 impl Default for InventoryConfig {
@@ -411,8 +417,13 @@ impl Default for InventoryConfig {
         Self {
             expiring_days: default_expiring_days(),
             refresh_schedule: default_refresh(),
+            candidate_after_missed_scans: default_missed_scans(),
         }
     }
+}
+
+fn default_missed_scans() -> u32 {
+    3
 }
 
 fn default_expiring_days() -> u32 {

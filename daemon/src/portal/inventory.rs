@@ -191,7 +191,7 @@ pub(super) async fn certificate_action(
             )
             .await
         }
-        "revoke" | "replace" => {
+        "revoke" | "replace" | "deactivate" | "reactivate" => {
             p.api(
                 who,
                 Method::POST,
@@ -206,6 +206,8 @@ pub(super) async fn certificate_action(
         Flash::Done(match action.as_str() {
             "renew" => "Renewal started.".to_owned(),
             "revoke" => "Certificate revoked.".to_owned(),
+            "deactivate" => "Certificate deactivated: it raises no more alerts.".to_owned(),
+            "reactivate" => "Certificate reactivated.".to_owned(),
             _ => "Replacement started: the old certificate is revoked once the new one serves."
                 .to_owned(),
         })

@@ -153,6 +153,16 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// Every portal route's method and path, as its route table lists them:
+/// for tests that walk the portal from the table rather than from a list of
+/// their own.
+pub fn routes() -> Vec<(Method, &'static str)> {
+    pages::table()
+        .into_iter()
+        .map(|(method, path, _, _)| (method, path))
+        .collect()
+}
+
 /// The portal's routes, in front of the API router `api` (which its pages
 /// call in-process).
 pub fn router(state: AppState, api: Router) -> Router {
@@ -234,7 +244,7 @@ async fn guard(State(portal): State<Portal>, request: Request, next: Next) -> Re
         .copied()
         .unwrap_or(Need::Permission(Permission::Administer));
     let post = request.method() == Method::POST;
-    if post && !same_origin(request.headers()) {
+    if post && !same_origin(request.uri(), request.headers()) {
         return portal.error_page(
             None,
             StatusCode::FORBIDDEN,
@@ -322,14 +332,22 @@ async fn guard(State(portal): State<Portal>, request: Request, next: Next) -> Re
 /// A POST is same-origin when its `Origin` (sent by every current browser
 /// on a form POST) names the host it was sent to; a request without
 /// `Origin` is not from a browser form on another site.
-fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+///
+/// The host it was sent to is the request target's authority when the
+/// request has one (HTTP/2 carries it as `:authority` and browsers send no
+/// `Host` header then), else the `Host` header (HTTP/1.1).
+fn same_origin(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let host = uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+    });
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return false;
+    };
     origin
         .split_once("://")
         .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
@@ -558,21 +576,47 @@ mod tests {
 
     #[test]
     fn origin_must_name_the_host() {
+        let path: axum::http::Uri = "/ui/login".parse().unwrap();
         let mut h = axum::http::HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8443"));
-        assert!(same_origin(&h));
+        assert!(same_origin(&path, &h));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://127.0.0.1:8443"),
         );
-        assert!(same_origin(&h));
+        assert!(same_origin(&path, &h));
         h.insert(
             header::ORIGIN,
             HeaderValue::from_static("https://evil.example"),
         );
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&path, &h));
         h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&path, &h));
+    }
+
+    #[test]
+    fn over_http2_the_origin_is_checked_against_the_authority() {
+        // What hyper hands over for an HTTP/2 request: `:authority` in the
+        // URI and no Host header.
+        let uri: axum::http::Uri = "https://ck.example:8443/ui/login".parse().unwrap();
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://ck.example:8443"),
+        );
+        assert!(same_origin(&uri, &h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&uri, &h));
+        // Neither an authority nor a Host: nothing to match an Origin to.
+        let path: axum::http::Uri = "/ui/login".parse().unwrap();
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://ck.example:8443"),
+        );
+        assert!(!same_origin(&path, &h));
     }
 
     #[test]

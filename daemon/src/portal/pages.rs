@@ -130,6 +130,7 @@ pub fn abilities(role: Role) -> Value {
         "enroll": allows(role, Permission::Enroll),
         "approve": allows(role, Permission::Approve),
         "lifecycle": allows(role, Permission::Lifecycle),
+        "retire": allows(role, Permission::Import),
         "acknowledge": allows(role, Permission::Acknowledge),
         "operate": allows(role, Permission::Operate),
         "administer": allows(role, Permission::Administer),

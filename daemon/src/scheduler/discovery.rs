@@ -81,6 +81,21 @@ async fn finding_event(
     }
 }
 
+/// Records a `certificate_discovered` event for a leaf the inventory did
+/// not hold before this sighting (its id is the fingerprint: once ever).
+async fn discovered_event(store: &Store, place: &str, leaf: &CertificateRecord, now: i64) {
+    let event = certkeeper_integrations::Event {
+        id: format!("discovered:{}", leaf.cert.fingerprint),
+        at: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+        kind: certkeeper_integrations::EventKind::CertificateDiscovered,
+        certificate: Some(leaf.summary(vec![place.to_owned()])),
+    };
+    let stored = certkeeper_model::event::StoredEvent::from(&event);
+    if let Err(e) = store.push_event(&stored).await {
+        tracing::warn!(place = %place, error = %e, "cannot record the certificate_discovered event");
+    }
+}
+
 /// The sighting location text of a place: `ip:port`, `ip:port (sni)`, or a path.
 pub fn location(origin: &Origin) -> String {
     match origin {
@@ -151,9 +166,9 @@ pub async fn run(
             tokio::spawn(scan_files(options, policy, progress, tx))
         }
     };
-    let kind = match source {
-        Source::Network(_) => SightingKind::Endpoint,
-        Source::Files(_) => SightingKind::File,
+    let (kind, source_name) = match source {
+        Source::Network(s) => (SightingKind::Endpoint, s.name.as_str()),
+        Source::Files(s) => (SightingKind::File, s.name.as_str()),
     };
     let mut summary = RunSummary::default();
     while let Some(record) = rx.recv().await {
@@ -173,13 +188,27 @@ pub async fn run(
             .map(|c| CertificateRecord::discovered(c.clone(), now, expiring_days))
             .collect();
         let outcome = store
-            .record_certificates(&records, kind, &place, now)
+            .record_certificates_from(&records, kind, &place, Some(source_name), now)
             .await
             .map_err(|e| e.to_string())?;
+        if kind == SightingKind::Endpoint {
+            // Renewed outside Certkeeper (an ACME client on the server):
+            // the certificate it replaced stops alerting.
+            let linked = store
+                .supersede_at(&place, &records[0], now)
+                .await
+                .map_err(|e| e.to_string())?;
+            for old in linked {
+                tracing::info!(place = %place, old = %old, new = %leaf.fingerprint, "a newer certificate with the same names replaced one at this endpoint");
+            }
+        }
         let new = store
             .record_findings_new(&place, &leaf.fingerprint, &record.findings, now)
             .await
             .map_err(|e| e.to_string())?;
+        if outcome.added.contains(&leaf.fingerprint) {
+            discovered_event(store, &place, &records[0], now).await;
+        }
         for code in new {
             let finding = record.findings.iter().find(|f| f.code == code);
             finding_event(store, &place, code, finding, &records[0], now).await;

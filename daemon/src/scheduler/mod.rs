@@ -289,7 +289,10 @@ async fn run_one(store: Store, job: ScheduledJob, due: i64, holder: String, leas
     let error = result.err().map(|e| e.to_string());
     match &error {
         None => tracing::info!(job = %job.name, due, "job run succeeded"),
-        Some(e) => tracing::warn!(job = %job.name, due, error = %e, "job run failed"),
+        Some(e) => {
+            tracing::warn!(job = %job.name, due, error = %e, "job run failed");
+            job_failed_event(&store, &job.name, due, e, now).await;
+        }
     }
     if let Err(e) = store
         .finish_run(
@@ -305,6 +308,33 @@ async fn run_one(store: Store, job: ScheduledJob, due: i64, holder: String, leas
         tracing::error!(job = %job.name, error = %e, "cannot record the end of a job run; it will run again when its lease lapses");
     }
     job.name
+}
+
+/// Longest job error an event carries, in characters.
+const EVENT_ERROR_CHARS: usize = 500;
+
+/// Records a `job_failed` event for the run due at `due`, before the run's
+/// end is recorded: a daemon killed in between runs the job again, and the
+/// event's id (job and due time) keeps that run from alerting twice.
+async fn job_failed_event(store: &Store, job: &str, due: i64, error: &str, now: DateTime<Utc>) {
+    let error = if error.chars().count() > EVENT_ERROR_CHARS {
+        format!("{}…", error.chars().take(EVENT_ERROR_CHARS).collect::<String>())
+    } else {
+        error.to_owned()
+    };
+    let event = certkeeper_integrations::Event {
+        id: format!("job_failed:{job}:{due}"),
+        at: now,
+        kind: certkeeper_integrations::EventKind::JobFailed {
+            job: job.to_owned(),
+            error,
+        },
+        certificate: None,
+    };
+    let stored = certkeeper_model::event::StoredEvent::from(&event);
+    if let Err(e) = store.push_event(&stored).await {
+        tracing::warn!(job = %job, error = %e, "cannot record the job_failed event (recorded already, or the store failed)");
+    }
 }
 
 /// Why a job run failed; its text is recorded on the run for operators.

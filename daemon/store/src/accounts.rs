@@ -2,7 +2,7 @@
 //! (only their hash is kept) and portal sessions.
 //!
 //! - `org_unit:⟨name⟩` `{ name, parent }`
-//! - `user:⟨name⟩` `{ name, role, units, password_hash, disabled, created }`
+//! - `user:⟨name⟩` `{ name, role, units, password_hash, disabled, created, email, phone }`
 //! - `api_token:⟨id⟩` `{ id, user, secret_hash, label, created, expires, revoked }`
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,13 @@ pub struct User {
     pub disabled: bool,
     /// When it was created (Unix seconds).
     pub created: i64,
+    /// Where the user's alerts go by e-mail (a contact entry of the same
+    /// name takes precedence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Where the user's text messages go (E.164).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 impl User {

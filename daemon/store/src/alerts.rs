@@ -482,6 +482,25 @@ impl Store {
         .await
     }
 
+    /// Of these certificates, those seen at an endpoint (served by a
+    /// server, not only found in a file).
+    pub async fn served_at_endpoints(
+        &self,
+        fingerprints: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if fingerprints.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let rows: Vec<String> = self
+            .rows(
+                "SELECT VALUE fingerprint FROM sighting WHERE fingerprint IN $fps AND kind = 'endpoint'",
+                json!({ "fps": fingerprints }),
+                0,
+            )
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     /// Of these certificates, those renewed (replaced), revoked or taken out
     /// of management: their alerts are over.
     pub async fn finished_certificates(

@@ -176,6 +176,22 @@ impl Store {
         location: &str,
         now: i64,
     ) -> Result<ImportOutcome, StoreError> {
+        self.record_certificates_from(records, kind, location, None, now)
+            .await
+    }
+
+    /// [`record_certificates`](Self::record_certificates), the sightings
+    /// marked as made by the discovery source `source` (its job name), so
+    /// that a certificate the source stops seeing can be found (see
+    /// `retire.rs`).
+    pub async fn record_certificates_from(
+        &self,
+        records: &[CertificateRecord],
+        kind: SightingKind,
+        location: &str,
+        source: Option<&str>,
+        now: i64,
+    ) -> Result<ImportOutcome, StoreError> {
         let mut outcome = ImportOutcome::default();
         // A file may hold the same certificate twice; record it once.
         let mut seen = std::collections::HashSet::new();
@@ -192,7 +208,7 @@ impl Store {
                     Ok(row)
                 })
                 .collect::<Result<_, serde_json::Error>>()?;
-            let vars = json!({ "certs": rows, "kind": kind, "location": location, "now": now });
+            let vars = json!({ "certs": rows, "kind": kind, "location": location, "source": source, "now": now });
             let known: Vec<String> = with_conflict_retry(|| async {
                 let mut response = self.run(RECORD, vars.clone()).await?;
                 take_returned(&mut response)
@@ -463,9 +479,9 @@ FOR $status IN array::distinct($new.map(|$c| $c.status)) {
 UPDATE $known.map(|$f| type::record('certificate', $f)) SET last_seen = $now RETURN NONE;
 INSERT INTO sighting $certs.map(|$c| {
     id: type::record('sighting', [$c.fingerprint, $kind, $location]),
-    fingerprint: $c.fingerprint, kind: $kind, location: $location,
+    fingerprint: $c.fingerprint, kind: $kind, location: $location, source: $source,
     first_seen: $now, last_seen: $now
-}) ON DUPLICATE KEY UPDATE last_seen = $now RETURN NONE;
+}) ON DUPLICATE KEY UPDATE last_seen = $now, source = $source RETURN NONE;
 RETURN $known;
 COMMIT TRANSACTION;
 "#;

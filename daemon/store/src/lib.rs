@@ -23,6 +23,7 @@ pub mod alerts;
 pub mod audit;
 mod config;
 pub mod connector_state;
+pub mod contacts;
 pub mod findings;
 pub mod import;
 pub mod inventory;
@@ -32,6 +33,7 @@ pub mod managed;
 pub mod migrations;
 pub mod outbox;
 pub mod requests;
+pub mod retire;
 pub mod units;
 pub mod vault;
 

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "inventory sorted by subject and issuer; ledger order",
         V6,
     ),
+    (
+        7,
+        "retired certificates; which source saw a sighting; contacts",
+        V7,
+    ),
 ];
 
 const V1: &str = r#"
@@ -171,6 +176,16 @@ DEFINE INDEX IF NOT EXISTS certificate_subject ON certificate FIELDS subject, fi
 DEFINE INDEX IF NOT EXISTS certificate_issuer ON certificate FIELDS issuer, fingerprint;
 DEFINE INDEX IF NOT EXISTS alert_raised ON alert FIELDS raised_at;
 DEFINE INDEX IF NOT EXISTS request_created ON request FIELDS created;
+"#;
+
+const V7: &str = r#"
+DEFINE FIELD IF NOT EXISTS source ON sighting TYPE option<string>;
+DEFINE INDEX IF NOT EXISTS sighting_location ON sighting FIELDS location;
+DEFINE FIELD IF NOT EXISTS deactivated ON certificate TYPE option<object>;
+DEFINE FIELD IF NOT EXISTS deactivated.at ON certificate TYPE int;
+DEFINE FIELD IF NOT EXISTS deactivated.by ON certificate TYPE string;
+DEFINE FIELD IF NOT EXISTS deactivated.reason ON certificate TYPE option<string>;
+DEFINE TABLE IF NOT EXISTS contact SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

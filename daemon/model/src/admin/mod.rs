@@ -82,7 +82,8 @@ pub enum Permission {
     ReadOperations,
     /// Read the audit log.
     ReadAudit,
-    /// Add certificates to the inventory.
+    /// Add certificates to the inventory, and retire (deactivate) them
+    /// (scoped).
     Import,
     /// Run jobs, renew everything.
     Operate,

@@ -128,6 +128,21 @@ pub struct CertificateRecord {
     pub first_seen: i64,
     /// When it was last seen anywhere (Unix seconds).
     pub last_seen: i64,
+    /// Who retired it, when and why, while its status is `deactivated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<Deactivation>,
+}
+
+/// Who retired a certificate, when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivation {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The account or token that did it.
+    pub by: String,
+    /// Why, as they said.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 impl CertificateRecord {
@@ -145,6 +160,7 @@ impl CertificateRecord {
             replaced_by: None,
             first_seen: now,
             last_seen: now,
+            deactivated: None,
         }
     }
 
