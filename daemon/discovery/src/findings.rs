@@ -16,14 +16,35 @@
 //! only when there is no SAN). [`validation_level`] and [`certificate_type`]
 //! classify a certificate for the inventory.
 //!
-//! `unprotected` (plain HTTP, no TLS) is raised by the network scanner, not
-//! here: it has no chain to check.
+//! When an endpoint's chain does not verify because an issuer is missing,
+//! the check tells the two causes apart, since they have different fixes:
+//! - `incomplete_chain`: the missing issuer is a *known* intermediate (one
+//!   configured with [`Trust::with_intermediates`], or fetched from the
+//!   leaf's AIA caIssuers URL and passed in [`Context::fetched`]) and with it
+//!   the chain verifies. The detail names the intermediate the server must
+//!   send.
+//! - `untrusted`: the issuer is known nowhere. The detail names it and says
+//!   to add its root to the trust store (`discovery.policy.trusted_roots`)
+//!   or to use a certificate from a trusted CA.
+//!
+//! A file's chain is only ever `untrusted` (certificate files are often kept
+//! apart from their chain). Also raised here: `wildcard` (a wildcard name,
+//! when [`Policy::allow_wildcards`] is off) and `chain_order` (an endpoint
+//! that sends its chain out of order or with certificates that are not on
+//! the leaf's path; a trailing root is fine).
+//!
+//! Raised elsewhere: `unprotected` (plain HTTP, no TLS) by the network
+//! scanner, since it has no chain to check; `revoked` by
+//! [`crate::revocation::Checker`], and the AIA fetch by [`crate::aia`], which
+//! need the network and so run after this synchronous check
+//! ([`crate::scan::check_online`] runs all three).
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::X509VerifyFlags;
@@ -46,6 +67,9 @@ const ERR_UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
 /// `X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY`: the issuer of a presented
 /// certificate is neither presented nor in the trust store.
 const ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
+/// `X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN`: the presented chain ends at a
+/// root that is not in the trust store.
+const ERR_SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
 
 /// Protocol versions, as OpenSSL's `SSL_get_version` spells them, that raise
 /// `legacy_protocol`.
@@ -70,6 +94,17 @@ pub enum FindingsError {
         #[source]
         source: ErrorStack,
     },
+    /// A configured intermediate is not a certificate OpenSSL can load.
+    #[error(
+        "known intermediate {fingerprint} cannot be loaded: {source}; remove it or replace it with its PEM"
+    )]
+    Intermediate {
+        /// SHA-256 fingerprint of the offending certificate.
+        fingerprint: String,
+        /// OpenSSL's reason.
+        #[source]
+        source: ErrorStack,
+    },
 }
 
 impl FindingsError {
@@ -78,7 +113,9 @@ impl FindingsError {
     /// pointless.
     pub fn is_permanent(&self) -> bool {
         match self {
-            FindingsError::Store(_) | FindingsError::Root { .. } => true,
+            FindingsError::Store(_)
+            | FindingsError::Root { .. }
+            | FindingsError::Intermediate { .. } => true,
         }
     }
 }
@@ -90,6 +127,12 @@ impl FindingsError {
 /// Cheap to clone (the OpenSSL store is shared). Any certificate in the store
 /// is a trust anchor, even one that is not self-signed, so an organisation
 /// may configure its issuing CA rather than its offline root.
+///
+/// A trust may also know intermediates ([`Trust::with_intermediates`]):
+/// they are no anchors, but a chain that verifies once they are added lacks
+/// only what the server should have sent (`incomplete_chain`, not
+/// `untrusted`). System root bundles rarely hold intermediates, so the
+/// configured ones are what matters.
 #[derive(Clone)]
 pub struct Trust {
     /// The OpenSSL store, with time checks off (expiry is its own finding);
@@ -100,6 +143,8 @@ pub struct Trust {
     system: bool,
     /// Number of private roots added.
     private_roots: usize,
+    /// Known intermediates, decoded once.
+    intermediates: Arc<Vec<Known>>,
     /// Verdicts of chains already checked, keyed by their fingerprints: the
     /// same certificate behind many endpoints (load balancers, wildcards,
     /// copies on disk) is verified once. Cleared when full.
@@ -186,9 +231,55 @@ impl Trust {
             store: Some(Arc::new(builder.build())),
             system,
             private_roots: roots.len(),
+            intermediates: Arc::default(),
             verdicts: Arc::default(),
         })
     }
+
+    /// This trust, knowing `intermediates` too (replacing any known before):
+    /// a network chain missing one of them is `incomplete_chain`. They are
+    /// not trusted themselves; a chain through one must still reach a root.
+    ///
+    /// # Errors
+    ///
+    /// [`FindingsError::Intermediate`] naming the first certificate OpenSSL
+    /// cannot load.
+    pub fn with_intermediates(
+        self,
+        intermediates: &[ParsedCertificate],
+    ) -> Result<Trust, FindingsError> {
+        let known = intermediates
+            .iter()
+            .map(|cert| {
+                X509::from_pem(cert.pem.as_bytes())
+                    .map(|x509| Known {
+                        parsed: cert.clone(),
+                        x509,
+                    })
+                    .map_err(|source| FindingsError::Intermediate {
+                        fingerprint: cert.fingerprint.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Trust {
+            intermediates: Arc::new(known),
+            // Verdicts depend on the intermediates: start afresh.
+            verdicts: Arc::default(),
+            ..self
+        })
+    }
+
+    /// The known intermediates, as given to [`Trust::with_intermediates`].
+    pub fn intermediates(&self) -> impl Iterator<Item = &ParsedCertificate> {
+        self.intermediates.iter().map(|known| &known.parsed)
+    }
+}
+
+/// A known intermediate, as given and as OpenSSL decoded it.
+struct Known {
+    parsed: ParsedCertificate,
+    x509: X509,
 }
 
 impl fmt::Debug for Trust {
@@ -196,6 +287,7 @@ impl fmt::Debug for Trust {
         f.debug_struct("Trust")
             .field("system", &self.system)
             .field("private_roots", &self.private_roots)
+            .field("intermediates", &self.intermediates.len())
             .finish_non_exhaustive()
     }
 }
@@ -219,12 +311,26 @@ pub struct Policy {
     /// that issued it in the presented chain is one of these (by
     /// fingerprint). A self-signed leaf is approved only if it is listed.
     pub approved_issuers: Option<Vec<ParsedCertificate>>,
-    /// Roots chains must verify to.
+    /// Roots chains must verify to, and the known intermediates.
     pub trust: Trust,
+    /// Whether a leaf may name wildcards (`*.example.com`); when false, one
+    /// that does is `wildcard`. Default true (no finding).
+    pub allow_wildcards: bool,
+    /// Fetches a missing issuer from the leaf's AIA caIssuers URL, so that a
+    /// chain missing only that is `incomplete_chain` rather than `untrusted`;
+    /// `None` (the default) fetches nothing. Used by
+    /// [`crate::scan::check_online`], not by [`check`].
+    pub aia: Option<Arc<crate::aia::Fetcher>>,
+    /// Checks the leaf's CRL and OCSP responder for `revoked`; `None` (the
+    /// default) checks nothing. Used by [`crate::scan::check_online`], not
+    /// by [`check`]. Share one checker between scans to share its cache.
+    pub revocation: Option<Arc<crate::revocation::Checker>>,
 }
 
 impl Default for Policy {
-    /// 30 days, RSA 2048, EC 256, 398 days, no issuer list, system roots.
+    /// 30 days, RSA 2048, EC 256, 398 days, no issuer list, system roots,
+    /// no known intermediates, wildcards allowed, no AIA fetching and no
+    /// revocation checks.
     /// Should the system store fail to build, nothing is trusted (every
     /// chain comes out `untrusted`) and a warning is logged.
     fn default() -> Self {
@@ -234,6 +340,7 @@ impl Default for Policy {
                 store: None,
                 system: false,
                 private_roots: 0,
+                intermediates: Arc::default(),
                 verdicts: Arc::default(),
             })
         });
@@ -244,6 +351,9 @@ impl Default for Policy {
             max_validity_days: 398,
             approved_issuers: None,
             trust,
+            allow_wildcards: true,
+            aia: None,
+            revocation: None,
         }
     }
 }
@@ -259,13 +369,17 @@ pub struct Context<'a> {
     /// The negotiated protocol as OpenSSL names it (`TLSv1.3`); `None` for
     /// files.
     pub tls_version: Option<&'a str>,
-    /// True for a chain an endpoint sent: a missing intermediate is then
-    /// `incomplete_chain`. For a file it is only `untrusted`, since chain
-    /// files are often kept apart from leaves.
+    /// True for a chain an endpoint sent: a missing known intermediate is
+    /// then `incomplete_chain`, and the order is checked (`chain_order`).
+    /// For a file it is only `untrusted`, since chain files are often kept
+    /// apart from leaves.
     pub network: bool,
     /// The same chain as OpenSSL already decoded it (a probe's handshake),
     /// so the chain check does not decode it again; `None` decodes from PEM.
     pub presented: Option<&'a [X509]>,
+    /// Intermediates known for this chain only, beside the trust's: the
+    /// issuer fetched from the leaf's AIA caIssuers URL. Usually empty.
+    pub fetched: &'a [ParsedCertificate],
 }
 
 /// Checks the chain a place presented (`chain[0]` is the leaf, the rest in
@@ -305,6 +419,26 @@ pub fn check(chain: &[ParsedCertificate], context: &Context<'_>, policy: &Policy
         }
     } else {
         findings.extend(chain_finding(chain, context, &policy.trust));
+    }
+
+    if context.network
+        && let Some(detail) = chain_order(chain, &policy.trust, context.fetched)
+    {
+        findings.push(detailed(FindingCode::ChainOrder, detail));
+    }
+
+    if !policy.allow_wildcards && !leaf.is_ca {
+        let names = wildcard_names(leaf);
+        if !names.is_empty() {
+            findings.push(detailed(
+                FindingCode::Wildcard,
+                format!(
+                    "wildcard {} {}: the policy allows no wildcards; use a certificate that names each host",
+                    if names.len() == 1 { "name" } else { "names" },
+                    names.join(", ")
+                ),
+            ));
+        }
     }
 
     if let Some(name) = context.name
@@ -451,15 +585,41 @@ fn chain_finding(
     context: &Context<'_>,
     trust: &Trust,
 ) -> Option<Finding> {
-    let network = context.network;
     match trust.verdict(chain, context) {
         Ok(Verdict::Trusted) => None,
-        Ok(Verdict::IssuerMissing(reason)) if network => {
-            Some(detailed(FindingCode::IncompleteChain, reason))
-        }
+        Ok(Verdict::Incomplete(missing)) => Some(detailed(
+            FindingCode::IncompleteChain,
+            format!(
+                "the server does not send the intermediate {} {}, which the chain needs: configure it to send {} after the leaf",
+                if missing.len() == 1 {
+                    "certificate"
+                } else {
+                    "certificates"
+                },
+                missing.join(", then "),
+                if missing.len() == 1 { "it" } else { "them" },
+            ),
+        )),
         // A certificate file kept without its chain is normal; the endpoint
-        // that serves it is where a missing intermediate matters.
-        Ok(Verdict::IssuerMissing(_)) => None,
+        // that serves it is where a missing issuer matters.
+        Ok(Verdict::IssuerUnknown { depth: 0, .. }) if !context.network => None,
+        Ok(Verdict::IssuerUnknown {
+            depth,
+            cert,
+            issuer,
+        }) => {
+            let of = if depth == 0 {
+                "the leaf".to_owned()
+            } else {
+                format!("the chain certificate {cert}")
+            };
+            Some(detailed(
+                FindingCode::Untrusted,
+                format!(
+                    "the issuer {issuer} of {of} is in no trust store, was not sent and is no known intermediate: add its root CA to the trust store (discovery.policy.trusted_roots) or use a certificate from a trusted CA"
+                ),
+            ))
+        }
         Ok(Verdict::Failed(reason)) => Some(detailed(FindingCode::Untrusted, reason)),
         Err(error) => {
             tracing::warn!(error = %error, "chain verification failed to run");
@@ -481,14 +641,19 @@ impl Trust {
         context: &Context<'_>,
     ) -> Result<Verdict, ErrorStack> {
         let mut key = (context.now / 3600).to_string();
+        key.push_str(if context.network { ":n" } else { ":f" });
         for cert in chain {
             key.push(':');
+            key.push_str(&cert.fingerprint);
+        }
+        for cert in context.fetched {
+            key.push_str(":+");
             key.push_str(&cert.fingerprint);
         }
         if let Some(verdict) = self.verdicts.lock().ok().and_then(|v| v.get(&key).cloned()) {
             return Ok(verdict);
         }
-        let verdict = verify(chain, context.presented, self)?;
+        let verdict = verify(chain, context, self)?;
         if let Ok(mut cache) = self.verdicts.lock() {
             if cache.len() >= VERDICT_CACHE {
                 cache.clear();
@@ -499,20 +664,46 @@ impl Trust {
     }
 }
 
-/// The outcome of OpenSSL's chain verification.
+/// The outcome of the chain check.
 #[derive(Debug, Clone)]
 enum Verdict {
     /// The chain verifies to the trust store.
     Trusted,
-    /// The leaf's issuer is neither presented nor in the trust store.
-    IssuerMissing(String),
+    /// It verifies once these known intermediates (subject DNs, from the
+    /// leaf up) are added: the server does not send them.
+    Incomplete(Vec<String>),
+    /// The issuer of the certificate at `depth` (0: the leaf) is neither
+    /// presented, nor in the trust store, nor a known intermediate.
+    IssuerUnknown {
+        /// 0 for the leaf.
+        depth: u32,
+        /// Subject of the certificate whose issuer is missing.
+        cert: String,
+        /// The missing issuer's DN.
+        issuer: String,
+    },
     /// Anything else: unknown root, bad signature, a non-CA issuer, ...
+    Failed(String),
+}
+
+/// One run of OpenSSL's verification.
+enum Attempt {
+    /// Verified; SHA-256 fingerprints of the chain OpenSSL built.
+    Trusted(Vec<String>),
+    /// The issuer of the certificate at `depth` was not found.
+    IssuerMissing {
+        depth: u32,
+        /// Fingerprint of that certificate.
+        cert: String,
+        reason: String,
+    },
+    /// Any other failure, described.
     Failed(String),
 }
 
 fn verify(
     chain: &[ParsedCertificate],
-    decoded: Option<&[X509]>,
+    context: &Context<'_>,
     trust: &Trust,
 ) -> Result<Verdict, ErrorStack> {
     let Some((leaf, rest)) = chain.split_first() else {
@@ -521,19 +712,17 @@ fn verify(
     let Some(store) = &trust.store else {
         return Ok(Verdict::Failed("no trust store could be built".to_owned()));
     };
-    let mut presented = Stack::new()?;
-    let leaf = match decoded.filter(|d| d.len() == chain.len()) {
+    let mut presented = Vec::with_capacity(rest.len());
+    let leaf = match context.presented.filter(|d| d.len() == chain.len()) {
         // The handshake's own objects: no second decode.
         Some(decoded) => {
-            for x509 in &decoded[1..] {
-                presented.push(x509.clone())?;
-            }
+            presented.extend(decoded[1..].iter().cloned());
             decoded[0].clone()
         }
         None => {
             for cert in rest {
                 match X509::from_pem(cert.pem.as_bytes()) {
-                    Ok(x509) => presented.push(x509)?,
+                    Ok(x509) => presented.push(x509),
                     // Treated as not sent: the chain then fails on the gap it leaves.
                     Err(error) => {
                         tracing::debug!(cert = %cert.fingerprint, error = %error, "chain certificate unreadable by OpenSSL");
@@ -543,10 +732,98 @@ fn verify(
             X509::from_pem(leaf.pem.as_bytes())?
         }
     };
+
+    let first = attempt(store, &leaf, &presented)?;
+    let retried = match &first {
+        Attempt::Trusted(_) => return Ok(Verdict::Trusted),
+        Attempt::Failed(reason) => return Ok(Verdict::Failed(reason.clone())),
+        // Only what an endpoint sends can lack an intermediate; a file keeps
+        // today's verdicts.
+        Attempt::IssuerMissing { .. } if !context.network => None,
+        Attempt::IssuerMissing { .. } => {
+            let mut untrusted = presented.clone();
+            untrusted.extend(trust.intermediates.iter().map(|k| k.x509.clone()));
+            for cert in context.fetched {
+                match X509::from_pem(cert.pem.as_bytes()) {
+                    Ok(x509) => untrusted.push(x509),
+                    Err(error) => {
+                        tracing::debug!(cert = %cert.fingerprint, error = %error, "fetched issuer unreadable by OpenSSL");
+                    }
+                }
+            }
+            Some(attempt(store, &leaf, &untrusted)?)
+        }
+    };
+
+    let known = |fingerprint: &str| {
+        trust
+            .intermediates
+            .iter()
+            .map(|k| &k.parsed)
+            .chain(context.fetched)
+            .find(|c| c.fingerprint == fingerprint)
+    };
+    let find = |fingerprint: &str| {
+        chain
+            .iter()
+            .find(|c| c.fingerprint == fingerprint)
+            .or_else(|| known(fingerprint))
+    };
+    let unknown = |attempt: &Attempt| match attempt {
+        Attempt::IssuerMissing {
+            depth,
+            cert,
+            reason,
+        } => match find(cert) {
+            Some(found) => Verdict::IssuerUnknown {
+                depth: *depth,
+                cert: found.subject.clone(),
+                issuer: found.issuer.clone(),
+            },
+            None => Verdict::Failed(reason.clone()),
+        },
+        Attempt::Failed(reason) => Verdict::Failed(reason.clone()),
+        Attempt::Trusted(_) => Verdict::Trusted,
+    };
+    Ok(match retried {
+        None => unknown(&first),
+        Some(Attempt::Trusted(built)) => {
+            let sent = |fp: &str| chain.iter().any(|c| c.fingerprint == fp);
+            let missing: Vec<String> = built
+                .iter()
+                .filter(|fp| !sent(fp))
+                .filter_map(|fp| known(fp))
+                .map(|c| c.subject.clone())
+                .collect();
+            if missing.is_empty() {
+                Verdict::Trusted
+            } else {
+                Verdict::Incomplete(missing)
+            }
+        }
+        // Name the issuer found missing last: the deepest the chain reached.
+        Some(again @ Attempt::IssuerMissing { .. }) => unknown(&again),
+        Some(Attempt::Failed(_)) => unknown(&first),
+    })
+}
+
+/// Runs OpenSSL's verification of `leaf` with `untrusted` as the presented
+/// chain.
+fn attempt(store: &X509Store, leaf: &X509, untrusted: &[X509]) -> Result<Attempt, ErrorStack> {
+    let fingerprint =
+        |x509: &openssl::x509::X509Ref| x509.digest(MessageDigest::sha256()).map(hex::encode);
+    let mut stack = Stack::new()?;
+    for x509 in untrusted {
+        stack.push(x509.clone())?;
+    }
     let mut context = X509StoreContext::new()?;
-    context.init(store, &leaf, &presented, |context| {
+    context.init(store, leaf, &stack, |context| {
         if context.verify_cert()? {
-            return Ok(Verdict::Trusted);
+            let mut built = Vec::new();
+            for x509 in context.chain().into_iter().flatten() {
+                built.push(fingerprint(x509)?);
+            }
+            return Ok(Attempt::Trusted(built));
         }
         let error = context.error();
         let reason = error.error_string().to_owned();
@@ -554,11 +831,29 @@ fn verify(
             error.as_raw(),
             ERR_UNABLE_TO_GET_ISSUER_CERT | ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
         );
-        // Depth 0 is the leaf: its own issuer is what could not be found.
-        Ok(if issuer_not_found && context.error_depth() == 0 {
-            Verdict::IssuerMissing(reason)
-        } else {
-            Verdict::Failed(reason)
+        let depth = context.error_depth();
+        Ok(match context.current_cert() {
+            Some(cert) if issuer_not_found => Attempt::IssuerMissing {
+                depth,
+                cert: fingerprint(cert)?,
+                reason,
+            },
+            Some(cert) => {
+                let at = cert
+                    .subject_name()
+                    .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+                    .next()
+                    .and_then(|e| e.data().to_string().ok());
+                let name = at.unwrap_or_else(|| "a certificate without a common name".to_owned());
+                Attempt::Failed(if error.as_raw() == ERR_SELF_SIGNED_CERT_IN_CHAIN {
+                    format!(
+                        "the chain ends at the root {name}, which is in no trust store: add it to the trust store (discovery.policy.trusted_roots) if you trust it, or use a certificate from a trusted CA"
+                    )
+                } else {
+                    format!("{reason} (at {name})")
+                })
+            }
+            None => Attempt::Failed(reason),
         })
     })
 }
@@ -576,15 +871,138 @@ fn issuer_approved(
     if leaf.self_signed {
         return listed(leaf);
     }
-    let leaf_aki = key_ids(leaf).authority;
-    let issued_by = |ca: &ParsedCertificate| {
-        ca.subject == leaf.issuer
-            && match (&leaf_aki, key_ids(ca).subject) {
-                (Some(aki), Some(ski)) => *aki == ski,
-                _ => true,
-            }
-    };
-    approved.iter().any(issued_by) || chain.iter().skip(1).any(|c| issued_by(c) && listed(c))
+    let by = |ca: &ParsedCertificate| issued_by(leaf, ca);
+    approved.iter().any(by) || chain.iter().skip(1).any(|c| by(c) && listed(c))
+}
+
+/// Whether `ca` is, by name, the issuer of `cert`: its subject DN is
+/// `cert`'s issuer DN and, when both are present, its subject key identifier
+/// is `cert`'s authority key identifier. Signatures are not checked: that is
+/// the chain verification's work.
+pub fn issued_by(cert: &ParsedCertificate, ca: &ParsedCertificate) -> bool {
+    ca.subject == cert.issuer
+        && match (key_ids(cert).authority, key_ids(ca).subject) {
+            (Some(aki), Some(ski)) => aki == ski,
+            _ => true,
+        }
+}
+
+// ---------------------------------------------------------------------------
+// Chain order
+
+/// `chain_order`'s detail, or `None` when every certificate after the leaf
+/// is followed by its issuer and all are on the leaf's path (a trailing root
+/// included). The path is followed through the presented certificates, and
+/// through known intermediates where the server left one out (that gap is
+/// `incomplete_chain`'s business, not this check's).
+fn chain_order(
+    chain: &[ParsedCertificate],
+    trust: &Trust,
+    fetched: &[ParsedCertificate],
+) -> Option<String> {
+    let leaf = chain.first()?;
+    if chain.len() < 2 {
+        return None;
+    }
+    let name = |cert: &ParsedCertificate| cert.subject_cn.clone().unwrap_or(cert.subject.clone());
+    // Positions (in `chain`) of the presented certificates on the path, in
+    // path order.
+    let mut path: Vec<usize> = Vec::new();
+    let mut current = leaf;
+    let mut at = 0;
+    let mut complete = false;
+    for _ in 0..chain.len() + trust.intermediates.len() + fetched.len() {
+        if current.self_signed {
+            complete = true;
+            break;
+        }
+        let unused = |i: &usize| !path.contains(i);
+        // The next position first, so a duplicate sent in order is the extra.
+        let next = (at + 1..chain.len())
+            .chain(1..=at)
+            .filter(|i| *i > 0 && unused(i))
+            .find(|&i| issued_by(current, &chain[i]));
+        if let Some(i) = next {
+            path.push(i);
+            current = &chain[i];
+            at = i;
+            continue;
+        }
+        match trust
+            .intermediates()
+            .chain(fetched)
+            .find(|ca| issued_by(current, ca) && ca.fingerprint != current.fingerprint)
+        {
+            Some(bridge) => current = bridge,
+            None => break,
+        }
+    }
+
+    let mut problems = Vec::new();
+    if let Some(k) = (1..path.len()).find(|&k| path[k] < path[k - 1]) {
+        problems.push(format!(
+            "certificate {} ({}) is sent before certificate {} ({}), which it must follow",
+            path[k] + 1,
+            name(&chain[path[k]]),
+            path[k - 1] + 1,
+            name(&chain[path[k - 1]]),
+        ));
+    }
+    let last = chain.len() - 1;
+    for (i, cert) in chain.iter().enumerate().skip(1) {
+        if path.contains(&i) {
+            continue;
+        }
+        // A root after a path that stopped short (its intermediate is not
+        // sent and not known) may well be this chain's root: not flagged.
+        if i == last && cert.self_signed && !complete {
+            continue;
+        }
+        let twice = path
+            .iter()
+            .any(|&p| chain[p].fingerprint == cert.fingerprint)
+            || leaf.fingerprint == cert.fingerprint;
+        problems.push(if twice {
+            format!("certificate {} ({}) is sent twice", i + 1, name(cert))
+        } else {
+            format!(
+                "certificate {} ({}) is not part of the leaf's chain",
+                i + 1,
+                name(cert)
+            )
+        });
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    let order: Vec<String> = std::iter::once(leaf)
+        .chain(path.iter().map(|&i| &chain[i]))
+        .map(name)
+        .collect();
+    Some(format!(
+        "{}: send the leaf, then each issuer in turn, and nothing else: {}",
+        problems.join("; "),
+        order.join(", ")
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Wildcards
+
+/// The leaf's wildcard names: DNS SANs, or the subject CN when it has no SAN
+/// (the names [`hostname::covers`] matches).
+fn wildcard_names(leaf: &ParsedCertificate) -> Vec<String> {
+    let no_san = leaf.san_dns.is_empty()
+        && leaf.san_ip.is_empty()
+        && leaf.san_email.is_empty()
+        && leaf.san_uri.is_empty();
+    let cn = leaf.subject_cn.iter().filter(|_| no_san);
+    leaf.san_dns
+        .iter()
+        .chain(cn)
+        .filter(|name| name.contains('*'))
+        .cloned()
+        .collect()
 }
 
 /// Authority and subject key identifiers of a certificate.
@@ -884,6 +1302,7 @@ mod tests {
             tls_version: Some("TLSv1.3"),
             network: true,
             presented: None,
+            fetched: &[],
         }
     }
 
@@ -920,6 +1339,7 @@ mod tests {
             tls_version: None,
             network: false,
             presented: None,
+            fetched: &[],
         };
         assert_eq!(check(&chain, &file, &policy()), vec![]);
         assert_eq!(check(&[], &file, &policy()), vec![]);
@@ -1143,25 +1563,49 @@ mod tests {
         );
     }
 
+    /// The fixture's policy, knowing `intermediates` too.
+    fn knowing(intermediates: &[ParsedCertificate]) -> Policy {
+        Policy {
+            trust: Trust::only(&[fixture().root.parsed.clone()])
+                .unwrap()
+                .with_intermediates(intermediates)
+                .unwrap(),
+            ..Policy::default()
+        }
+    }
+
+    fn detail(finding: &Finding) -> &str {
+        finding.detail.as_deref().unwrap_or_default()
+    }
+
     #[test]
-    fn missing_intermediate_is_incomplete_chain_on_network_not_in_a_file() {
+    fn missing_known_intermediate_is_incomplete_chain_on_network_not_in_a_file() {
         let fx = fixture();
+        let known = knowing(std::slice::from_ref(&fx.intermediate.parsed));
         let alone = [fx.leaf.parsed.clone()];
-        let findings = check(&alone, &network("www.example.test"), &policy());
+        let findings = check(&alone, &network("www.example.test"), &known);
         assert_eq!(codes(&findings), vec![FindingCode::IncompleteChain]);
+        let text = detail(&findings[0]);
+        assert!(text.contains(&fx.intermediate.parsed.subject), "{text}");
+        assert!(text.contains("configure it to send it"), "{text}");
 
         let file = Context {
             network: false,
             ..network("www.example.test")
         };
-        assert_eq!(codes(&check(&alone, &file, &policy())), vec![]);
+        assert_eq!(codes(&check(&alone, &file, &known)), vec![]);
 
-        // Sent with only the root: the intermediate is still missing.
+        // Sent with only the root: the intermediate is still missing, and
+        // the root is where it belongs.
         let root_only = [fx.leaf.parsed.clone(), fx.root.parsed.clone()];
         assert_eq!(
-            codes(&check(&root_only, &network("www.example.test"), &policy())),
+            codes(&check(&root_only, &network("www.example.test"), &known)),
             vec![FindingCode::IncompleteChain]
         );
+
+        // Sent: nothing is missing, whatever is known.
+        let chain = sent(fx.leaf.parsed.clone());
+        assert_eq!(check(&chain, &network("www.example.test"), &known), vec![]);
 
         // The issuing CA in the store itself: nothing is missing.
         let trusts_issuer = Policy {
@@ -1172,6 +1616,99 @@ mod tests {
             check(&alone, &network("www.example.test"), &trusts_issuer),
             vec![]
         );
+    }
+
+    #[test]
+    fn missing_unknown_issuer_is_untrusted_and_names_it() {
+        let fx = fixture();
+        let alone = [fx.leaf.parsed.clone()];
+        for policy in [policy(), knowing(&[])] {
+            let findings = check(&alone, &network("www.example.test"), &policy);
+            assert_eq!(codes(&findings), vec![FindingCode::Untrusted]);
+            let text = detail(&findings[0]);
+            assert!(
+                text.starts_with(&format!(
+                    "the issuer {} of the leaf is in no trust store, was not sent and is no known intermediate",
+                    fx.leaf.parsed.issuer
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains("add its root CA to the trust store (discovery.policy.trusted_roots) or use a certificate from a trusted CA"),
+                "{text}"
+            );
+        }
+        let root_only = [fx.leaf.parsed.clone(), fx.root.parsed.clone()];
+        assert_eq!(
+            codes(&check(&root_only, &network("www.example.test"), &policy())),
+            vec![FindingCode::Untrusted]
+        );
+        // In a file, a leaf kept without its chain is no finding.
+        let file = Context {
+            network: false,
+            ..network("www.example.test")
+        };
+        assert_eq!(codes(&check(&alone, &file, &policy())), vec![]);
+
+        // Known by name, not by key (same subject, other key): the chain
+        // does not verify with it, so the issuer is still unknown.
+        let impostor = issue(intermediate_spec(&fx.root));
+        assert_eq!(impostor.parsed.subject, fx.intermediate.parsed.subject);
+        let findings = check(
+            &alone,
+            &network("www.example.test"),
+            &knowing(&[impostor.parsed]),
+        );
+        assert_eq!(codes(&findings), vec![FindingCode::Untrusted]);
+        assert!(detail(&findings[0]).contains(&fx.leaf.parsed.issuer));
+
+        // A known intermediate under an unknown root: the root is named.
+        let other_root = issue(Spec {
+            cn: "Unknown Root",
+            key: Key::Rsa(2048),
+            ca: true,
+            dns: &[],
+            ips: &[],
+            eku: &[],
+            ..Spec::default()
+        });
+        let ca = issue(Spec {
+            cn: "Unknown Issuing CA",
+            ..intermediate_spec(&other_root)
+        });
+        let cert = issue(Spec {
+            issuer: Some(&ca),
+            ..Spec::default()
+        });
+        let findings = check(
+            std::slice::from_ref(&cert.parsed),
+            &network("www.example.test"),
+            &knowing(std::slice::from_ref(&ca.parsed)),
+        );
+        assert_eq!(codes(&findings), vec![FindingCode::Untrusted]);
+        let text = detail(&findings[0]);
+        assert!(
+            text.starts_with(&format!(
+                "the issuer {} of the chain certificate {} is in no trust store",
+                other_root.parsed.subject, ca.parsed.subject
+            )),
+            "{text}"
+        );
+        assert!(text.contains("discovery.policy.trusted_roots"), "{text}");
+    }
+
+    #[test]
+    fn intermediates_that_cannot_load_are_an_error() {
+        let mut bad = fixture().intermediate.parsed.clone();
+        bad.pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_owned();
+        let error = Trust::only(&[])
+            .unwrap()
+            .with_intermediates(&[bad.clone()])
+            .unwrap_err();
+        assert!(
+            matches!(&error, FindingsError::Intermediate { fingerprint, .. } if *fingerprint == bad.fingerprint)
+        );
+        assert!(error.to_string().contains("remove it or replace it"));
     }
 
     #[test]
@@ -1194,13 +1731,18 @@ mod tests {
         let chain = [cert.parsed.clone(), ca.parsed.clone()];
         let findings = check(&chain, &context, &policy());
         assert_eq!(codes(&findings), vec![FindingCode::Untrusted]);
-        assert!(findings[0].detail.is_some());
+        let text = detail(&findings[0]);
+        assert!(text.contains(&other_root.parsed.subject), "{text}");
+        assert!(text.contains("discovery.policy.trusted_roots"), "{text}");
 
         // Sending the unknown root along does not make it trusted.
         let with_root = [cert.parsed, ca.parsed, other_root.parsed];
-        assert_eq!(
-            codes(&check(&with_root, &context, &policy())),
-            vec![FindingCode::Untrusted]
+        let findings = check(&with_root, &context, &policy());
+        assert_eq!(codes(&findings), vec![FindingCode::Untrusted]);
+        let text = detail(&findings[0]);
+        assert!(
+            text.starts_with("the chain ends at the root Unknown Root, which is in no trust store: add it to the trust store (discovery.policy.trusted_roots) if you trust it"),
+            "{text}"
         );
 
         // The system store does not know the private root either, and adding
@@ -1397,6 +1939,161 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_allowed_or_denied_by_policy() {
+        // The fixture's leaf names *.apps.example.test: allowed by default.
+        let chain = sent(fixture().leaf.parsed.clone());
+        let context = network("www.example.test");
+        assert_eq!(check(&chain, &context, &policy()), vec![]);
+
+        let strict = Policy {
+            allow_wildcards: false,
+            ..policy()
+        };
+        let findings = check(&chain, &context, &strict);
+        assert_eq!(codes(&findings), vec![FindingCode::Wildcard]);
+        assert_eq!(
+            detail(&findings[0]),
+            "wildcard name *.apps.example.test: the policy allows no wildcards; use a certificate that names each host"
+        );
+        // The same in a file: a wildcard is the certificate's, wherever it is.
+        let file = Context {
+            network: false,
+            ..context
+        };
+        assert_eq!(
+            codes(&check(&chain, &file, &strict)),
+            vec![FindingCode::Wildcard]
+        );
+
+        let plain = leaf(Spec {
+            dns: &["www.example.test"],
+            ..Spec::default()
+        });
+        assert_eq!(check(&sent(plain), &context, &strict), vec![]);
+
+        // The subject CN counts when there is no SAN.
+        let cn_only = leaf(Spec {
+            cn: "*.legacy.example.test",
+            dns: &[],
+            ips: &[],
+            ..Spec::default()
+        });
+        let findings = check(&sent(cn_only), &network("a.legacy.example.test"), &strict);
+        assert_eq!(codes(&findings), vec![FindingCode::Wildcard]);
+        assert!(detail(&findings[0]).contains("*.legacy.example.test"));
+    }
+
+    #[test]
+    fn chain_order_out_of_order_unrelated_or_twice() {
+        let fx = fixture();
+        let (leaf, int, root) = (
+            fx.leaf.parsed.clone(),
+            fx.intermediate.parsed.clone(),
+            fx.root.parsed.clone(),
+        );
+        let context = network("www.example.test");
+        let fix = "send the leaf, then each issuer in turn, and nothing else: www.example.test, Certkeeper Test Issuing CA, Certkeeper Test Root";
+
+        // In order, with or without the trailing root: nothing.
+        for chain in [
+            vec![leaf.clone(), int.clone()],
+            vec![leaf.clone(), int.clone(), root.clone()],
+        ] {
+            assert_eq!(check(&chain, &context, &policy()), vec![]);
+        }
+
+        // The root before the intermediate: verifies, but out of order.
+        let reversed = [leaf.clone(), root.clone(), int.clone()];
+        let findings = check(&reversed, &context, &policy());
+        assert_eq!(codes(&findings), vec![FindingCode::ChainOrder]);
+        assert_eq!(
+            detail(&findings[0]),
+            format!(
+                "certificate 2 (Certkeeper Test Root) is sent before certificate 3 (Certkeeper Test Issuing CA), which it must follow: {fix}"
+            )
+        );
+        // A file's order is nobody's business.
+        let file = Context {
+            network: false,
+            ..context
+        };
+        assert_eq!(check(&reversed, &file, &policy()), vec![]);
+
+        // A certificate of another chain, after or inside the path.
+        let other = issue(Spec {
+            cn: "Other Issuing CA",
+            ..intermediate_spec(&fx.root)
+        })
+        .parsed;
+        for (chain, position) in [
+            (vec![leaf.clone(), int.clone(), other.clone()], 3),
+            (
+                vec![leaf.clone(), other.clone(), int.clone(), root.clone()],
+                2,
+            ),
+        ] {
+            let findings = check(&chain, &context, &policy());
+            assert_eq!(codes(&findings), vec![FindingCode::ChainOrder]);
+            let text = detail(&findings[0]);
+            assert!(
+                text.starts_with(&format!(
+                    "certificate {position} (Other Issuing CA) is not part of the leaf's chain"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains("send the leaf, then each issuer in turn"),
+                "{text}"
+            );
+        }
+        // An unrelated root at the end of a complete path is flagged too.
+        let other_root = issue(Spec {
+            cn: "Other Root",
+            key: Key::Rsa(2048),
+            ca: true,
+            dns: &[],
+            ips: &[],
+            eku: &[],
+            ..Spec::default()
+        })
+        .parsed;
+        let chain = [leaf.clone(), int.clone(), root.clone(), other_root];
+        let findings = check(&chain, &context, &policy());
+        assert_eq!(codes(&findings), vec![FindingCode::ChainOrder]);
+        assert!(detail(&findings[0]).starts_with("certificate 4 (Other Root) is not part"));
+
+        // The intermediate twice.
+        let findings = check(
+            &[leaf.clone(), int.clone(), int.clone()],
+            &context,
+            &policy(),
+        );
+        assert_eq!(codes(&findings), vec![FindingCode::ChainOrder]);
+        assert!(
+            detail(&findings[0])
+                .starts_with("certificate 3 (Certkeeper Test Issuing CA) is sent twice"),
+            "{}",
+            detail(&findings[0])
+        );
+
+        // Intermediate missing and root sent: incomplete, not out of order,
+        // whether the intermediate is known or not.
+        let root_only = [leaf.clone(), root.clone()];
+        assert_eq!(
+            codes(&check(
+                &root_only,
+                &context,
+                &knowing(std::slice::from_ref(&int))
+            )),
+            vec![FindingCode::IncompleteChain]
+        );
+        assert_eq!(
+            codes(&check(&root_only, &context, &policy())),
+            vec![FindingCode::Untrusted]
+        );
+    }
+
+    #[test]
     fn approved_issuers() {
         let fx = fixture();
         let chain = sent(fx.leaf.parsed.clone());
@@ -1410,9 +2107,10 @@ mod tests {
         assert_eq!(check(&chain, &context, &policy()), vec![]);
         let approved = with(vec![fx.intermediate.parsed.clone()]);
         assert_eq!(check(&chain, &context, &approved), vec![]);
+        // Approval does not make the issuer known to the chain check.
         assert_eq!(
             codes(&check(&chain[..1], &context, &approved)),
-            vec![FindingCode::IncompleteChain]
+            vec![FindingCode::Untrusted]
         );
 
         // Only the root listed: the leaf's issuer is not.
@@ -1542,6 +2240,8 @@ mod tests {
                 FindingCode::UnapprovedIssuer,
                 FindingCode::LegacyProtocol,
                 FindingCode::ValidityTooLong,
+                // The weak CA is not the leaf's issuer.
+                FindingCode::ChainOrder,
             ]
         );
         assert_eq!(

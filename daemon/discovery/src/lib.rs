@@ -9,17 +9,24 @@
 //! CNAMEs, configurable servers); [`probe`] reads one TLS endpoint (rustls
 //! first, `modern.rs`, then OpenSSL for legacy peers)
 //! (STARTTLS included, legacy peers recorded); [`files`] reads certificate
-//! files of every format; [`findings`] is the installation check; [`scan`]
-//! runs them concurrently and streams [`model::ScanRecord`]s; [`caa`] looks
-//! up and evaluates CAA records (RFC 8659). `certkeeper scan` (the daemon's
+//! files of every format; [`findings`] is the installation check; [`aia`]
+//! fetches an issuer the server did not send (so a missing intermediate is
+//! told from an unknown CA) and [`revocation`] asks OCSP responders and CRLs
+//! whether a leaf is revoked, both over [`fetch`]'s bounded plain-HTTP
+//! client and both off unless the policy turns them on; [`scan`] runs them
+//! concurrently and streams [`model::ScanRecord`]s; [`caa`] looks up and
+//! evaluates CAA records (RFC 8659). `certkeeper scan` (the daemon's
 //! cli/scan.rs) is the one-shot front end.
 
+pub mod aia;
 pub mod caa;
 pub mod dns;
+pub mod fetch;
 pub mod files;
 pub mod findings;
 mod modern;
 pub mod probe;
+pub mod revocation;
 pub mod scan;
 pub mod targets;
 

@@ -233,8 +233,9 @@ pub async fn probe_endpoint(
                 tls_version: Some(&probed.tls_version),
                 network: true,
                 presented: Some(&probed.chain),
+                fetched: &[],
             };
-            let findings = findings::check(&chain, &context, policy);
+            let findings = check_online(&chain, &context, policy).await;
             Some(ScanRecord {
                 origin: origin(Some(probed.tls_version.clone()), Some(probed.cipher)),
                 chain,
@@ -250,6 +251,71 @@ pub async fn probe_endpoint(
             error: Some(e.to_string()),
         }),
     }
+}
+
+/// [`findings::check`], then what needs the network, as the policy asks:
+/// for an `untrusted` network chain, the leaf's issuer fetched from its AIA
+/// caIssuers URL and the chain checked again with it
+/// ([`Policy::aia`]); the leaf's revocation status ([`Policy::revocation`]).
+/// Failures of either are logged (a warning naming the certificate) and add
+/// no finding: a CA's server being down says nothing about a certificate.
+/// The findings stay sorted by code, each at most once.
+pub async fn check_online(
+    chain: &[certkeeper_model::inventory::ParsedCertificate],
+    context: &Context<'_>,
+    policy: &Policy,
+) -> Vec<Finding> {
+    let mut findings = findings::check(chain, context, policy);
+    let Some(leaf) = chain.first() else {
+        return findings;
+    };
+    let mut fetched = Vec::new();
+    if let Some(aia) = &policy.aia
+        && context.network
+        && findings.iter().any(|f| f.code == FindingCode::Untrusted)
+    {
+        match aia.issuers(leaf).await {
+            Ok(issuers) if !issuers.is_empty() => {
+                fetched = issuers;
+                let again = Context {
+                    fetched: &fetched,
+                    ..*context
+                };
+                findings = findings::check(chain, &again, policy);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(cert = %leaf.fingerprint, error = %error, "cannot fetch the leaf's issuer from its AIA URL");
+            }
+        }
+    }
+    if let Some(checker) = &policy.revocation
+        && !leaf.self_signed
+    {
+        let issuer = chain
+            .iter()
+            .skip(1)
+            .chain(policy.trust.intermediates())
+            .chain(&fetched)
+            .find(|ca| findings::issued_by(leaf, ca));
+        match issuer {
+            Some(issuer) => match checker.check(chain, Some(issuer)).await {
+                Ok(Some(revoked)) => {
+                    findings.push(revoked);
+                    findings.sort_by_key(|f| f.code);
+                    findings.dedup_by_key(|f| f.code);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(cert = %leaf.fingerprint, error = %error, "revocation status unknown");
+                }
+            },
+            None => {
+                tracing::debug!(cert = %leaf.fingerprint, "revocation not checked: the issuer is not at hand");
+            }
+        }
+    }
+    findings
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -430,6 +496,7 @@ fn file_record(hit: files::FileHit, policy: &Policy, progress: &Progress) -> Sca
         tls_version: None,
         network: false,
         presented: None,
+        fetched: &[],
     };
     let findings = findings::check(&hit.certificates, &context, policy);
     progress

@@ -74,7 +74,8 @@ pub enum FileFormat {
 }
 
 /// The finding codes of the installation check. Stable: alerts, reports and
-/// users' scripts match on them.
+/// users' scripts match on them. New codes are added at the end, since
+/// findings are sorted by code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingCode {
@@ -90,9 +91,13 @@ pub enum FindingCode {
     WeakSignature,
     /// The leaf is self-signed.
     SelfSigned,
-    /// The server did not send an intermediate the chain needs.
+    /// The server did not send an intermediate the chain needs, and that
+    /// intermediate is known (configured, or fetched from the leaf's AIA
+    /// caIssuers URL): with it, the chain verifies.
     IncompleteChain,
-    /// Does not chain to the system roots or the configured private roots.
+    /// Does not chain to the system roots or the configured private roots,
+    /// including a leaf whose issuer is in no trust store, was not sent and
+    /// is not a known intermediate.
     Untrusted,
     /// The SNI name (or scanned name) is not covered by the leaf's SANs.
     HostnameMismatch,
@@ -104,6 +109,14 @@ pub enum FindingCode {
     ValidityTooLong,
     /// A managed name answers plain HTTP on port 80 but serves no TLS.
     Unprotected,
+    /// The leaf names a wildcard (`*.example.com`) and the policy allows
+    /// none.
+    Wildcard,
+    /// The server sends its chain out of order (a certificate not followed
+    /// by its issuer) or with certificates that are not on the leaf's path.
+    ChainOrder,
+    /// The leaf's CA has revoked it (its CRL or its OCSP responder says so).
+    Revoked,
 }
 
 /// One finding on a sighting.

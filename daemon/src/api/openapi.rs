@@ -229,7 +229,7 @@ fn base_document() -> Value {
             "/api/v1/findings": { "get": { "summary": "Installation-check findings, newest first. Any role, scoped",
                 "security": [{ "bearer": [] }],
                 "parameters": [
-                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected"] } },
+                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected", "wildcard", "chain_order", "revoked"] } },
                     { "name": "fingerprint", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } }
                 ],

@@ -48,6 +48,11 @@ pub fn policy(config: &PolicyConfig, expiring_days: u32) -> Result<Policy, Strin
         max_validity_days: config.max_validity_days,
         approved_issuers: config.approved_issuers.as_deref().map(read).transpose()?,
         trust,
+        // Not configurable yet: wildcards allowed, no AIA fetching, no
+        // revocation checks (the engine's defaults).
+        allow_wildcards: true,
+        aia: None,
+        revocation: None,
     })
 }
 
