@@ -252,6 +252,11 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
     issue(d, "legacy", "legacy.test", Some("inter"), 90, "rsa2048", "");
     issue(d, "bought", "bought.test", Some("rogue"), 90, "ec", "");
     issue(d, "long", "long.test", Some("inter"), 800, "ec", "");
+    issue(d, "disorder", "disorder.test", Some("inter"), 90, "ec", "");
+    make_ca(d, "stranger", "Stranger Root", None);
+    make_ca(d, "stranger-inter", "Stranger Issuing CA", Some("stranger"));
+    issue(d, "unknown", "unknown.test", Some("stranger-inter"), 90, "ec", "");
+    cat(d, "disorder-chain.pem", &["disorder.pem", "root.pem", "inter.pem"]);
     for name in ["good", "soon", "weak", "legacy", "long"] {
         cat(
             d,
@@ -319,6 +324,23 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
             "",
             &["validity_too_long"],
         ),
+        // The root before the intermediate it signed.
+        (
+            "disorder.test",
+            "127.0.13.10",
+            "disorder-chain.pem",
+            "",
+            &["chain_order"],
+        ),
+        // Issued under a CA no trust store and no list of intermediates
+        // knows: not a missing intermediate, an unknown issuer.
+        (
+            "unknown.test",
+            "127.0.13.11",
+            "unknown.pem",
+            "",
+            &["unapproved_issuer", "untrusted"],
+        ),
     ];
     let (port, server) = start_estate(d, sites);
 
@@ -341,6 +363,12 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
     ]);
     args.extend([
         "--approved-issuers".into(),
+        d.join("inter.pem").display().to_string(),
+    ]);
+    // The organisation's intermediate is known: a server that leaves it out
+    // is incomplete_chain (see incomplete.test).
+    args.extend([
+        "--intermediates".into(),
         d.join("inter.pem").display().to_string(),
     ]);
     let out = Command::new(common::BIN).args(&args).output().unwrap();
@@ -558,11 +586,12 @@ fn discovery_jobs_fill_the_inventory_and_answer_where() {
     ];
     let (port, _server) = start_estate(d, sites);
     daemon.write_config(&format!(
-        "[discovery.policy]\ntrusted_roots = {root:?}\n\n\
+        "[discovery.policy]\ntrusted_roots = {root:?}\nintermediates = {inter:?}\n\n\
          [[discovery.network]]\nname = \"estate\"\nschedule = \"0 0 0 1 1 *\"\nports = [{port}]\n\
          resolve = [\"good.test:{port}:127.0.15.1\", \"bare.test:{port}:127.0.15.2\"]\n\n\
          [[discovery.files]]\nname = \"pki-files\"\nschedule = \"0 0 0 1 1 *\"\nroots = [{pki:?}]\ninclude = [\"good.pem\"]\n",
         root = d.join("root.pem"),
+        inter = d.join("inter.pem"),
     ));
     daemon.start();
     let runs = |job: &str| -> i64 {

@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 # link OpenSSL), procps (kill), nginx-light (the discovery tests serve
 # their certificate estate with it), bind9 (discovery/dns.rs resolves names
 # against a real named), postfix and dovecot-imapd/dovecot-pop3d (the starttls
-# tests scan real SMTP, IMAP and POP3 servers), pebble (the ACME connector and
+# tests scan real SMTP, IMAP and POP3 servers), slapd/ldap-utils, vsftpd and
+# postgresql (the starttls_servers tests scan real LDAP, FTP and PostgreSQL
+# servers, each run from a config of its own), pebble (the ACME connector and
 # renewal tests issue from it; pebble-challtestsrv ships in the same package),
 # lego (the renewal benchmark's peer), poppler-utils (the report tests read
 # PDFs back with pdftotext and pdfinfo), curl (the alert benchmark's peer),
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 # test reads), and chromium with nodejs/npm (the portal's browser test drives Debian's
 # Chromium with Playwright, installed from the npm registry by its lockfile;
 # Debian's nodejs and npm are installed only when there is no node or npm).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d pebble lego poppler-utils curl default-jre-headless chromium)
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d slapd ldap-utils vsftpd postgresql pebble lego poppler-utils curl default-jre-headless chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,6 +46,16 @@ pub struct ScanArgs {
     /// PEM bundle of private roots trusted besides the system's.
     #[arg(long, value_name = "PEM")]
     pub trusted_roots: Option<PathBuf>,
+    /// PEM bundle of known intermediate CAs: a server that leaves one out of
+    /// its chain is incomplete_chain; an issuer found nowhere is untrusted.
+    #[arg(long, value_name = "PEM")]
+    pub intermediates: Option<PathBuf>,
+    /// Fetch a missing issuer from the leaf's AIA caIssuers URL (HTTP).
+    #[arg(long)]
+    pub fetch_aia: bool,
+    /// Check each leaf's revocation (OCSP, then CRL) and flag revoked.
+    #[arg(long)]
+    pub check_revocation: bool,
     /// PEM bundle of the CA certificates whose issuance is approved; anything
     /// else is flagged unapproved_issuer (without it, that check is off).
     #[arg(long, value_name = "PEM")]
@@ -187,10 +197,14 @@ fn policy(args: &ScanArgs) -> anyhow::Result<Policy> {
     let config = crate::config::PolicyConfig {
         approved_issuers: args.approved_issuers.clone(),
         trusted_roots: args.trusted_roots.clone(),
+        intermediates: args.intermediates.clone(),
+        fetch_aia: args.fetch_aia,
+        check_revocation: args.check_revocation,
         ..crate::config::PolicyConfig::default()
     };
-    crate::scheduler::discovery::policy(&config, args.expiring_days)
-        .map_err(|e| anyhow::anyhow!("--trusted-roots/--approved-issuers: {e}"))
+    crate::scheduler::discovery::policy(&config, args.expiring_days, None).map_err(|e| {
+        anyhow::anyhow!("--trusted-roots/--intermediates/--approved-issuers: {e}")
+    })
 }
 
 async fn show_progress(progress: Arc<Progress>) {

@@ -43,6 +43,24 @@ pub struct PolicyConfig {
     pub approved_issuers: Option<PathBuf>,
     /// PEM bundle of private roots trusted besides the system's.
     pub trusted_roots: Option<PathBuf>,
+    /// PEM bundle of intermediate CAs known to the organisation: a server
+    /// that leaves one of these out of its chain is `incomplete_chain` (it
+    /// must send it); an issuer found nowhere is `untrusted`.
+    pub intermediates: Option<PathBuf>,
+    /// Whether wildcard certificates are allowed; false raises `wildcard`.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub allow_wildcards: bool,
+    /// Fetch a leaf's missing issuer from its AIA caIssuers URL (plain
+    /// HTTP, 3 s, 64 KiB, cached), to tell `incomplete_chain` from
+    /// `untrusted` for public CAs. Default false.
+    #[serde(default)]
+    pub fetch_aia: bool,
+    /// Check each leaf's revocation by OCSP, then CRL (5 s a request, 15 s
+    /// in all, cached; only a verified answer counts) and raise `revoked`.
+    /// Default false.
+    #[serde(default)]
+    pub check_revocation: bool,
 }
 
 impl Default for PolicyConfig {
@@ -53,8 +71,16 @@ impl Default for PolicyConfig {
             max_validity_days: default_validity(),
             approved_issuers: None,
             trusted_roots: None,
+            intermediates: None,
+            allow_wildcards: true,
+            fetch_aia: false,
+            check_revocation: false,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_rsa() -> u32 {

@@ -29,18 +29,36 @@ pub enum Source {
     Files(FileSource),
 }
 
-/// Builds the installation-check policy from `[discovery.policy]`.
-pub fn policy(config: &PolicyConfig, expiring_days: u32) -> Result<Policy, String> {
+/// Builds the installation-check policy from `[discovery.policy]`. AIA and
+/// revocation fetches connect only to addresses `outbound` allows (when
+/// `security.restrict_outbound` gives one).
+pub fn policy(
+    config: &PolicyConfig,
+    expiring_days: u32,
+    outbound: Option<&certkeeper_model::admin::ssrf::UrlPolicy>,
+) -> Result<Policy, String> {
     let read = |path: &std::path::Path| -> Result<_, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         certkeeper_model::inventory::parse::parse_certificates(&bytes)
             .map_err(|e| format!("{}: {e}", path.display()))
     };
-    let trust = match &config.trusted_roots {
+    let mut trust = match &config.trusted_roots {
         Some(path) => Trust::with_private_roots(&read(path)?),
         None => Trust::system(),
     }
     .map_err(|e| format!("trust store: {e}"))?;
+    if let Some(path) = &config.intermediates {
+        trust = trust
+            .with_intermediates(&read(path)?)
+            .map_err(|e| format!("intermediates: {e}"))?;
+    }
+    let filter: certkeeper_discovery::fetch::AddressFilter = match outbound {
+        Some(p) => {
+            let p = p.clone();
+            Arc::new(move |ip| p.check_ip(ip).is_ok())
+        }
+        None => certkeeper_discovery::fetch::allow_all(),
+    };
     Ok(Policy {
         expiring_days,
         min_rsa_bits: config.min_rsa_bits,
@@ -48,11 +66,23 @@ pub fn policy(config: &PolicyConfig, expiring_days: u32) -> Result<Policy, Strin
         max_validity_days: config.max_validity_days,
         approved_issuers: config.approved_issuers.as_deref().map(read).transpose()?,
         trust,
-        // Not configurable yet: wildcards allowed, no AIA fetching, no
-        // revocation checks (the engine's defaults).
-        allow_wildcards: true,
-        aia: None,
-        revocation: None,
+        allow_wildcards: config.allow_wildcards,
+        aia: config.fetch_aia.then(|| {
+            Arc::new(certkeeper_discovery::aia::Fetcher::new(
+                certkeeper_discovery::aia::AiaOptions {
+                    address_filter: filter.clone(),
+                    ..Default::default()
+                },
+            ))
+        }),
+        revocation: config.check_revocation.then(|| {
+            Arc::new(certkeeper_discovery::revocation::Checker::new(
+                certkeeper_discovery::revocation::RevocationOptions {
+                    address_filter: filter.clone(),
+                    ..Default::default()
+                },
+            ))
+        }),
     })
 }
 
@@ -131,9 +161,10 @@ pub async fn run(
     store: &Store,
     source: &Source,
     policy_config: &PolicyConfig,
+    outbound: Option<&certkeeper_model::admin::ssrf::UrlPolicy>,
     expiring_days: u32,
 ) -> Result<RunSummary, String> {
-    let policy = Arc::new(policy(policy_config, expiring_days)?);
+    let policy = Arc::new(policy(policy_config, expiring_days, outbound)?);
     let progress = Arc::new(Progress::default());
     let (tx, mut rx) = mpsc::channel::<ScanRecord>(256);
     let scan = match source {

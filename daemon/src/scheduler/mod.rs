@@ -51,6 +51,9 @@ pub enum JobBody {
         source: Box<crate::scheduler::discovery::Source>,
         /// The installation-check policy.
         policy: Box<crate::config::PolicyConfig>,
+        /// Where AIA and revocation fetches may connect
+        /// (`security.restrict_outbound`).
+        outbound: Option<Box<certkeeper_model::admin::ssrf::UrlPolicy>>,
         /// Days before `not_after` that count as expiring.
         expiring_days: u32,
     },
@@ -147,6 +150,10 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
         let body = JobBody::Discovery {
             source: Box::new(source),
             policy: Box::new(config.discovery.policy.clone()),
+            outbound: config
+                .security
+                .restrict_outbound
+                .then(|| Box::new(config.security.url_policy())),
             expiring_days,
         };
         push(name, schedule, body);
@@ -399,11 +406,18 @@ pub async fn execute(store: &Store, body: &JobBody) -> Result<(), JobError> {
         JobBody::Discovery {
             source,
             policy,
+            outbound,
             expiring_days,
         } => {
-            let summary = crate::scheduler::discovery::run(store, source, policy, *expiring_days)
-                .await
-                .map_err(JobError::Discovery)?;
+            let summary = crate::scheduler::discovery::run(
+                store,
+                source,
+                policy,
+                outbound.as_deref(),
+                *expiring_days,
+            )
+            .await
+            .map_err(JobError::Discovery)?;
             tracing::info!(
                 places = summary.places,
                 added = summary.added,
