@@ -38,7 +38,7 @@ pub mod sms;
 pub mod teams;
 pub mod webhook;
 
-pub use certkeeper_base::{ErrorClass, Secret};
+pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
 use std::time::Duration;
 

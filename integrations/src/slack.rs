@@ -64,6 +64,13 @@ impl SlackNotifier {
             http,
         })
     }
+
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
 }
 
 /// The Block Kit message for `event`.

@@ -65,6 +65,13 @@ impl TeamsNotifier {
             http,
         })
     }
+
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
 }
 
 /// The message with its Adaptive Card for `event`.
