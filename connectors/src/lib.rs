@@ -18,7 +18,7 @@ pub mod conformance;
 pub mod csr;
 pub mod internal_ca;
 
-pub use certkeeper_base::{ErrorClass, Secret};
+pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
 use std::time::Duration;
 

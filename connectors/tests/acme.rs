@@ -7,11 +7,13 @@ mod acme_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use acme_support::{AcmeStub, Bind, Pebble, PebbleDns, SilentCa, TestPki, free_port};
+use certkeeper_connectors::acme::client::TimeoutClient;
 use certkeeper_connectors::acme::{
-    AcmeConnector, AcmeSettings, ChallengeSettings, Dns01Settings, Secret, open,
+    AcmeConnector, AcmeSettings, AddressGuard, ChallengeSettings, Dns01Settings, Secret, open,
 };
 use certkeeper_connectors::conformance::{self, Fixture, key_and_csr};
 use certkeeper_connectors::{
@@ -468,4 +470,137 @@ async fn orders_carry_the_profile_and_the_replaced_certificate() {
     assert_eq!(first["identifiers"][0]["value"], "renew.test");
     assert_eq!(second["profile"], "classic", "the request's profile wins");
     assert!(second.get("replaces").is_none());
+}
+
+/// A loopback "CA" answering every request with `answer`; the counter is how
+/// many connections it accepted.
+async fn answering(answer: String) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+fn no_loopback() -> AddressGuard {
+    AddressGuard::new(|ip| {
+        if ip.is_loopback() {
+            Err("a loopback address (127.0.0.0/8)".into())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_guard_is_applied_when_connecting_to_the_ca() {
+    let directory = r#"{"newNonce":"http://127.0.0.1:1/n","newAccount":"http://127.0.0.1:1/a","newOrder":"http://127.0.0.1:1/o"}"#;
+    let (port, hits) = answering(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{directory}",
+        directory.len()
+    ))
+    .await;
+    let url = format!("http://localhost:{port}/dir-secret?token=abc123");
+
+    // Denied: a name (not a literal) resolving to loopback is never connected to.
+    let denied = TimeoutClient::guarded(None, Duration::from_secs(5), no_loopback()).unwrap();
+    let err = denied.fetch_directory(&url).await.unwrap_err().to_string();
+    assert!(err.contains("localhost resolves to"), "{err}");
+    assert!(err.contains("not allowed: a loopback address"), "{err}");
+    assert!(
+        !err.contains("dir-secret") && !err.contains("abc123"),
+        "{err}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the denied CA was connected to"
+    );
+
+    // Through the connector: a permanent error naming the host.
+    let mut denied = settings(
+        "guarded",
+        &url,
+        &TestPki::new().ca_pem(),
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    denied.address_guard = no_loopback();
+    let err = connector(denied).await.health().await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(err.message.contains("localhost resolves to"), "{err}");
+    assert!(err.message.contains("not allowed"), "{err}");
+    assert!(!err.message.contains("dir-secret"), "{err}");
+    // An IP-address host is refused before any connection, too.
+    let literal = format!("http://127.0.0.1:{port}/dir");
+    let err = TimeoutClient::guarded(None, Duration::from_secs(5), no_loopback())
+        .unwrap()
+        .fetch_directory(&literal)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the address 127.0.0.1 is not allowed"),
+        "{err}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    // Allowed: the same name is fetched.
+    let only_private = AddressGuard::new(|ip| match ip {
+        IpAddr::V4(v4) if v4.is_private() => Err("a private address".into()),
+        _ => Ok(()),
+    });
+    TimeoutClient::guarded(None, Duration::from_secs(5), only_private)
+        .unwrap()
+        .fetch_directory(&url)
+        .await
+        .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirecting_directory_is_not_followed() {
+    let (target, target_hits) =
+        answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into())
+            .await;
+    let (port, _) = answering(format!(
+        "HTTP/1.1 301 Moved Permanently\r\nlocation: http://127.0.0.1:{target}/dir\r\n\
+         content-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let client = TimeoutClient::new(None, Duration::from_secs(5)).unwrap();
+    let err = client
+        .fetch_directory(&format!("http://127.0.0.1:{port}/dir"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("301"), "{err}");
+    assert_eq!(
+        target_hits.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
 }

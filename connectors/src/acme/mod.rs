@@ -6,7 +6,8 @@
 //!
 //! - [`client`]: the HTTP client, with a timeout on every request and the
 //!   operator's extra trusted roots, so a CA that stops answering is a
-//!   transient error rather than a renewal stuck forever;
+//!   transient error rather than a renewal stuck forever, and the address
+//!   guard checked whenever it connects;
 //! - [`account`]: the ACME account, created on first use and kept in the
 //!   connector's [`StateStore`] so a restart reuses it;
 //! - [`problem`]: how ACME problem documents and transport failures map to
@@ -49,7 +50,7 @@ use self::client::TimeoutClient;
 use self::dns01::Dns01Updater;
 use self::http01::Http01Responder;
 
-pub use crate::Secret;
+pub use crate::{AddressGuard, Secret};
 
 /// External Account Binding (RFC 8555 section 7.3.4): how a commercial CA
 /// ties a new ACME account to a customer account.
@@ -148,11 +149,16 @@ pub struct AcmeSettings {
     pub order_deadline: Duration,
     /// How control of identifiers is proven.
     pub challenge: ChallengeSettings,
+    /// Which addresses requests to the CA may connect to, checked each time
+    /// a connection is made (the directory's and every URL it hands out).
+    /// The daemon sets its address policy here; [`AddressGuard::allow_all`]
+    /// by default.
+    pub address_guard: AddressGuard,
 }
 
 impl AcmeSettings {
     /// Settings with 30 s per request and 10 minutes per order, no contact,
-    /// no EAB, no profile and no extra roots.
+    /// no EAB, no profile, no extra roots and no address restriction.
     pub fn new(
         name: impl Into<String>,
         directory_url: impl Into<String>,
@@ -168,6 +174,7 @@ impl AcmeSettings {
             request_timeout: Duration::from_secs(30),
             order_deadline: Duration::from_secs(600),
             challenge,
+            address_guard: AddressGuard::allow_all(),
         }
     }
 }
@@ -215,9 +222,10 @@ pub async fn open(
             "request_timeout and order_deadline must be longer than zero".into(),
         ));
     }
-    let http = TimeoutClient::new(
+    let http = TimeoutClient::guarded(
         settings.extra_roots_pem.as_deref(),
         settings.request_timeout,
+        settings.address_guard.clone(),
     )
     .map_err(refuse)?;
     let eab = settings
