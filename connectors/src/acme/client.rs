@@ -196,6 +196,7 @@ impl HttpClient for TimeoutClient {
                         after: timeout,
                     }))
                 })??;
+            let body = gone_problem(parts.status, body);
             if matches!(
                 parts.status,
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
@@ -213,6 +214,25 @@ impl HttpClient for TimeoutClient {
             })
         })
     }
+}
+
+/// A 404 or 410 answer as a problem document when the CA sent none (pebble
+/// answers an unknown order with an empty 404): `instant-acme` would report
+/// only that the body is not JSON, hiding the status that tells a saved
+/// order the CA has forgotten from a failure worth retrying.
+fn gone_problem(status: StatusCode, body: Bytes) -> Bytes {
+    let gone = matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE);
+    let is_problem =
+        serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
+    if !gone || is_problem {
+        return body;
+    }
+    let problem = serde_json::json!({
+        "type": "urn:ietf:params:acme:error:malformed",
+        "detail": format!("the CA answered HTTP {status} without a problem document"),
+        "status": status.as_u16(),
+    });
+    Bytes::from(problem.to_string())
 }
 
 /// Resolves names for hyper's connector through the guard: every address

@@ -14,7 +14,9 @@
 //!   [`ErrorClass`] (permanent, transient, retry after T);
 //! - [`http01`] and [`dns01`]: the challenge responders (a built-in HTTP
 //!   server or a webroot; RFC 2136 updates signed with TSIG);
-//! - [`order`]: one order from `newOrder` to the certificate, under a deadline;
+//! - [`order`]: one order from `newOrder` to the certificate, under a
+//!   deadline, kept in the [`StateStore`] under the request's idempotency
+//!   key so that a retry continues it rather than ordering again;
 //! - [`ari`]: ACME Renewal Information (RFC 9773).
 //!
 //! The daemon maps a `[[connector]] type = "acme"` table onto
@@ -196,6 +198,8 @@ pub struct AcmeConnector {
     pub(crate) http: TimeoutClient,
     pub(crate) account: AccountSlot,
     pub(crate) solver: Solver,
+    /// Where orders in flight are kept under their idempotency key.
+    pub(crate) state: Arc<dyn StateStore>,
 }
 
 impl fmt::Debug for AcmeConnector {
@@ -241,12 +245,13 @@ pub async fn open(
             Dns01Updater::new(&name, dns.clone(), settings.request_timeout).map_err(refuse)?,
         ),
     };
-    let account = AccountSlot::new(state, eab);
+    let account = AccountSlot::new(state.clone(), eab);
     Ok(AcmeConnector {
         settings,
         http,
         account,
         solver,
+        state,
     })
 }
 
