@@ -11,7 +11,7 @@
 //! - [`account`]: the ACME account, created on first use and kept in the
 //!   connector's [`StateStore`] so a restart reuses it;
 //! - [`problem`]: how ACME problem documents and transport failures map to
-//!   [`ErrorClass`] (permanent, transient, retry after T);
+//!   [`ErrorClass`](crate::ErrorClass) (permanent, transient, retry after T);
 //! - [`http01`] and [`dns01`]: the challenge responders (a built-in HTTP
 //!   server or a webroot; RFC 2136 updates signed with TSIG);
 //! - [`order`]: one order from `newOrder` to the certificate, under a
