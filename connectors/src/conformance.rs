@@ -3,7 +3,9 @@
 //! The renewal scheduler treats every connector alike, so every connector
 //! must behave alike where the scheduler can tell: issuing returns the leaf
 //! first with its chain and the requested names and key, re-issuing for the
-//! same names yields a different certificate, revoking succeeds once and then
+//! same names yields a different certificate, issuing twice under one
+//! idempotency key (a retry of the same renewal) yields a certificate for the
+//! CSR's key both times, revoking succeeds once and then
 //! fails permanently, a refused identifier is a permanent error, and an
 //! unreachable CA is a transient one. Each implementation's tests call
 //! [`run`] against a real CA (pebble for ACME, a fresh internal CA).
@@ -45,7 +47,7 @@ pub async fn run(fixture: &Fixture<'_>) -> Result<(), String> {
         .map_err(|e| format!("health of a working CA failed: {e}"))?;
 
     let (key, csr) = key_and_csr(&fixture.identifiers)?;
-    let first = issue_checked(connector, &fixture.identifiers, &key, csr, None).await?;
+    let first = issue_checked(connector, &fixture.identifiers, &key, csr, None, None).await?;
 
     let (key2, csr2) = key_and_csr(&fixture.identifiers)?;
     let first_der = first.to_der().map_err(|e| e.to_string())?;
@@ -55,10 +57,27 @@ pub async fn run(fixture: &Fixture<'_>) -> Result<(), String> {
         &key2,
         csr2,
         Some(first_der.clone()),
+        None,
     )
     .await?;
     if second.serial_number().to_bn().ok() == first.serial_number().to_bn().ok() {
         return Err(format!("{name}: re-issuing returned the same serial"));
+    }
+
+    // A retry of one issuance (same key, same CSR) after the first finished.
+    let (key3, csr3) = key_and_csr(&fixture.identifiers)?;
+    let idempotency_key = format!("conformance-{name}-retry");
+    for attempt in ["first", "second"] {
+        issue_checked(
+            connector,
+            &fixture.identifiers,
+            &key3,
+            csr3.clone(),
+            None,
+            Some(idempotency_key.clone()),
+        )
+        .await
+        .map_err(|e| format!("{attempt} issue under one idempotency key: {e}"))?;
     }
 
     connector
@@ -122,11 +141,13 @@ async fn issue_checked(
     key: &PKey<Private>,
     csr: Vec<u8>,
     replaces: Option<Vec<u8>>,
+    idempotency_key: Option<String>,
 ) -> Result<X509, String> {
     let name = connector.name();
     let mut request = IssueRequest::new(csr, identifiers.to_vec());
     request.usage = Usage::Server;
     request.replaces = replaces;
+    request.idempotency_key = idempotency_key;
     let issued = connector
         .issue(&request)
         .await

@@ -18,7 +18,7 @@ pub mod conformance;
 pub mod csr;
 pub mod internal_ca;
 
-pub use certkeeper_base::{ErrorClass, Secret};
+pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
 use std::time::Duration;
 
@@ -67,6 +67,14 @@ pub struct IssueRequest {
     /// The DER-encoded certificate this one replaces, if a renewal (ACME
     /// sends its RFC 9773 identifier as the order's `replaces`).
     pub replaces: Option<Vec<u8>>,
+    /// The caller's name for this issuance (the daemon passes the renewal
+    /// operation's id), the same on every retry of it. A connector that
+    /// places orders at the CA keeps the order under this key until the
+    /// certificate is downloaded, so a retry after a crash or a timeout
+    /// continues that order instead of placing a second one; retries must
+    /// carry the same CSR (an order finalized with another key is dropped).
+    /// `None` (the default): every call starts afresh.
+    pub idempotency_key: Option<String>,
 }
 
 impl IssueRequest {
@@ -79,6 +87,7 @@ impl IssueRequest {
             profile: None,
             usage: Usage::Server,
             replaces: None,
+            idempotency_key: None,
         }
     }
 }
@@ -200,6 +209,12 @@ pub trait StateStore: Send + Sync {
     async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Saves `value` under `key`, durably, replacing any earlier value.
     async fn save(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Forgets the value under `key` (nothing to do when there is none).
+    /// The default saves an empty value, which connectors read as absent;
+    /// stores that can delete should override it.
+    async fn remove(&self, key: &str) -> Result<(), String> {
+        self.save(key, &[]).await
+    }
 }
 
 /// A [`StateStore`] in memory, for tests and one-shot CLI use.
@@ -218,6 +233,12 @@ impl StateStore for MemoryState {
     async fn save(&self, key: &str, value: &[u8]) -> Result<(), String> {
         let mut values = self.values.lock().map_err(|_| "state lock poisoned")?;
         values.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), String> {
+        let mut values = self.values.lock().map_err(|_| "state lock poisoned")?;
+        values.remove(key);
         Ok(())
     }
 }

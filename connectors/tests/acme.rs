@@ -7,11 +7,14 @@ mod acme_support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use acme_support::{AcmeStub, Bind, Pebble, PebbleDns, SilentCa, TestPki, free_port};
+use certkeeper_connectors::acme::client::TimeoutClient;
+use certkeeper_connectors::acme::order::order_state_key;
 use certkeeper_connectors::acme::{
-    AcmeConnector, AcmeSettings, ChallengeSettings, Dns01Settings, Secret, open,
+    AcmeConnector, AcmeSettings, AddressGuard, ChallengeSettings, Dns01Settings, Secret, open,
 };
 use certkeeper_connectors::conformance::{self, Fixture, key_and_csr};
 use certkeeper_connectors::{
@@ -468,4 +471,360 @@ async fn orders_carry_the_profile_and_the_replaced_certificate() {
     assert_eq!(first["identifiers"][0]["value"], "renew.test");
     assert_eq!(second["profile"], "classic", "the request's profile wins");
     assert!(second.get("replaces").is_none());
+}
+
+/// A loopback "CA" answering every request with `answer`; the counter is how
+/// many connections it accepted.
+async fn answering(answer: String) -> (u16, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+fn no_loopback() -> AddressGuard {
+    AddressGuard::new(|ip| {
+        if ip.is_loopback() {
+            Err("a loopback address (127.0.0.0/8)".into())
+        } else {
+            Ok(())
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_address_guard_is_applied_when_connecting_to_the_ca() {
+    let directory = r#"{"newNonce":"http://127.0.0.1:1/n","newAccount":"http://127.0.0.1:1/a","newOrder":"http://127.0.0.1:1/o"}"#;
+    let (port, hits) = answering(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{directory}",
+        directory.len()
+    ))
+    .await;
+    let url = format!("http://localhost:{port}/dir-secret?token=abc123");
+
+    // Denied: a name (not a literal) resolving to loopback is never connected to.
+    let denied = TimeoutClient::guarded(None, Duration::from_secs(5), no_loopback()).unwrap();
+    let err = denied.fetch_directory(&url).await.unwrap_err().to_string();
+    assert!(err.contains("localhost resolves to"), "{err}");
+    assert!(err.contains("not allowed: a loopback address"), "{err}");
+    assert!(
+        !err.contains("dir-secret") && !err.contains("abc123"),
+        "{err}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the denied CA was connected to"
+    );
+
+    // Through the connector: a permanent error naming the host.
+    let mut denied = settings(
+        "guarded",
+        &url,
+        &TestPki::new().ca_pem(),
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    denied.address_guard = no_loopback();
+    let err = connector(denied).await.health().await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(err.message.contains("localhost resolves to"), "{err}");
+    assert!(err.message.contains("not allowed"), "{err}");
+    assert!(!err.message.contains("dir-secret"), "{err}");
+    // An IP-address host is refused before any connection, too.
+    let literal = format!("http://127.0.0.1:{port}/dir");
+    let err = TimeoutClient::guarded(None, Duration::from_secs(5), no_loopback())
+        .unwrap()
+        .fetch_directory(&literal)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the address 127.0.0.1 is not allowed"),
+        "{err}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    // Allowed: the same name is fetched.
+    let only_private = AddressGuard::new(|ip| match ip {
+        IpAddr::V4(v4) if v4.is_private() => Err("a private address".into()),
+        _ => Ok(()),
+    });
+    TimeoutClient::guarded(None, Duration::from_secs(5), only_private)
+        .unwrap()
+        .fetch_directory(&url)
+        .await
+        .unwrap();
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirecting_directory_is_not_followed() {
+    let (target, target_hits) =
+        answering("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into())
+            .await;
+    let (port, _) = answering(format!(
+        "HTTP/1.1 301 Moved Permanently\r\nlocation: http://127.0.0.1:{target}/dir\r\n\
+         content-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let client = TimeoutClient::new(None, Duration::from_secs(5)).unwrap();
+    let err = client
+        .fetch_directory(&format!("http://127.0.0.1:{port}/dir"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("301"), "{err}");
+    assert_eq!(
+        target_hits.load(Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+}
+
+/// A [`StateStore`] that records every order URL saved and says when the
+/// first one is.
+#[derive(Default)]
+struct RecordingState {
+    inner: MemoryState,
+    orders_saved: std::sync::Mutex<Vec<String>>,
+    order_saved: tokio::sync::Notify,
+    /// Refuse removals, as a crash between download and removal would.
+    keep: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl StateStore for RecordingState {
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.inner.save(key, value).await?;
+        if key.starts_with("acme_order_") {
+            let saved: serde_json::Value = serde_json::from_slice(value).expect("JSON");
+            let url = saved["order_url"].as_str().expect("order_url").to_owned();
+            self.orders_saved.lock().expect("orders lock").push(url);
+            self.order_saved.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), String> {
+        if self.keep.load(Ordering::SeqCst) {
+            return Err("the store is down".into());
+        }
+        self.inner.remove(key).await
+    }
+}
+
+impl RecordingState {
+    fn orders(&self) -> Vec<String> {
+        self.orders_saved.lock().expect("orders lock").clone()
+    }
+}
+
+fn keyed_request(
+    identifiers: Vec<Identifier>,
+    key: &str,
+) -> (openssl::pkey::PKey<openssl::pkey::Private>, IssueRequest) {
+    let (private, csr) = key_and_csr(&identifiers).expect("csr");
+    let mut request = IssueRequest::new(csr, identifiers);
+    request.idempotency_key = Some(key.to_owned());
+    (private, request)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_cut_short_after_ordering_is_continued_not_ordered_again() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let state = Arc::new(RecordingState::default());
+    let connector = open(
+        settings(
+            "pebble",
+            &pebble.directory_url,
+            &pebble.root_pem,
+            ChallengeSettings::Http01 {
+                listen: loopback(http_port),
+            },
+        ),
+        state.clone(),
+    )
+    .await
+    .unwrap();
+    let (private, request) =
+        keyed_request(vec![Identifier::Dns("crash.test".into())], "renewal-42");
+
+    // The daemon dies (the future is dropped) just after the order is saved.
+    tokio::select! {
+        outcome = connector.issue(&request) => panic!("the issue finished first: {outcome:?}"),
+        () = state.order_saved.notified() => {}
+    }
+    let first = state.orders();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let key = order_state_key("renewal-42");
+    assert!(state.load(&key).await.unwrap().is_some());
+
+    let issued = connector.issue(&request).await.unwrap();
+    assert_eq!(state.orders(), first, "a second order was placed");
+    assert_eq!(
+        issued
+            .ca_reference
+            .as_deref()
+            .map(|r| r.starts_with("https://127.0.0.1")),
+        Some(true)
+    );
+    let leaf = leaf_of(&issued.chain_pem);
+    assert!(
+        leaf.public_key().unwrap().public_eq(&private),
+        "not the CSR's key"
+    );
+    assert_eq!(dns_names(&leaf), vec!["crash.test"]);
+    assert_eq!(
+        state.load(&key).await.unwrap(),
+        None,
+        "the saved order is kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_or_unknown_saved_order_is_replaced_by_a_new_one() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let state = Arc::new(RecordingState::default());
+    // A responder on a port pebble does not validate against: the
+    // challenge fails and the CA declares the order invalid.
+    let mut unreachable = settings(
+        "pebble",
+        &pebble.directory_url,
+        &pebble.root_pem,
+        ChallengeSettings::Http01 {
+            listen: loopback(free_port()),
+        },
+    );
+    unreachable.order_deadline = Duration::from_secs(60);
+    let failing = open(unreachable, state.clone()).await.unwrap();
+    let (private, request) =
+        keyed_request(vec![Identifier::Dns("invalid.test".into())], "renewal-7");
+    let err = failing.issue(&request).await.expect_err("validation fails");
+    assert!(err.message.contains("validation"), "{err}");
+    let first = state.orders();
+    assert_eq!(first.len(), 1, "{first:?}");
+    drop(failing);
+
+    let working = open(
+        settings(
+            "pebble",
+            &pebble.directory_url,
+            &pebble.root_pem,
+            ChallengeSettings::Http01 {
+                listen: loopback(http_port),
+            },
+        ),
+        state.clone(),
+    )
+    .await
+    .unwrap();
+    let issued = working.issue(&request).await.unwrap();
+    let orders = state.orders();
+    assert_eq!(orders.len(), 2, "{orders:?}");
+    assert_ne!(orders[0], orders[1], "the invalid order was reused");
+    let leaf = leaf_of(&issued.chain_pem);
+    assert!(leaf.public_key().unwrap().public_eq(&private));
+
+    // An order the CA has never heard of (404) is replaced as well.
+    let base = pebble.directory_url.trim_end_matches("/dir");
+    let gone = serde_json::json!({
+        "directory_url": pebble.directory_url,
+        "identifiers": ["dns:gone.test"],
+        "order_url": format!("{base}/my-order/no-such-order"),
+    });
+    state
+        .inner
+        .save(&order_state_key("renewal-8"), gone.to_string().as_bytes())
+        .await
+        .unwrap();
+    let (_, request) = keyed_request(vec![Identifier::Dns("gone.test".into())], "renewal-8");
+    working.issue(&request).await.unwrap();
+    assert_eq!(
+        state.orders().len(),
+        3,
+        "a new order replaces the unknown one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_downloaded_but_not_recorded_is_fetched_again_only_for_the_same_key() {
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, PebbleDns::ChallTestSrv);
+    let state = Arc::new(RecordingState::default());
+    let connector = open(
+        settings(
+            "pebble",
+            &pebble.directory_url,
+            &pebble.root_pem,
+            ChallengeSettings::Http01 {
+                listen: loopback(http_port),
+            },
+        ),
+        state.clone(),
+    )
+    .await
+    .unwrap();
+    let names = vec![Identifier::Dns("downloaded.test".into())];
+    let (_, request) = keyed_request(names.clone(), "renewal-9");
+
+    // The certificate arrives but the saved order cannot be removed.
+    state.keep.store(true, Ordering::SeqCst);
+    let first = connector.issue(&request).await.unwrap();
+    // A retry with the same CSR gets the same certificate, no new order.
+    let again = connector.issue(&request).await.unwrap();
+    assert_eq!(
+        leaf_of(&again.chain_pem).to_der().unwrap(),
+        leaf_of(&first.chain_pem).to_der().unwrap()
+    );
+    assert_eq!(state.orders().len(), 1);
+
+    // A retry with another key must not get a certificate for the old one.
+    state.keep.store(false, Ordering::SeqCst);
+    let (private, other) = keyed_request(names, "renewal-9");
+    let err = connector.issue(&other).await.expect_err("another key");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.message.contains("finalized with another key"), "{err}");
+    let issued = connector.issue(&other).await.unwrap();
+    assert!(
+        leaf_of(&issued.chain_pem)
+            .public_key()
+            .unwrap()
+            .public_eq(&private)
+    );
+    assert_eq!(
+        state.orders().len(),
+        2,
+        "the next attempt places a new order"
+    );
 }

@@ -24,7 +24,7 @@ use crate::slack::{SlackNotifier, SlackSettings};
 use crate::sms::{SmsNotifier, SmsSettings};
 use crate::teams::{TeamsNotifier, TeamsSettings};
 use crate::webhook::{WebhookNotifier, WebhookSettings};
-use crate::{Notifier, NotifyError};
+use crate::{AddressGuard, Notifier, NotifyError};
 
 /// The settings of one channel, by `type`.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,19 +97,37 @@ impl ChannelConfig {
         })
     }
 
-    /// The running notifier called `name`.
+    /// The running notifier called `name`, connecting anywhere; the daemon
+    /// uses [`Self::build_guarded`] with its address policy.
     pub fn build(self, name: &str) -> Result<Box<dyn Notifier>, NotifyError> {
+        self.build_guarded(name, &AddressGuard::allow_all())
+    }
+
+    /// The running notifier called `name`, its HTTP requests connecting only
+    /// to addresses `guard` allows, checked at connect time (against DNS
+    /// rebinding). E-mail's SMTP connection is not guarded (see [`crate::email`]).
+    pub fn build_guarded(
+        self,
+        name: &str,
+        guard: &AddressGuard,
+    ) -> Result<Box<dyn Notifier>, NotifyError> {
         Ok(match self {
-            ChannelConfig::Webhook(s) => Box::new(WebhookNotifier::new(name, s)?),
-            ChannelConfig::Slack(s) => Box::new(SlackNotifier::new(name, s)?),
-            ChannelConfig::Teams(s) => Box::new(TeamsNotifier::new(name, s)?),
-            ChannelConfig::Mattermost(s) => Box::new(MattermostNotifier::new(name, s)?),
-            ChannelConfig::Discord(s) => Box::new(DiscordNotifier::new(name, s)?),
-            ChannelConfig::Pagerduty(s) => Box::new(PagerDutyNotifier::new(name, s)?),
-            ChannelConfig::Opsgenie(s) => Box::new(OpsgenieNotifier::new(name, s)?),
-            ChannelConfig::Sms(s) => Box::new(SmsNotifier::new(name, s)?),
-            ChannelConfig::Jira(s) => Box::new(JiraNotifier::new(name, s)?),
-            ChannelConfig::Servicenow(s) => Box::new(ServiceNowNotifier::new(name, s)?),
+            ChannelConfig::Webhook(s) => Box::new(WebhookNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Slack(s) => Box::new(SlackNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Teams(s) => Box::new(TeamsNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Mattermost(s) => {
+                Box::new(MattermostNotifier::new(name, s)?.guarded(guard)?)
+            }
+            ChannelConfig::Discord(s) => Box::new(DiscordNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Pagerduty(s) => {
+                Box::new(PagerDutyNotifier::new(name, s)?.guarded(guard)?)
+            }
+            ChannelConfig::Opsgenie(s) => Box::new(OpsgenieNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Sms(s) => Box::new(SmsNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Jira(s) => Box::new(JiraNotifier::new(name, s)?.guarded(guard)?),
+            ChannelConfig::Servicenow(s) => {
+                Box::new(ServiceNowNotifier::new(name, s)?.guarded(guard)?)
+            }
             ChannelConfig::Email(s) => Box::new(EmailNotifier::new(name, s)?),
         })
     }
@@ -147,6 +165,38 @@ mod tests {
                 .build("n")
                 .unwrap();
             assert_eq!(built.name(), "n");
+        }
+    }
+
+    #[tokio::test]
+    async fn built_guarded_every_http_channel_refuses_a_denied_address() {
+        let guard = AddressGuard::new(|ip| {
+            if ip.is_loopback() {
+                Err("a loopback address".into())
+            } else {
+                Ok(())
+            }
+        });
+        let event = crate::conformance::sample_event("certificate_expired").unwrap();
+        let configs = [
+            json!({"type": "webhook", "url": "http://localhost:9/h", "secret": "webhook-secret"}),
+            json!({"type": "slack", "webhook_url": "http://localhost:9/services/x"}),
+            json!({"type": "teams", "webhook_url": "http://localhost:9/workflows/x"}),
+            json!({"type": "jira", "base_url": "http://localhost:9", "project": "OPS",
+                   "auth": {"type": "basic", "username": "ops@example.com", "token": "jira-api-token"}}),
+        ];
+        for config in configs {
+            let notifier = parse(config.clone())
+                .unwrap()
+                .build_guarded("n", &guard)
+                .unwrap();
+            let err = notifier.send(&event).await.unwrap_err();
+            assert!(
+                err.message.contains("localhost resolves to")
+                    && err.message.contains("not allowed"),
+                "{config}: {}",
+                err.message
+            );
         }
     }
 

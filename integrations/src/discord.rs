@@ -68,6 +68,13 @@ impl DiscordNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     fn payload(&self, event: &Event) -> Value {
         let r = render(event);
         let color = match r.severity {

@@ -32,6 +32,10 @@
 //! transaction of all recipients, one refused recipient fails the delivery
 //! for all of them, and the error names it.
 //!
+//! The relay's connection is not checked against an [`crate::AddressGuard`]
+//! yet: lettre resolves the relay's name itself and offers no resolver hook,
+//! so only the daemon's check of the host at start applies to it.
+//!
 //! ```toml
 //! [notifier.ops-mail]
 //! type = "email"

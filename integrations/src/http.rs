@@ -15,15 +15,36 @@
 //! and Mattermost webhook URLs are credentials in themselves. Every secret
 //! registered with [`HttpSender::redacting`] (and, for URLs, their path and
 //! query parts) is also scrubbed from whatever the peer answered.
+//!
+//! ## Which addresses it connects to
+//!
+//! A sender made with [`HttpSender::new`] connects anywhere. Given the
+//! daemon's address policy as an [`AddressGuard`] ([`HttpSender::guarded`]),
+//! it resolves names itself, through reqwest's `dns_resolver` hook, and
+//! connects only if every address the name resolves to is allowed, to
+//! exactly those addresses: a name that passed the daemon's check at start
+//! and resolves to an internal address later (DNS rebinding) is refused at
+//! connect time. A host written as an IP address never reaches a resolver,
+//! so it is checked before the request is sent. Either refusal is a
+//! permanent error naming the host and why its address is not allowed.
+//! Redirects are never followed, so a peer cannot bounce a request to a host
+//! the guard has not seen.
+//!
+//! The guard is threaded through explicitly rather than set process-wide:
+//! each channel has a `guarded` builder and [`crate::config::ChannelConfig::build_guarded`]
+//! passes one guard to whichever channel it builds, so tests (and two
+//! daemons in one process) can use different policies side by side.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use reqwest::header::RETRY_AFTER;
 use reqwest::{Client, RequestBuilder, Response, StatusCode, Url};
 
-use crate::Secret;
+use crate::{AddressGuard, AddressRefused, Secret};
 use crate::{ErrorClass, NotifyError};
 
 /// The per-request timeout channels use unless configured otherwise.
@@ -49,6 +70,7 @@ pub struct HttpSender {
     notifier: String,
     timeout: Duration,
     scrub: Vec<String>,
+    guard: AddressGuard,
 }
 
 impl fmt::Debug for HttpSender {
@@ -57,33 +79,32 @@ impl fmt::Debug for HttpSender {
             .field("notifier", &self.notifier)
             .field("timeout", &self.timeout)
             .field("scrub", &"[redacted]")
+            .field("guard", &self.guard)
             .finish()
     }
 }
 
 impl HttpSender {
     /// A sender for the notifier called `notifier`, giving up on any request
-    /// after `timeout`.
+    /// after `timeout`, connecting to any address (see [`Self::guarded`]).
     pub fn new(notifier: &str, timeout: Duration) -> Result<Self, NotifyError> {
-        let client = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirected POST turns into a GET, and a webhook that moved
-            // should be reconfigured, not silently followed: 3xx is refused.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| NotifyError {
-                notifier: notifier.to_owned(),
-                message: format!("cannot set up the HTTP client: {}", e.without_url()),
-                class: ErrorClass::Permanent,
-            })?;
+        let guard = AddressGuard::allow_all();
         Ok(Self {
-            client,
+            client: build_client(notifier, timeout, &guard)?,
             notifier: notifier.to_owned(),
             timeout,
             scrub: Vec::new(),
+            guard,
         })
+    }
+
+    /// The same sender, connecting only to addresses `guard` allows: names
+    /// are resolved and checked at connect time, IP-address hosts before
+    /// each request.
+    pub fn guarded(mut self, guard: &AddressGuard) -> Result<Self, NotifyError> {
+        self.client = build_client(&self.notifier, self.timeout, guard)?;
+        self.guard = guard.clone();
+        Ok(self)
     }
 
     /// Also scrubs `secret` from every error message. A secret that is a URL
@@ -202,7 +223,19 @@ impl HttpSender {
             )
         })?;
         let host = request.url().host_str().unwrap_or("?").to_owned();
+        // IP-address hosts never reach the resolver: check them here.
+        self.guard
+            .check_host(&host)
+            .map_err(|refused| self.error(ErrorClass::Permanent, refused.to_string()))?;
         let response = self.client.execute(request).await.map_err(|e| {
+            if let Some(refused) = refusal(&e) {
+                let class = if refused.is_denied() {
+                    ErrorClass::Permanent
+                } else {
+                    ErrorClass::Transient
+                };
+                return self.error(class, refused.to_string());
+            }
             let message = if e.is_timeout() {
                 format!("no answer from {host} within {:?}", self.timeout)
             } else if e.is_connect() {
@@ -250,6 +283,60 @@ impl HttpSender {
         }
         text
     }
+}
+
+/// The reqwest client of a sender: rustls, the timeout on connecting and
+/// on each whole request, no redirects, and names resolved through `guard`.
+fn build_client(
+    notifier: &str,
+    timeout: Duration,
+    guard: &AddressGuard,
+) -> Result<Client, NotifyError> {
+    let mut builder = Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        // A redirected POST turns into a GET, and a webhook that moved
+        // should be reconfigured, not silently followed: 3xx is refused.
+        // Following one would also take the request to a host the guard
+        // never saw named.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("certkeeper/", env!("CARGO_PKG_VERSION")));
+    if !guard.allows_all() {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver(guard.clone())));
+    }
+    builder.build().map_err(|e| NotifyError {
+        notifier: notifier.to_owned(),
+        message: format!("cannot set up the HTTP client: {}", e.without_url()),
+        class: ErrorClass::Permanent,
+    })
+}
+
+/// Resolves names for reqwest and hands back only addresses the guard
+/// allows: all of them, or an error.
+struct GuardedResolver(AddressGuard);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            // Port 0: reqwest puts in the URL's port (or the scheme's).
+            let addresses: Vec<SocketAddr> = guard.resolve(name.as_str(), 0).await?;
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The guard's refusal somewhere in the causes of a failed request.
+fn refusal(error: &reqwest::Error) -> Option<&AddressRefused> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<AddressRefused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The delivery class of a non-2xx status.
@@ -308,6 +395,131 @@ mod tests {
         let err = sender.send(request).await.unwrap_err();
         assert_eq!(err.class, ErrorClass::Transient);
         assert!(!err.message.contains("secret-path"), "{}", err.message);
+    }
+
+    /// A loopback HTTP server answering every request with `answer`; the
+    /// counter is how many connections it accepted.
+    async fn answering(answer: String) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    fn accepted(counter: &std::sync::atomic::AtomicUsize) -> usize {
+        counter.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn no_loopback() -> AddressGuard {
+        AddressGuard::new(|ip| {
+            if ip.is_loopback() {
+                Err("a loopback address".into())
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_a_denied_address_is_never_connected_to() {
+        let (port, hits) = answering(OK.into()).await;
+        let sender = HttpSender::new("hook", Duration::from_secs(5))
+            .unwrap()
+            .guarded(&no_loopback())
+            .unwrap();
+        let request = sender
+            .client()
+            .post(format!("http://localhost:{port}/secret-path?token=abc123"))
+            .body("{}");
+        let err = sender.send(request).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent, "{}", err.message);
+        assert!(
+            err.message.contains("localhost resolves to"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message.contains("not allowed: a loopback address"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("secret-path"), "{}", err.message);
+        assert!(!err.message.contains("abc123"), "{}", err.message);
+        assert_eq!(accepted(&hits), 0, "the denied server was connected to");
+
+        // An IP-address host never reaches the resolver; it is refused too.
+        let request = sender
+            .client()
+            .post(format!("http://127.0.0.1:{port}/secret-path"));
+        let err = sender.send(request).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+        assert!(
+            err.message.contains("the address 127.0.0.1 is not allowed"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("secret-path"), "{}", err.message);
+        assert_eq!(accepted(&hits), 0);
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_allowed_addresses_is_delivered() {
+        let (port, hits) = answering(OK.into()).await;
+        let private_only = AddressGuard::new(|ip| match ip {
+            std::net::IpAddr::V4(v4) if v4.is_private() => Err("a private address".into()),
+            _ => Ok(()),
+        });
+        let sender = HttpSender::new("hook", Duration::from_secs(5))
+            .unwrap()
+            .guarded(&private_only)
+            .unwrap();
+        let request = sender
+            .client()
+            .post(format!("http://localhost:{port}/hook"))
+            .body("{}");
+        sender.send(request).await.unwrap();
+        assert_eq!(accepted(&hits), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_refused_not_followed() {
+        let (target, target_hits) = answering(OK.into()).await;
+        let (port, _) = answering(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://127.0.0.1:{target}/internal\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        ))
+        .await;
+        let sender = HttpSender::new("hook", Duration::from_secs(5)).unwrap();
+        let request = sender
+            .client()
+            .post(format!("http://127.0.0.1:{port}/hook"))
+            .body("{}");
+        let err = sender.send(request).await.unwrap_err();
+        assert_eq!(err.class, ErrorClass::Permanent);
+        assert!(err.message.contains("307"), "{}", err.message);
+        assert_eq!(accepted(&target_hits), 0, "the redirect was followed");
     }
 
     #[test]

@@ -245,6 +245,13 @@ impl JiraNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     /// `base_url` + `/rest/api/{v}/` + `segments`, each percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, NotifyError> {
         self.http.endpoint(

@@ -11,7 +11,7 @@
 //! [`mattermost`], [`discord`], [`pagerduty`], [`opsgenie`] and [`sms`]
 //! (Twilio). They share [`http`] (sending and retry classes), [`render`] (the
 //! text people read), [`incident`] (open/resolve keys for paging channels)
-//! and [`secret`]; [`config`] is the `type`-tagged configuration that builds
+//! and [`Secret`]; [`config`] is the `type`-tagged configuration that builds
 //! them, and [`conformance`] holds the sample events of the shared
 //! conformance tests.
 //! Ticketing: [`jira`] (issues) and [`servicenow`] (incidents) open one
@@ -38,7 +38,7 @@ pub mod sms;
 pub mod teams;
 pub mod webhook;
 
-pub use certkeeper_base::{ErrorClass, Secret};
+pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
 use std::time::Duration;
 

@@ -79,6 +79,13 @@ impl OpsgenieNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     fn create_body(event: &Event, alias: &str) -> Value {
         let r = render(event);
         let priority = match r.severity {

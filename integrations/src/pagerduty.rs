@@ -88,6 +88,13 @@ impl PagerDutyNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     fn trigger(&self, event: &Event, dedup_key: &str) -> Value {
         let r = render(event);
         let cert = event.certificate.as_ref();

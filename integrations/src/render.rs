@@ -397,6 +397,65 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
+/// Text for Slack's mrkdwn made inert. Slack has no backslash escape: its
+/// control characters `&`, `<` and `>` become `&amp;`, `&lt;` and `&gt;`
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>), which
+/// also disarms `<!channel>`, `<@U123>` and `<http://x|links>`; the
+/// formatting marks `*`, `_`, `~` and `` ` `` get a zero-width space on each
+/// side, so they sit inside a word where Slack does not format; and every
+/// `@` is followed by one, so a bare `@here` or `@channel` pings no one.
+/// People read the text unchanged.
+pub fn escape_mrkdwn(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '*' | '_' | '~' | '`' => {
+                out.push('\u{200B}');
+                out.push(c);
+                out.push('\u{200B}');
+            }
+            '@' => out.push_str("@\u{200B}"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for Slack's `plain_text` objects (headers), which Slack shows as
+/// written: only mentions are disarmed, a zero-width space after every `<`
+/// (`<!channel>`, `<@U123>`) and `@` (`@here`).
+pub fn escape_slack_plain(text: &str) -> String {
+    text.replace('<', "<\u{200B}").replace('@', "@\u{200B}")
+}
+
+/// Text for Microsoft Teams cards (Adaptive Card `TextBlock` and `FactSet`
+/// values are Markdown) made inert: [`escape_markdown`], whose escaped `<`
+/// and `>` also disarm `<at>` mention tags, plus a zero-width space inside
+/// every `<at` so that no renderer that ignores the backslash sees the tag.
+pub fn escape_teams(text: &str) -> String {
+    let escaped = escape_markdown(text);
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_str();
+    while let Some(at) = find_ignore_case(rest, "<at") {
+        out.push_str(&rest[..at + 1]);
+        out.push('\u{200B}');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack.char_indices().map(|(i, _)| i).find(|&i| {
+        haystack
+            .get(i..i + needle.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(needle))
+    })
+}
+
 /// `text` cut to at most `max_chars` characters, ending in `…` when cut;
 /// vendors refuse (not truncate) fields over their limits.
 pub fn truncate(text: &str, max_chars: usize) -> String {
@@ -466,6 +525,48 @@ mod tests {
         );
         assert!(r.details.contains(&("Issuer", "CN=Example CA".into())));
         assert!(!r.summary.contains('\n'));
+    }
+
+    /// Text as a reader sees it: invisible spaces gone, entities decoded.
+    fn as_read(text: &str) -> String {
+        text.replace('\u{200B}', "")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
+    #[test]
+    fn slack_mrkdwn_from_certificates_is_inert_but_reads_the_same() {
+        let hostile = "*bold* <!channel> <@U0123> <http://evil|x> @here _i_ ~s~ `c` a&b";
+        let escaped = escape_mrkdwn(hostile);
+        for live in [
+            "*bold*",
+            "<!channel>",
+            "<@U0123>",
+            "<http",
+            "@here",
+            "_i_",
+            "~s~",
+            "`c`",
+        ] {
+            assert!(!escaped.contains(live), "{live} survived in {escaped:?}");
+        }
+        assert!(!escaped.contains('<') && !escaped.contains('>'));
+        assert_eq!(as_read(&escaped), hostile);
+        assert_eq!(escape_mrkdwn("www.example.com"), "www.example.com");
+
+        let plain = escape_slack_plain("CN=<!here> @channel");
+        assert!(!plain.contains("<!") && !plain.contains("@c"), "{plain}");
+        assert_eq!(as_read(&plain), "CN=<!here> @channel");
+    }
+
+    #[test]
+    fn teams_markdown_from_certificates_is_inert() {
+        let escaped = escape_teams("<at>Boss</at> <AT>x</AT> [x](http://evil) **b**");
+        assert!(!escaped.to_ascii_lowercase().contains("<at"), "{escaped}");
+        assert!(!escaped.contains("[x]("), "{escaped}");
+        assert!(!escaped.contains("**"), "{escaped}");
+        assert_eq!(escape_teams("www.example.com"), "www.example.com");
     }
 
     #[test]

@@ -209,6 +209,13 @@ impl ServiceNowNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     /// `instance_url` + `/api/now/table/incident/` + `segments`.
     fn endpoint(&self, segments: &[&str]) -> Result<Url, NotifyError> {
         self.http.endpoint(

@@ -11,6 +11,12 @@
 //!
 //! The webhook URL is the credential (anyone holding it can post), so it is a
 //! [`Secret`] and never appears in errors or `Debug` output.
+//!
+//! Certificate subjects, SANs, issuers and places come from whoever made the
+//! certificate, so every text taken from the event is made inert before it
+//! goes into mrkdwn ([`crate::render::escape_mrkdwn`]: no `<!channel>`,
+//! `<@U…>`, `@here`, links or formatting) or into a `plain_text` header
+//! ([`crate::render::escape_slack_plain`]).
 
 use std::time::Duration;
 
@@ -20,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
-use crate::render::{Severity, render, truncate};
+use crate::render::{Severity, escape_mrkdwn as escape, escape_slack_plain, render, truncate};
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of a Slack channel (`type = "slack"`).
@@ -64,6 +70,13 @@ impl SlackNotifier {
             http,
         })
     }
+
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
 }
 
 /// The Block Kit message for `event`.
@@ -77,7 +90,7 @@ pub fn payload(event: &Event) -> Value {
     let mut blocks = vec![
         json!({
             "type": "header",
-            "text": { "type": "plain_text", "text": truncate(&r.title, 150), "emoji": true },
+            "text": { "type": "plain_text", "text": truncate(&escape_slack_plain(&r.title), 150), "emoji": true },
         }),
         json!({
             "type": "section",
@@ -104,17 +117,10 @@ pub fn payload(event: &Event) -> Value {
         }],
     }));
     json!({
-        "text": truncate(&format!("{}: {}", r.title, r.summary), 3000),
+        // The top-level text is mrkdwn too (notifications show it).
+        "text": truncate(&escape(&format!("{}: {}", r.title, r.summary)), 3000),
         "blocks": blocks,
     })
-}
-
-/// Slack's mrkdwn treats `&`, `<` and `>` as control characters
-/// (<https://api.slack.com/reference/surfaces/formatting#escaping>).
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[async_trait]
@@ -132,5 +138,80 @@ impl Notifier for SlackNotifier {
         let url = self.http.parse_url(self.settings.webhook_url.expose())?;
         let request = self.http.client().post(url).json(&payload(event));
         self.http.send(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CertificateSummary, EventKind};
+
+    const HOSTILE: &str = "*bold* <!channel> [x](http://evil) @here <at>Boss</at>";
+
+    fn hostile_event() -> Event {
+        Event {
+            id: "e1".into(),
+            at: chrono::Utc::now(),
+            kind: EventKind::CertificateDiscovered,
+            certificate: Some(CertificateSummary {
+                subject: format!("CN={HOSTILE}"),
+                sans: vec![HOSTILE.into(), "<@U0BOSS> <http://evil|click>".into()],
+                issuer: format!("CN=~{HOSTILE}~"),
+                ..CertificateSummary::default()
+            }),
+        }
+    }
+
+    /// Every string in the payload.
+    fn texts(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| texts(v, out)),
+            Value::Object(map) => map.values().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn certificate_text_cannot_mention_link_or_format() {
+        let mut payload = payload(&hostile_event());
+        // The header is plain_text, which Slack does not format: only
+        // mentions matter there.
+        let header = &mut payload["blocks"][0]["text"];
+        assert_eq!(header["type"], "plain_text");
+        let header = header["text"].take();
+        let header = header.as_str().unwrap();
+        for live in ["<!channel>", "<@U0BOSS>", "@here", "<at>"] {
+            assert!(!header.contains(live), "{live} is live in {header:?}");
+        }
+        let mut all = Vec::new();
+        texts(&payload, &mut all);
+        for text in &all {
+            for live in [
+                "<!channel>",
+                "<@U0BOSS>",
+                "<http",
+                "@here",
+                "*bold*",
+                "~*",
+                "<at>",
+            ] {
+                assert!(!text.contains(live), "{live} is live in {text:?}");
+            }
+        }
+        // People still read the subject as it is.
+        let read = |t: &String| {
+            t.replace('\u{200B}', "")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+        };
+        assert!(
+            all.iter()
+                .any(|t| read(t).contains(&format!("CN={HOSTILE}"))),
+            "{all:#?}"
+        );
+        // Our own formatting (the field labels) still works.
+        assert!(all.iter().any(|t| t.starts_with("*Subject*\n")), "{all:#?}");
     }
 }

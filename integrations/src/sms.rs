@@ -101,6 +101,13 @@ impl SmsNotifier {
             http,
         })
     }
+
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
 }
 
 /// The text of `event`: title, summary, then as many details as fit.

@@ -12,6 +12,11 @@
 //!
 //! The workflow URL carries its signature (`sig=...`) and is the credential,
 //! so it is a [`Secret`].
+//!
+//! Card text is Markdown, and certificate subjects, SANs, issuers and
+//! places come from whoever made the certificate: every text taken from the
+//! event goes through [`crate::render::escape_teams`], so no `<at>` mention,
+//! link or formatting in them takes effect.
 
 use std::time::Duration;
 
@@ -21,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::Secret;
 use crate::http::{HttpSender, default_timeout_secs};
-use crate::render::{Severity, render};
+use crate::render::{Severity, escape_teams as md, render};
 use crate::{Event, Notifier, NotifyError};
 
 /// Settings of a Teams channel (`type = "teams"`).
@@ -65,6 +70,13 @@ impl TeamsNotifier {
             http,
         })
     }
+
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
 }
 
 /// The message with its Adaptive Card for `event`.
@@ -78,7 +90,7 @@ pub fn payload(event: &Event) -> Value {
     let facts: Vec<Value> = r
         .details
         .iter()
-        .map(|(label, value)| json!({ "title": label, "value": value }))
+        .map(|(label, value)| json!({ "title": label, "value": md(value) }))
         .collect();
     let card = json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -87,17 +99,17 @@ pub fn payload(event: &Event) -> Value {
         "body": [
             {
                 "type": "TextBlock",
-                "text": r.title,
+                "text": md(&r.title),
                 "weight": "Bolder",
                 "size": "Medium",
                 "color": color,
                 "wrap": true,
             },
-            { "type": "TextBlock", "text": r.summary, "wrap": true },
+            { "type": "TextBlock", "text": md(&r.summary), "wrap": true },
             { "type": "FactSet", "facts": facts },
             {
                 "type": "TextBlock",
-                "text": format!("{} · Certkeeper · event {}", r.severity, event.id),
+                "text": format!("{} · Certkeeper · event {}", r.severity, md(&event.id)),
                 "isSubtle": true,
                 "size": "Small",
                 "wrap": true,
@@ -129,5 +141,67 @@ impl Notifier for TeamsNotifier {
         let url = self.http.parse_url(self.settings.webhook_url.expose())?;
         let request = self.http.client().post(url).json(&payload(event));
         self.http.send(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CertificateSummary, EventKind};
+
+    const HOSTILE: &str = "*bold* <!channel> [x](http://evil) @here <at>Boss</at>";
+
+    #[test]
+    fn certificate_text_cannot_mention_link_or_format() {
+        let event = Event {
+            id: "e1".into(),
+            at: chrono::Utc::now(),
+            kind: EventKind::CertificateExpired,
+            certificate: Some(CertificateSummary {
+                subject: format!("CN={HOSTILE}"),
+                sans: vec![HOSTILE.into()],
+                issuer: format!("CN=**{HOSTILE}**"),
+                ..CertificateSummary::default()
+            }),
+        };
+        let card = &payload(&event)["attachments"][0]["content"];
+        let mut shown: Vec<String> = card["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|block| block["text"].as_str().map(str::to_owned))
+            .collect();
+        let facts = card["body"][2]["facts"].as_array().unwrap();
+        shown.extend(
+            facts
+                .iter()
+                .map(|f| f["value"].as_str().unwrap().to_owned()),
+        );
+        for text in &shown {
+            let lower = text.to_ascii_lowercase();
+            assert!(!lower.contains("<at"), "a mention tag is live in {text:?}");
+            assert!(!text.contains("[x](http"), "a link is live in {text:?}");
+            assert!(!text.contains("*bold*"), "formatting is live in {text:?}");
+            assert!(!text.contains("@here"), "a mention is live in {text:?}");
+        }
+        // Markdown shows `\*bold\*` as `*bold*`: the text reads as it is.
+        let read = |t: &str| {
+            let mut out = String::new();
+            let mut chars = t.chars().filter(|&c| c != '\u{200B}');
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    out.extend(chars.next());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        let subject = facts
+            .iter()
+            .find(|f| f["title"] == "Subject")
+            .and_then(|f| f["value"].as_str())
+            .unwrap();
+        assert_eq!(read(subject), format!("CN={HOSTILE}"));
     }
 }

@@ -124,6 +124,13 @@ impl WebhookNotifier {
         })
     }
 
+    /// The same notifier, connecting only to addresses `guard` allows
+    /// (checked when each request connects; see [`crate::http`]).
+    pub fn guarded(mut self, guard: &crate::AddressGuard) -> Result<Self, NotifyError> {
+        self.http = self.http.guarded(guard)?;
+        Ok(self)
+    }
+
     fn body(&self, event: &Event) -> serde_json::Value {
         match self.settings.format {
             WebhookFormat::Event => json!(event),

@@ -6,14 +6,17 @@
 //!
 //! - [`client`]: the HTTP client, with a timeout on every request and the
 //!   operator's extra trusted roots, so a CA that stops answering is a
-//!   transient error rather than a renewal stuck forever;
+//!   transient error rather than a renewal stuck forever, and the address
+//!   guard checked whenever it connects;
 //! - [`account`]: the ACME account, created on first use and kept in the
 //!   connector's [`StateStore`] so a restart reuses it;
 //! - [`problem`]: how ACME problem documents and transport failures map to
-//!   [`ErrorClass`] (permanent, transient, retry after T);
+//!   [`ErrorClass`](crate::ErrorClass) (permanent, transient, retry after T);
 //! - [`http01`] and [`dns01`]: the challenge responders (a built-in HTTP
 //!   server or a webroot; RFC 2136 updates signed with TSIG);
-//! - [`order`]: one order from `newOrder` to the certificate, under a deadline;
+//! - [`order`]: one order from `newOrder` to the certificate, under a
+//!   deadline, kept in the [`StateStore`] under the request's idempotency
+//!   key so that a retry continues it rather than ordering again;
 //! - [`ari`]: ACME Renewal Information (RFC 9773).
 //!
 //! The daemon maps a `[[connector]] type = "acme"` table onto
@@ -49,7 +52,7 @@ use self::client::TimeoutClient;
 use self::dns01::Dns01Updater;
 use self::http01::Http01Responder;
 
-pub use crate::Secret;
+pub use crate::{AddressGuard, Secret};
 
 /// External Account Binding (RFC 8555 section 7.3.4): how a commercial CA
 /// ties a new ACME account to a customer account.
@@ -148,11 +151,16 @@ pub struct AcmeSettings {
     pub order_deadline: Duration,
     /// How control of identifiers is proven.
     pub challenge: ChallengeSettings,
+    /// Which addresses requests to the CA may connect to, checked each time
+    /// a connection is made (the directory's and every URL it hands out).
+    /// The daemon sets its address policy here; [`AddressGuard::allow_all`]
+    /// by default.
+    pub address_guard: AddressGuard,
 }
 
 impl AcmeSettings {
     /// Settings with 30 s per request and 10 minutes per order, no contact,
-    /// no EAB, no profile and no extra roots.
+    /// no EAB, no profile, no extra roots and no address restriction.
     pub fn new(
         name: impl Into<String>,
         directory_url: impl Into<String>,
@@ -168,6 +176,7 @@ impl AcmeSettings {
             request_timeout: Duration::from_secs(30),
             order_deadline: Duration::from_secs(600),
             challenge,
+            address_guard: AddressGuard::allow_all(),
         }
     }
 }
@@ -189,6 +198,8 @@ pub struct AcmeConnector {
     pub(crate) http: TimeoutClient,
     pub(crate) account: AccountSlot,
     pub(crate) solver: Solver,
+    /// Where orders in flight are kept under their idempotency key.
+    pub(crate) state: Arc<dyn StateStore>,
 }
 
 impl fmt::Debug for AcmeConnector {
@@ -215,9 +226,10 @@ pub async fn open(
             "request_timeout and order_deadline must be longer than zero".into(),
         ));
     }
-    let http = TimeoutClient::new(
+    let http = TimeoutClient::guarded(
         settings.extra_roots_pem.as_deref(),
         settings.request_timeout,
+        settings.address_guard.clone(),
     )
     .map_err(refuse)?;
     let eab = settings
@@ -233,12 +245,13 @@ pub async fn open(
             Dns01Updater::new(&name, dns.clone(), settings.request_timeout).map_err(refuse)?,
         ),
     };
-    let account = AccountSlot::new(state, eab);
+    let account = AccountSlot::new(state.clone(), eab);
     Ok(AcmeConnector {
         settings,
         http,
         account,
         solver,
+        state,
     })
 }
 

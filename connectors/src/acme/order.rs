@@ -7,14 +7,29 @@
 //! with the caller's CSR and poll for the certificate. The whole flow runs
 //! under the order deadline; whatever was published is withdrawn afterwards,
 //! whether the order succeeded, failed or ran out of time.
+//!
+//! ## Continuing an order after a crash
+//!
+//! A request with an [`IssueRequest::idempotency_key`] has its order's URL
+//! saved in the connector's [`crate::StateStore`] (under
+//! [`order_state_key`]) as soon as the CA has created the order, before any
+//! challenge is answered. A later call with the same key (the daemon's retry
+//! of the same renewal, after a crash, a timeout or a dropped future) loads
+//! that order and carries on from where the CA has it: `pending` answers the
+//! challenges, `ready` finalizes with the request's CSR, `processing` and
+//! `valid` fetch the certificate. An order the CA declared `invalid`, one it
+//! no longer knows (404), or one saved for another directory or other names
+//! is forgotten and a new one placed. The entry is removed once the
+//! certificate is downloaded.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use instant_acme::{
-    AuthorizationStatus, ChallengeType, Identifier as AcmeIdentifier, NewOrder, Order, OrderStatus,
-    RetryPolicy,
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier as AcmeIdentifier,
+    NewOrder, Order, OrderStatus, RetryPolicy,
 };
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::dns01::ChallengeRecord;
@@ -73,6 +88,99 @@ async fn run(
     };
     let account = connector.account().await?;
 
+    let saved = match request.idempotency_key.as_deref() {
+        Some(key) => resume(connector, &account, key, identifiers).await?,
+        None => None,
+    };
+    let mut order = match saved {
+        Some(order) => order,
+        None => {
+            let order = place(connector, &account, request, identifiers).await?;
+            if let Some(key) = request.idempotency_key.as_deref() {
+                remember(connector, key, identifiers, order.url()).await;
+            }
+            order
+        }
+    };
+
+    let policy = |left: Duration| {
+        RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .backoff(1.5)
+            .timeout(left)
+    };
+    let mut status = order.state().status;
+    let mut finalized_earlier = false;
+    if status == OrderStatus::Pending {
+        let kind = match connector.solver {
+            Solver::Http01(_) | Solver::Webroot(_) => ChallengeType::Http01,
+            Solver::Dns01(_) => ChallengeType::Dns01,
+        };
+        let pending = publish(connector, &mut order, &kind, published).await?;
+        if let Solver::Dns01(updater) = &connector.solver
+            && !published.records.is_empty()
+        {
+            updater.wait_visible(&published.records).await?;
+        }
+        if pending > 0 {
+            set_ready(name, &mut order, &kind).await?;
+        }
+        status = order
+            .poll_ready(&policy(remaining()))
+            .await
+            .map_err(|e| problem::map(name, "waiting for validation", e))?;
+    }
+    match status {
+        OrderStatus::Ready => order
+            .finalize_csr(&request.csr_der)
+            .await
+            .map_err(|e| problem::map(name, "finalizing the order", e))?,
+        // Finalized before a crash: only the certificate is missing.
+        OrderStatus::Processing | OrderStatus::Valid => finalized_earlier = true,
+        OrderStatus::Pending | OrderStatus::Invalid => {
+            return Err(invalid_reason(name, &mut order).await);
+        }
+    }
+    let chain_pem = order
+        .poll_certificate(&policy(remaining()))
+        .await
+        .map_err(|e| problem::map(name, "fetching the certificate", e))?;
+    if let Some(key) = request.idempotency_key.as_deref() {
+        forget(connector, key).await;
+        // Finalized by an earlier attempt, perhaps with another CSR: a
+        // certificate for a key the caller no longer holds is no use.
+        if finalized_earlier && !carries_csr_key(&chain_pem, &request.csr_der) {
+            return Err(ConnectorError::transient(
+                name,
+                "the saved order had been finalized with another key; it is forgotten \
+                 and the next attempt places a new order (pass the same CSR on every retry)",
+            ));
+        }
+    }
+    let reference = order.state().certificate.clone();
+    tracing::info!(connector = name, certificate = ?reference, "certificate issued");
+    Ok(Issued::new(chain_pem, reference))
+}
+
+/// Whether the chain's leaf certifies the public key of `csr_der`.
+fn carries_csr_key(chain_pem: &str, csr_der: &[u8]) -> bool {
+    let leaf_key = openssl::x509::X509::from_pem(chain_pem.as_bytes()).and_then(|c| c.public_key());
+    let csr_key = openssl::x509::X509Req::from_der(csr_der).and_then(|r| r.public_key());
+    match (leaf_key, csr_key) {
+        (Ok(leaf), Ok(csr)) => leaf.public_eq(&csr),
+        _ => false,
+    }
+}
+
+/// Places a new order for `identifiers`, with the profile and, when the CA
+/// offers ARI, the certificate it replaces.
+async fn place(
+    connector: &AcmeConnector,
+    account: &Account,
+    request: &IssueRequest,
+    identifiers: &[AcmeIdentifier],
+) -> Result<Order, ConnectorError> {
+    let name = connector.settings.name.as_str();
     let profile = request
         .profile
         .as_deref()
@@ -93,46 +201,144 @@ async fn run(
         },
         None => account.new_order(&new_order()).await,
     };
-    let mut order = created.map_err(|e| problem::map(name, "creating the order", e))?;
+    created.map_err(|e| problem::map(name, "creating the order", e))
+}
 
-    let kind = match connector.solver {
-        Solver::Http01(_) | Solver::Webroot(_) => ChallengeType::Http01,
-        Solver::Dns01(_) => ChallengeType::Dns01,
+/// The key under which the order of the request with `idempotency_key` is
+/// kept in the connector's state: a hash, so any key fits the store's short
+/// names and none collides with the account's.
+pub fn order_state_key(idempotency_key: &str) -> String {
+    let digest = openssl::sha::sha256(idempotency_key.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("acme_order_{hex}")
+}
+
+/// What is kept of an order in flight.
+#[derive(Serialize, Deserialize)]
+struct SavedOrder {
+    /// The directory the order was placed at (another CA knows nothing of it).
+    directory_url: String,
+    /// The names ordered, as `dns:example.com` / `ip:192.0.2.1`.
+    identifiers: Vec<String>,
+    /// The order's URL at the CA.
+    order_url: String,
+}
+
+fn identifier_texts(identifiers: &[AcmeIdentifier]) -> Vec<String> {
+    let mut texts: Vec<String> = identifiers
+        .iter()
+        .map(|identifier| match identifier {
+            AcmeIdentifier::Dns(name) => format!("dns:{name}"),
+            AcmeIdentifier::Ip(ip) => format!("ip:{ip}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// Saves the order's URL under the request's key. A failure is logged, not
+/// returned: the order exists now, and giving up would only make the retry
+/// place another one for certain rather than after a crash.
+async fn remember(connector: &AcmeConnector, key: &str, identifiers: &[AcmeIdentifier], url: &str) {
+    let saved = SavedOrder {
+        directory_url: connector.settings.directory_url.clone(),
+        identifiers: identifier_texts(identifiers),
+        order_url: url.to_owned(),
     };
-    let pending = publish(connector, &mut order, &kind, published).await?;
-    if let Solver::Dns01(updater) = &connector.solver
-        && !published.records.is_empty()
+    let result = match serde_json::to_vec(&saved) {
+        Ok(bytes) => connector.state.save(&order_state_key(key), &bytes).await,
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
+        tracing::warn!(
+            connector = connector.settings.name.as_str(),
+            order = url,
+            error = %e,
+            "cannot save the order in flight; a retry after a crash would place a new one"
+        );
+    }
+}
+
+/// Removes the saved order of `key`; a failure is logged (the next call
+/// with that key would fetch the same certificate again, no new order).
+async fn forget(connector: &AcmeConnector, key: &str) {
+    if let Err(e) = connector.state.remove(&order_state_key(key)).await {
+        tracing::warn!(
+            connector = connector.settings.name.as_str(),
+            error = %e,
+            "cannot remove the saved order"
+        );
+    }
+}
+
+/// The order saved under `key`, as the CA has it now, if it can still be
+/// continued; otherwise the entry is forgotten and `None` returned.
+async fn resume(
+    connector: &AcmeConnector,
+    account: &Account,
+    key: &str,
+    identifiers: &[AcmeIdentifier],
+) -> Result<Option<Order>, ConnectorError> {
+    let name = connector.settings.name.as_str();
+    let bytes = connector
+        .state
+        .load(&order_state_key(key))
+        .await
+        .map_err(|e| ConnectorError::transient(name, format!("loading the saved order: {e}")))?;
+    let Some(bytes) = bytes.filter(|b| !b.is_empty()) else {
+        return Ok(None);
+    };
+    let saved: SavedOrder = match serde_json::from_slice(&bytes) {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(connector = name, error = %e, "the saved order is unreadable; ordering anew");
+            forget(connector, key).await;
+            return Ok(None);
+        }
+    };
+    if saved.directory_url != connector.settings.directory_url
+        || saved.identifiers != identifier_texts(identifiers)
     {
-        updater.wait_visible(&published.records).await?;
+        tracing::info!(
+            connector = name,
+            order = saved.order_url.as_str(),
+            "the saved order was for another CA or other names; ordering anew"
+        );
+        forget(connector, key).await;
+        return Ok(None);
     }
-    if pending > 0 {
-        set_ready(name, &mut order, &kind).await?;
+    match account.order(saved.order_url.clone()).await {
+        Ok(mut order) => {
+            let status = order.state().status;
+            if status == OrderStatus::Invalid {
+                tracing::info!(
+                    connector = name,
+                    order = saved.order_url.as_str(),
+                    "the saved order is invalid; ordering anew"
+                );
+                forget(connector, key).await;
+                return Ok(None);
+            }
+            tracing::info!(
+                connector = name,
+                order = saved.order_url.as_str(),
+                status = ?status,
+                "continuing the saved order"
+            );
+            Ok(Some(order))
+        }
+        Err(instant_acme::Error::Api(problem)) if matches!(problem.status, Some(404 | 410)) => {
+            tracing::info!(
+                connector = name,
+                order = saved.order_url.as_str(),
+                "the CA no longer knows the saved order; ordering anew"
+            );
+            forget(connector, key).await;
+            Ok(None)
+        }
+        Err(e) => Err(problem::map(name, "loading the saved order", e)),
     }
-
-    let policy = |left: Duration| {
-        RetryPolicy::new()
-            .initial_delay(Duration::from_millis(250))
-            .backoff(1.5)
-            .timeout(left)
-    };
-    let status = order
-        .poll_ready(&policy(remaining()))
-        .await
-        .map_err(|e| problem::map(name, "waiting for validation", e))?;
-    if status != OrderStatus::Ready {
-        return Err(invalid_reason(name, &mut order).await);
-    }
-    order
-        .finalize_csr(&request.csr_der)
-        .await
-        .map_err(|e| problem::map(name, "finalizing the order", e))?;
-    let chain_pem = order
-        .poll_certificate(&policy(remaining()))
-        .await
-        .map_err(|e| problem::map(name, "fetching the certificate", e))?;
-    let reference = order.state().certificate.clone();
-    tracing::info!(connector = name, certificate = ?reference, "certificate issued");
-    Ok(Issued::new(chain_pem, reference))
 }
 
 /// Publishes a response for every pending authorization; returns how many.
@@ -217,7 +423,10 @@ async fn set_ready(
         if authz.status != AuthorizationStatus::Pending {
             continue;
         }
-        if let Some(mut challenge) = authz.challenge(kind.clone()) {
+        // A challenge already validating (told before a crash) is left be.
+        if let Some(mut challenge) = authz.challenge(kind.clone())
+            && challenge.status == ChallengeStatus::Pending
+        {
             challenge
                 .set_ready()
                 .await

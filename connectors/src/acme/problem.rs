@@ -74,6 +74,13 @@ pub fn classify(error: &instant_acme::Error) -> ErrorClass {
             ErrorClass::RetryAfter(at.saturating_duration_since(std::time::Instant::now()))
         }
         E::Unsupported(_) | E::Crypto | E::KeyRejected | E::InvalidUri(_) => ErrorClass::Permanent,
+        // The address policy refused the CA's address: the operator must
+        // change the policy or the URL, retrying will not help.
+        E::Other(cause)
+            if super::client::refusal(cause.as_ref()).is_some_and(|r| r.is_denied()) =>
+        {
+            ErrorClass::Permanent
+        }
         // Transport failures, timeouts, garbled answers: the next try may pass.
         _ => ErrorClass::Transient,
     }
