@@ -38,10 +38,11 @@ impl Alerts {
     /// Builds the notifiers; the config has been checked.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Self> {
         let mut notifiers: HashMap<String, Arc<dyn Notifier>> = HashMap::new();
+        let guard = config.security.address_guard();
         for (name, channel) in &config.notifiers {
             let built = channel
                 .clone()
-                .build(name)
+                .build_guarded(name, &guard)
                 .map_err(|e| anyhow::anyhow!("notifier.{name}: {}", e.message))?;
             notifiers.insert(name.clone(), Arc::from(built));
         }

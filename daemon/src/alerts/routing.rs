@@ -286,8 +286,9 @@ mod tests {
         let discovered = sample_event("certificate_discovered").unwrap();
         assert_eq!(channels(&r.targets(&discovered, 0)), ["inventory-feed"]);
         let failed = sample_event("job_failed").unwrap();
-        let mut both = channels(&r.targets(&failed, 0));
-        both.sort();
+        let targets = r.targets(&failed, 0);
+        let mut both = channels(&targets);
+        both.sort_unstable();
         assert_eq!(both, ["catch-all", "inventory-feed"]);
     }
 

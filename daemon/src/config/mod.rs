@@ -178,6 +178,20 @@ impl SecurityConfig {
         )
     }
 
+    /// The check every outbound connection makes when it connects (after
+    /// resolving, so a name that changes its answer cannot slip through):
+    /// the [`url_policy`](Self::url_policy) with `restrict_outbound`, else
+    /// everything allowed.
+    pub fn address_guard(&self) -> certkeeper_base::AddressGuard {
+        if !self.restrict_outbound {
+            return certkeeper_base::AddressGuard::allow_all();
+        }
+        let policy = self.url_policy();
+        certkeeper_base::AddressGuard::new(move |ip| {
+            policy.check_ip(ip).map_err(|denial| denial.to_string())
+        })
+    }
+
     /// Every outbound URL of `config` with the key it comes from.
     pub fn outbound_urls(config: &Config) -> Vec<(String, String)> {
         let mut urls = Vec::new();

@@ -50,9 +50,10 @@ impl Registry {
                         })?),
                         None => None,
                     };
-                    let settings = acme
+                    let mut settings = acme
                         .settings(roots)
                         .map_err(|e| anyhow::anyhow!("connector {}: {e}", acme.name))?;
+                    settings.address_guard = config.security.address_guard();
                     let connector = certkeeper_connectors::acme::open(settings, state).await?;
                     (Arc::new(connector), None)
                 }

@@ -65,6 +65,10 @@ impl Renewer {
         let csr =
             build_csr(&key, &identifiers).map_err(|e| Failure::permanent(format!("CSR: {e}")))?;
         let mut request = IssueRequest::new(csr, identifiers);
+        // The same for every attempt of this operation (a retry, a restart):
+        // an order-then-poll CA resumes the order it placed instead of
+        // placing another.
+        request.idempotency_key = Some(format!("{}:{}:{:?}", cert.name, op.started, op.kind));
         request.usage = cert.usage;
         request.validity = cert.validity();
         request.profile = cert.profile.clone();

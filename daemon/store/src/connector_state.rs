@@ -74,4 +74,17 @@ impl StateStore for ConnectorState {
         .map_err(|e| format!("store: {e}"))?;
         Ok(())
     }
+
+    async fn remove(&self, key: &str) -> Result<(), String> {
+        let vars = json!({ "c": self.connector, "k": key });
+        with_conflict_retry(|| {
+            self.store.run(
+                "DELETE type::record('connector_state', [$c, $k]) RETURN NONE",
+                vars.clone(),
+            )
+        })
+        .await
+        .map_err(|e| format!("store: {e}"))?;
+        Ok(())
+    }
 }

@@ -378,10 +378,14 @@ mod tests {
     #[tokio::test]
     async fn only_certificates_every_source_stopped_seeing_are_candidates() {
         let store = Store::memory().await.unwrap();
-        let gone = leaf("gone.example.test", NOW - 10 * DAY);
-        let moved = leaf("moved.example.test", NOW - 10 * DAY);
-        let uploaded = leaf("uploaded.example.test", NOW - 10 * DAY);
         let early = NOW - 5 * DAY;
+        let seen_early = |mut c: CertificateRecord| {
+            (c.first_seen, c.last_seen) = (early, early);
+            c
+        };
+        let gone = seen_early(leaf("gone.example.test", NOW - 10 * DAY));
+        let moved = seen_early(leaf("moved.example.test", NOW - 10 * DAY));
+        let uploaded = seen_early(leaf("uploaded.example.test", NOW - 10 * DAY));
         for (cert, source, location) in [
             (&gone, "scan", "10.0.0.1:443"),
             (&moved, "scan", "10.0.0.2:443"),

@@ -14,9 +14,13 @@
 //!    before the check, and IPv4-mapped IPv6 (`[::ffff:127.0.0.1]`) is checked
 //!    as the IPv4 address it maps to.
 //! 2. [`UrlPolicy::resolve_checked`]: every address the name resolves to
-//!    must be allowed. The daemon runs it once per configured URL at start;
-//!    resolving and pinning at connect time (against DNS rebinding) is not
-//!    done yet.
+//!    must be allowed. The daemon runs it once per configured URL at start,
+//!    so a bad config fails early; and every connection checks again when it
+//!    connects: the daemon hands the channels, the ACME client and
+//!    discovery's AIA/revocation fetches an address guard built from this
+//!    policy (`SecurityConfig::address_guard`), which resolves the name and
+//!    connects only to addresses that pass (no DNS rebinding between check
+//!    and use). No client follows redirects.
 //!
 //! Which addresses are allowed: the operator's `security.allowed_networks` and
 //! `security.denied_networks` come first, the most specific network containing
