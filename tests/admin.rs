@@ -409,10 +409,10 @@ fn every_route_role_and_scope_is_enforced() {
                     .iter()
                     .any(|a| spec.path.ends_with(a))
                 {
-                        &issued_fp[object_side]
-                    } else {
-                        &fp[object_side]
-                    };
+                    &issued_fp[object_side]
+                } else {
+                    &fp[object_side]
+                };
                 let path = spec
                     .path
                     .replace("{fingerprint}", certificate)
@@ -564,8 +564,18 @@ fn objects_chosen_by_body_or_query_stay_in_scope() {
             "/api/v1/requests",
             json!({ "identifiers": ["y.pay.corp.test"], "connector": "corp-ca", "org_unit": "finance" }),
         ),
-        ("dave", "POST", "/api/v1/tokens", json!({ "user": "alice", "label": "mine now" })),
-        ("sam", "POST", "/api/v1/tokens", json!({ "user": "dave", "label": "mine now" })),
+        (
+            "dave",
+            "POST",
+            "/api/v1/tokens",
+            json!({ "user": "alice", "label": "mine now" }),
+        ),
+        (
+            "sam",
+            "POST",
+            "/api/v1/tokens",
+            json!({ "user": "dave", "label": "mine now" }),
+        ),
         (
             "dave",
             "POST",
@@ -1256,8 +1266,18 @@ fn an_impossible_user_name_is_refused_before_it_is_stored() {
     let mut daemon = Daemon::new("");
     organisation(&mut daemon);
     let api = Api { daemon: &daemon };
+    // Past the API's cap on any text field, and past the longest name an
+    // account may have: both refused, naming the field.
     let huge = "x".repeat(100_000);
     let body = json!({ "user": huge, "password": "whatever it is" });
+    let (status, _, answer) = raw(&daemon, "POST", "/api/v1/login", &body.to_string(), &[]);
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("`/user`: longer than 4096 characters"),
+        "{answer}"
+    );
+    let long = "x".repeat(300);
+    let body = json!({ "user": long, "password": "whatever it is" });
     let (status, _, answer) = raw(&daemon, "POST", "/api/v1/login", &body.to_string(), &[]);
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("254 characters"), "{answer}");
@@ -1595,7 +1615,9 @@ fn an_approval_the_daemon_stopped_after_is_issued_at_the_next_start() {
     assert_eq!(after["managed"], id.as_str(), "{after}");
     assert_eq!(fingerprint.len(), 64);
     assert!(
-        daemon.log().contains("resumed the issuance of an approved request"),
+        daemon
+            .log()
+            .contains("resumed the issuance of an approved request"),
         "{}",
         daemon.log()
     );

@@ -801,11 +801,21 @@ async fn roots_in_a_bundle_on_disk_raise_no_expiry_alert_unless_asked() {
         .await
         .unwrap();
     ledger::pass(&store, &config(json!({})), T0).await.unwrap();
-    let mut got: Vec<String> = expiry_events(&store).await.into_iter().map(|e| e.0).collect();
+    let mut got: Vec<String> = expiry_events(&store)
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
     got.sort();
-    let mut expected = vec![leaf.cert.fingerprint.clone(), served.cert.fingerprint.clone()];
+    let mut expected = vec![
+        leaf.cert.fingerprint.clone(),
+        served.cert.fingerprint.clone(),
+    ];
     expected.sort();
-    assert_eq!(got, expected, "the served intermediate and the leaf alert; the bundled root not");
+    assert_eq!(
+        got, expected,
+        "the served intermediate and the leaf alert; the bundled root not"
+    );
     // Asked for, the bundled root alerts too.
     ledger::pass(&store, &config(json!({ "ca_certificates": true })), T0 + 60)
         .await
@@ -863,23 +873,24 @@ impl TextReceiver {
             while let Ok((stream, _)) = listener.accept().await {
                 let this = this.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let this = this.clone();
-                        async move {
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let to = url::form_urlencoded::parse(&body)
-                                .find(|(k, _)| k == "To")
-                                .map(|(_, v)| v.into_owned())
-                                .unwrap_or_default();
-                            this.to.lock().unwrap().push(to);
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .status(201)
-                                    .body(Full::new(Bytes::from_static(b"{\"sid\":\"SM1\"}")))
-                                    .unwrap(),
-                            )
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                            let this = this.clone();
+                            async move {
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let to = url::form_urlencoded::parse(&body)
+                                    .find(|(k, _)| k == "To")
+                                    .map(|(_, v)| v.into_owned())
+                                    .unwrap_or_default();
+                                this.to.lock().unwrap().push(to);
+                                Ok::<_, Infallible>(
+                                    hyper::Response::builder()
+                                        .status(201)
+                                        .body(Full::new(Bytes::from_static(b"{\"sid\":\"SM1\"}")))
+                                        .unwrap(),
+                                )
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -929,7 +940,10 @@ async fn contacts_are_reached_the_way_they_asked() {
         .await
         .unwrap();
     for (id, kind) in [
-        ("expiring-1", json!({ "type": "certificate_expiring", "threshold_days": 30, "days_left": 29 })),
+        (
+            "expiring-1",
+            json!({ "type": "certificate_expiring", "threshold_days": 30, "days_left": 29 }),
+        ),
         ("revoked-1", json!({ "type": "certificate_revoked" })),
     ] {
         let event = json!({
@@ -939,7 +953,11 @@ async fn contacts_are_reached_the_way_they_asked() {
                 "contacts": ["SSLAdmin@example.com"] },
         });
         store
-            .push_event(&certkeeper_model::event::StoredEvent { id: id.into(), time: T0, event })
+            .push_event(&certkeeper_model::event::StoredEvent {
+                id: id.into(),
+                time: T0,
+                event,
+            })
             .await
             .unwrap();
     }

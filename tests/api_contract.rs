@@ -41,7 +41,10 @@ fn schemathesis() -> PathBuf {
 /// Runs schemathesis over the operations `filter` selects; returns its
 /// exit status and output.
 fn run(daemon: &Daemon, filter: &[&str], max_examples: u32) -> (bool, String) {
-    let report = daemon.path(&format!("schemathesis-{}.txt", filter.join("_").replace('/', "")));
+    let report = daemon.path(&format!(
+        "schemathesis-{}.txt",
+        filter.join("_").replace('/', "")
+    ));
     let output = Command::new(schemathesis())
         .args(["run", &daemon.url("/api/v1/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {ROOT}")])
@@ -72,11 +75,16 @@ fn run(daemon: &Daemon, filter: &[&str], max_examples: u32) -> (bool, String) {
 
 #[test]
 fn every_operation_answers_as_its_openapi_entry_says() {
-    let mut daemon = Daemon::new(&format!("[api]\ntoken = \"{ROOT}\"\n"));
+    let mut daemon = Daemon::new("");
     // An organisation to act on: the internal CA (so requests, renewals and
     // revocations reach a real connector) and a certificate in the inventory.
+    // The common config writes [api] first: the token goes into that table.
     let corp_ca = daemon.corp_ca();
-    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let config = std::fs::read_to_string(&daemon.config).unwrap().replacen(
+        "[api]\n",
+        &format!("[api]\ntoken = \"{ROOT}\"\n"),
+        1,
+    );
     std::fs::write(&daemon.config, format!("{config}\n{corp_ca}")).unwrap();
     daemon.start();
     let pem = common::self_signed(&daemon.path(""), "contract.corp.test", 20);

@@ -255,8 +255,20 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
     issue(d, "disorder", "disorder.test", Some("inter"), 90, "ec", "");
     make_ca(d, "stranger", "Stranger Root", None);
     make_ca(d, "stranger-inter", "Stranger Issuing CA", Some("stranger"));
-    issue(d, "unknown", "unknown.test", Some("stranger-inter"), 90, "ec", "");
-    cat(d, "disorder-chain.pem", &["disorder.pem", "root.pem", "inter.pem"]);
+    issue(
+        d,
+        "unknown",
+        "unknown.test",
+        Some("stranger-inter"),
+        90,
+        "ec",
+        "",
+    );
+    cat(
+        d,
+        "disorder-chain.pem",
+        &["disorder.pem", "root.pem", "inter.pem"],
+    );
     for name in ["good", "soon", "weak", "legacy", "long"] {
         cat(
             d,
@@ -780,7 +792,10 @@ fn certificates_renewed_elsewhere_or_gone_are_retired() {
     scan();
     let listed = candidates(&daemon);
     assert!(listed.contains(&new), "{listed:?}");
-    assert!(!listed.contains(&old), "a replaced certificate is not listed: {listed:?}");
+    assert!(
+        !listed.contains(&old),
+        "a replaced certificate is not listed: {listed:?}"
+    );
 
     let out = daemon.cli_ok(&["deactivate", &new, "--reason", "server decommissioned"]);
     assert!(out.contains("deactivated"), "{out}");

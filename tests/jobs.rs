@@ -113,7 +113,11 @@ fn failed_runs_and_first_sightings_are_events() {
     let mut ids: Vec<&str> = failed.iter().map(|e| e["id"].as_str().unwrap()).collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), failed.len(), "one event per failed run: {failed:?}");
+    assert_eq!(
+        ids.len(),
+        failed.len(),
+        "one event per failed run: {failed:?}"
+    );
     // Several scans of the same file later, still one discovery event.
     eventually(Duration::from_secs(30), || {
         let runs = daemon.cli_json(&["jobs", "--runs", "pki-files"]);

@@ -819,7 +819,14 @@ fn the_portal_works_over_https_and_http2_in_chromium() {
     let cert = daemon.path("api.crt");
     let key = daemon.path("api.key");
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
@@ -856,7 +863,10 @@ fn the_portal_works_over_https_and_http2_in_chromium() {
         .arg("tls.mjs")
         .current_dir(browser_dir())
         .env("CERTKEEPER_URL", &base)
-        .env("CERTKEEPER_USER", json!({ "name": user, "password": password }).to_string())
+        .env(
+            "CERTKEEPER_USER",
+            json!({ "name": user, "password": password }).to_string(),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

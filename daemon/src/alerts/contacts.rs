@@ -22,9 +22,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use certkeeper_integrations::Event;
 use certkeeper_integrations::config::ChannelConfig;
 use certkeeper_integrations::render::kind_name;
-use certkeeper_integrations::Event;
 use certkeeper_store::accounts::User;
 use certkeeper_store::contacts::Contact;
 
@@ -127,7 +127,10 @@ impl Directory {
                 continue;
             }
             for r in &t.recipients {
-                match people.iter_mut().find(|(p, _, _)| p.eq_ignore_ascii_case(r)) {
+                match people
+                    .iter_mut()
+                    .find(|(p, _, _)| p.eq_ignore_ascii_case(r))
+                {
                     Some((_, on, at)) => {
                         on.push(t.channel.clone());
                         *at = (*at).min(t.not_before);
@@ -180,7 +183,11 @@ impl Directory {
                             )
                         });
                         t.not_before = t.not_before.min(*at);
-                        if !t.recipients.iter().any(|x| x.eq_ignore_ascii_case(&address)) {
+                        if !t
+                            .recipients
+                            .iter()
+                            .any(|x| x.eq_ignore_ascii_case(&address))
+                        {
                             t.recipients.push(address);
                         }
                     }
@@ -214,7 +221,8 @@ impl Directory {
             // An SMS channel routing picked texts its own number; an e-mail
             // channel goes to its configured recipients alone only when
             // routing named nobody on it.
-            let keep = reach(&target.channel) == Reach::Phone || !had || !target.recipients.is_empty();
+            let keep =
+                reach(&target.channel) == Reach::Phone || !had || !target.recipients.is_empty();
             if keep {
                 out.push(Resolved {
                     target,
@@ -248,7 +256,13 @@ mod tests {
         ])
     }
 
-    fn contact(name: &str, email: Option<&str>, phone: Option<&str>, events: &[&str], channels: &[&str]) -> Contact {
+    fn contact(
+        name: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+        events: &[&str],
+        channels: &[&str],
+    ) -> Contact {
         Contact {
             name: name.into(),
             email: email.map(Into::into),
@@ -261,7 +275,13 @@ mod tests {
     fn summary(out: &[Resolved]) -> Vec<(String, Vec<String>, Option<String>)> {
         let mut s: Vec<_> = out
             .iter()
-            .map(|r| (r.target.channel.clone(), r.target.recipients.clone(), r.person.clone()))
+            .map(|r| {
+                (
+                    r.target.channel.clone(),
+                    r.target.recipients.clone(),
+                    r.person.clone(),
+                )
+            })
             .collect();
         s.sort();
         s
@@ -272,7 +292,13 @@ mod tests {
         let directory = Directory::new(
             vec![
                 // An alias that wants only expiry news, by e-mail and text.
-                contact("ssladmin@example.com", Some("pki-team@example.com"), Some("+4915112345678"), &["certificate_expiring"], &["mail", "text"]),
+                contact(
+                    "ssladmin@example.com",
+                    Some("pki-team@example.com"),
+                    Some("+4915112345678"),
+                    &["certificate_expiring"],
+                    &["mail", "text"],
+                ),
                 // Someone who wants nothing about findings.
                 contact("quiet@example.com", None, None, &["renewal_failed"], &[]),
             ],
@@ -289,17 +315,31 @@ mod tests {
         );
         let expiring = sample_event("certificate_expiring").unwrap();
         let targets = vec![
-            target("mail", &["ssladmin@example.com", "sam", "quiet@example.com", "nobody"]),
+            target(
+                "mail",
+                &["ssladmin@example.com", "sam", "quiet@example.com", "nobody"],
+            ),
             target("slack", &[]),
         ];
         let out = directory.resolve(&expiring, targets.clone(), &reach(), &[], 100);
         assert_eq!(
             summary(&out),
             [
-                ("mail".to_owned(), vec!["pki-team@example.com".to_owned(), "sam@example.com".to_owned()], None),
+                (
+                    "mail".to_owned(),
+                    vec![
+                        "pki-team@example.com".to_owned(),
+                        "sam@example.com".to_owned()
+                    ],
+                    None
+                ),
                 ("slack".to_owned(), vec![], None),
                 // Its own delivery, to its own phone, on the channel it asked for.
-                ("text".to_owned(), vec!["+4915112345678".to_owned()], Some("+4915112345678".to_owned())),
+                (
+                    "text".to_owned(),
+                    vec!["+4915112345678".to_owned()],
+                    Some("+4915112345678".to_owned())
+                ),
             ]
         );
         // A finding: the alias wants none, quiet neither; sam still does.
@@ -317,13 +357,22 @@ mod tests {
     #[test]
     fn a_mail_channel_nobody_is_left_on_sends_nothing() {
         let directory = Directory::new(
-            vec![contact("ops@example.com", None, None, &["renewal_failed"], &[])],
+            vec![contact(
+                "ops@example.com",
+                None,
+                None,
+                &["renewal_failed"],
+                &[],
+            )],
             &[],
         );
         let expiring = sample_event("certificate_expiring").unwrap();
         let out = directory.resolve(
             &expiring,
-            vec![target("mail", &["ops@example.com"]), target("text", &["ops@example.com"])],
+            vec![
+                target("mail", &["ops@example.com"]),
+                target("text", &["ops@example.com"]),
+            ],
             &reach(),
             &[],
             100,

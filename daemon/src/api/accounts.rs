@@ -433,6 +433,11 @@ pub async fn create_token(
         .user
         .map(|u| u.to_lowercase())
         .unwrap_or_else(|| principal.user.clone());
+    if user.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "user: empty; name an account or leave it out for your own",
+        ));
+    }
     if user != principal.user && principal.role != Role::PrimaryAdmin {
         return Err(ApiError::forbidden(
             "only a primary admin makes tokens for others",
@@ -561,6 +566,16 @@ pub async fn assign_certificates(
 ) -> Result<Response, ApiError> {
     if body.org_unit.is_none() && body.contacts.is_none() && body.tags.is_none() {
         return Err(ApiError::bad_request("set org_unit, contacts or tags"));
+    }
+    for (field, value) in [
+        ("org_unit", &body.org_unit),
+        ("in_org_unit", &body.in_org_unit),
+    ] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::bad_request(format!(
+                "{field}: empty; name an org unit or leave it out"
+            )));
+        }
     }
     if let Some(unit) = &body.org_unit
         && !state

@@ -95,6 +95,14 @@ pub async fn remove(
     {
         return Err(ApiError::not_found(format!("no contact entry `{name}`")));
     }
-    audit(&state, &principal, "contact_remove", Some(&name), None, None).await?;
+    audit(
+        &state,
+        &principal,
+        "contact_remove",
+        Some(&name),
+        None,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

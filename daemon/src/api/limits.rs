@@ -62,7 +62,8 @@ pub async fn bounded_text(request: Request, next: Next) -> Response {
     {
         return ApiError::bad_request(message).into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// `Ok` when `value` keeps to the caps, else what breaks them.

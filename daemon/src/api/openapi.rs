@@ -70,6 +70,43 @@ fn annotate(doc: &mut Value) {
             }
         }
     }
+    // What every operation taking a body answers before its handler runs:
+    // axum's extractor and `limits::bounded_text`.
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let Some(content) = operation["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            let json_body = content.contains_key("application/json");
+            let mut answers = vec![("413", "the body is larger than the API accepts (16 MiB)")];
+            if json_body {
+                answers.extend([
+                    ("400", "the body is not valid JSON, or a string in it is longer than 4096 characters or nested deeper than 32 levels"),
+                    ("415", "the body is not sent as Content-Type: application/json"),
+                    ("422", "the body is JSON of another shape (unknown or missing field, wrong type); the message names the field"),
+                ]);
+            } else {
+                answers.push((
+                    "400",
+                    "the body cannot be read as what this operation takes",
+                ));
+            }
+            for (status, description) in answers {
+                let responses = &mut operation["responses"];
+                if responses.get(status).is_none() {
+                    responses[status] = error_response(description);
+                }
+            }
+        }
+    }
 }
 
 /// The OpenAPI document.
@@ -390,8 +427,9 @@ fn base_document() -> Value {
 /// shape (an unknown or missing field, a wrong type). Plain text, not the
 /// Error schema.
 fn body_refused() -> Value {
-    json!({ "description": "the body is not JSON of this shape (unknown or missing field, wrong type); plain text naming the field",
-        "content": { "text/plain": {} } })
+    error_response(
+        "the body is not JSON of this shape (unknown or missing field, wrong type); the message names the field",
+    )
 }
 
 /// The schemas of the administration routes.
@@ -582,8 +620,8 @@ fn admin_paths() -> Value {
                     "202": one("pending an approver", "Request"),
                     "400": error_response("a name that is not a host name or IP address, too many or no names, an unknown org unit or connector"),
                     "403": error_response("the org unit is outside the caller's"),
-                    "422": { "description": "refused by the domain policy: the request, in state rejected, with one sentence per refused name in reason; or an Error when the connector has no purchased units left (a body of the wrong shape also answers 422, as plain text)",
-                        "content": { "application/json": { "schema": { "oneOf": [schema("Request"), schema("Error")] } }, "text/plain": {} } },
+                    "422": { "description": "refused by the domain policy: the request, in state rejected, with one sentence per refused name in reason; or an Error when the connector has no purchased units left or the body is JSON of the wrong shape",
+                        "content": { "application/json": { "schema": { "anyOf": [schema("Request"), schema("Error")] } } } },
                     "503": error_response("the renewal worker is not running") } } },
         "/api/v1/requests/{id}": { "get": { "summary": "One enrollment request. Any role, scoped",
             "security": bearer, "parameters": path_param("id"),

@@ -117,7 +117,13 @@ pub async fn resume_approved(state: &AppState) -> Result<usize, ApiError> {
     loop {
         let page = state
             .store
-            .requests(None, None, Some(RequestState::Approved), 500, cursor.as_deref())
+            .requests(
+                None,
+                None,
+                Some(RequestState::Approved),
+                500,
+                cursor.as_deref(),
+            )
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
         for request in page.items.iter().filter(|r| r.managed.is_none()) {
@@ -175,6 +181,15 @@ async fn enroll(
 ) -> Result<(StatusCode, Request), ApiError> {
     let state = state.clone();
     let principal = principal.clone();
+    for (field, value) in [
+        ("org_unit", body.org_unit.as_deref()),
+        ("connector", Some(body.connector.as_str())),
+        ("contact", body.contact.as_deref()),
+    ] {
+        if value.is_some_and(|v| v.trim().is_empty()) {
+            return Err(ApiError::bad_request(format!("{field}: empty")));
+        }
+    }
     let unit = match (&body.org_unit, principal.scope.units()) {
         (Some(u), _) => u.clone(),
         (None, Some(units)) if !units.is_empty() => units[0].clone(),

@@ -36,7 +36,9 @@ pub async fn deactivate(
     body: Option<axum::Json<DeactivateBody>>,
 ) -> Result<Response, ApiError> {
     let fp = fingerprint_of(&fingerprint);
-    let reason = body.and_then(|b| b.0.reason).filter(|r| !r.trim().is_empty());
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .filter(|r| !r.trim().is_empty());
     if !certificate_in_scope(&state, &principal, Some(&fp)).await? {
         return Err(ApiError::not_found(format!("no certificate {fp}")));
     }
@@ -68,8 +70,10 @@ pub async fn deactivate(
         Some(json!({ "status": "deactivated", "reason": reason })),
     )
     .await?;
-    Ok(axum::Json(json!({ "fingerprint": fp, "status": "deactivated", "was": before }))
-        .into_response())
+    Ok(
+        axum::Json(json!({ "fingerprint": fp, "status": "deactivated", "was": before }))
+            .into_response(),
+    )
 }
 
 /// `POST /api/v1/certificates/{fingerprint}/reactivate`.

@@ -7,7 +7,8 @@ use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, post};
 
 use super::{
-    AppState, accounts, alerts, contacts, lifecycle, metrics, openapi, report_files, requests, retire,
+    AppState, accounts, alerts, contacts, lifecycle, metrics, openapi, report_files, requests,
+    retire,
 };
 use certkeeper_model::admin::Permission;
 

@@ -387,7 +387,13 @@ pub async fn admin(command: AdminCommand, backend: &Backend) -> anyhow::Result<(
                 println!("contact {name} removed");
             } else {
                 let body = json!({ "name": name, "email": email, "phone": phone, "events": events, "channels": channels });
-                let saved = call(backend, reqwest::Method::POST, "/api/v1/contacts", Some(body)).await?;
+                let saved = call(
+                    backend,
+                    reqwest::Method::POST,
+                    "/api/v1/contacts",
+                    Some(body),
+                )
+                .await?;
                 println!("contact {} saved", saved["name"].as_str().unwrap_or(&name));
             }
             Ok(())
@@ -404,7 +410,12 @@ pub async fn admin(command: AdminCommand, backend: &Backend) -> anyhow::Result<(
                     for c in &items {
                         let list = |v: &Value| {
                             v.as_array()
-                                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(Value::as_str)
+                                        .collect::<Vec<_>>()
+                                        .join(",")
+                                })
                                 .filter(|s| !s.is_empty())
                                 .unwrap_or_else(|| "all".into())
                         };

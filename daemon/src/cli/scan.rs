@@ -202,9 +202,8 @@ fn policy(args: &ScanArgs) -> anyhow::Result<Policy> {
         check_revocation: args.check_revocation,
         ..crate::config::PolicyConfig::default()
     };
-    crate::scheduler::discovery::policy(&config, args.expiring_days, None).map_err(|e| {
-        anyhow::anyhow!("--trusted-roots/--intermediates/--approved-issuers: {e}")
-    })
+    crate::scheduler::discovery::policy(&config, args.expiring_days, None)
+        .map_err(|e| anyhow::anyhow!("--trusted-roots/--intermediates/--approved-issuers: {e}"))
 }
 
 async fn show_progress(progress: Arc<Progress>) {

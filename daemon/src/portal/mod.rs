@@ -340,11 +340,10 @@ fn same_origin(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
-    let host = uri.authority().map(|a| a.as_str()).or_else(|| {
-        headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-    });
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()));
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         return false;
     };

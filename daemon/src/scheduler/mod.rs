@@ -325,7 +325,10 @@ const EVENT_ERROR_CHARS: usize = 500;
 /// event's id (job and due time) keeps that run from alerting twice.
 async fn job_failed_event(store: &Store, job: &str, due: i64, error: &str, now: DateTime<Utc>) {
     let error = if error.chars().count() > EVENT_ERROR_CHARS {
-        format!("{}…", error.chars().take(EVENT_ERROR_CHARS).collect::<String>())
+        format!(
+            "{}…",
+            error.chars().take(EVENT_ERROR_CHARS).collect::<String>()
+        )
     } else {
         error.to_owned()
     };

@@ -118,7 +118,10 @@ impl Store {
     }
 
     /// Who deactivated `fingerprint`, if it is deactivated.
-    pub async fn deactivation(&self, fingerprint: &str) -> Result<Option<Deactivation>, StoreError> {
+    pub async fn deactivation(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<Deactivation>, StoreError> {
         let rows: Vec<Option<Deactivation>> = self
             .rows(
                 "SELECT VALUE deactivated FROM type::record('certificate', $fp)",
@@ -350,7 +353,9 @@ mod tests {
             .record_certificates(&[cert], SightingKind::Import, "upload", NOW)
             .await
             .unwrap();
-        let before = store.deactivate(&fp, "alice", Some("server gone"), NOW).await;
+        let before = store
+            .deactivate(&fp, "alice", Some("server gone"), NOW)
+            .await;
         assert_eq!(before.unwrap(), Some(Status::Valid));
         let counts = store.counts_by_status().await.unwrap();
         assert_eq!(
@@ -358,7 +363,10 @@ mod tests {
             (0, 1)
         );
         let who = store.deactivation(&fp).await.unwrap().unwrap();
-        assert_eq!((who.by.as_str(), who.reason.as_deref()), ("alice", Some("server gone")));
+        assert_eq!(
+            (who.by.as_str(), who.reason.as_deref()),
+            ("alice", Some("server gone"))
+        );
         // Twice is once.
         store.deactivate(&fp, "bob", None, NOW).await.unwrap();
         assert_eq!(store.deactivation(&fp).await.unwrap().unwrap().by, "alice");
@@ -372,7 +380,10 @@ mod tests {
             (1, 0)
         );
         assert_eq!(store.deactivation(&fp).await.unwrap(), None);
-        assert_eq!(store.deactivate("00", "alice", None, NOW).await.unwrap(), None);
+        assert_eq!(
+            store.deactivate("00", "alice", None, NOW).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
@@ -419,7 +430,11 @@ mod tests {
         ]);
         let found = store.deactivation_candidates(&both, 100).await.unwrap();
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(!found.iter().any(|c| c.fingerprint == uploaded.cert.fingerprint));
+        assert!(
+            !found
+                .iter()
+                .any(|c| c.fingerprint == uploaded.cert.fingerprint)
+        );
     }
 
     #[tokio::test]
