@@ -784,7 +784,7 @@ async fn roots_in_a_bundle_on_disk_raise_no_expiry_alert_unless_asked() {
     let leaf = record("www.example.com", T0 + 20 * DAY, &[]);
     store
         .record_certificates(
-            &[bundled.clone()],
+            std::slice::from_ref(&bundled),
             SightingKind::File,
             "/etc/ssl/certs/ca-certificates.crt",
             T0,

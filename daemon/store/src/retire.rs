@@ -414,7 +414,12 @@ mod tests {
                 .unwrap();
         }
         store
-            .record_certificates(&[uploaded.clone()], SightingKind::Import, "upload", early)
+            .record_certificates(
+                std::slice::from_ref(&uploaded),
+                SightingKind::Import,
+                "upload",
+                early,
+            )
             .await
             .unwrap();
         // The scan ran three times since; the file source has not, and
@@ -455,7 +460,7 @@ mod tests {
                 .unwrap();
         }
         let linked = store.supersede_at("10.0.0.1:443", &new, NOW).await.unwrap();
-        assert_eq!(linked, [old.cert.fingerprint.clone()]);
+        assert_eq!(linked, std::slice::from_ref(&old.cert.fingerprint));
         // The old one does not supersede the new one back.
         let back = store.supersede_at("10.0.0.1:443", &old, NOW + DAY).await;
         assert!(back.unwrap().is_empty());
