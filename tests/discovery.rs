@@ -774,7 +774,7 @@ fn certificates_renewed_elsewhere_or_gone_are_retired() {
     // The server is decommissioned: three scans miss it.
     drop(server);
     let candidates = |daemon: &common::Daemon| -> Vec<String> {
-        let list = daemon.cli_json(&["candidates", "--format", "json"]);
+        let list = daemon.cli_json(&["candidates"]);
         list["items"]
             .as_array()
             .unwrap()
