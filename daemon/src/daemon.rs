@@ -37,6 +37,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let vault = certkeeper_store::vault::Vault::for_store(&config.store)
         .context("cannot open the store key (store.key_file)")?;
+    let key_source = config.store.key_file.as_ref().map_or_else(
+        || "(the default key file, or the systemd credential store-key)".to_owned(),
+        |p| p.display().to_string(),
+    );
+    store.check_vault(&vault, &key_source).await.context(
+        "refusing to start: the store key does not match the store (nothing was written)",
+    )?;
     let registry = Arc::new(
         crate::renewal::Registry::build(&config, &store, &vault)
             .await

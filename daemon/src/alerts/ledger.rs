@@ -14,10 +14,10 @@
 //! `folded` into it. Nobody wants a "30 days left" message next to a "7 days
 //! left" one.
 //!
-//! CA certificates (roots, intermediates) are candidates only when seen at
-//! an endpoint, unless `alerts.ca_certificates` is set: a CA bundle on disk
-//! holds dozens of roots that expire on their own schedule, and nobody
-//! renews them by hand.
+//! CA certificates without a host name (roots, intermediates) found only in
+//! files are not candidates unless `alerts.ca_certificates` is set: a CA
+//! bundle on disk holds dozens of roots that expire on their own schedule,
+//! and nobody renews them by hand. Served, uploaded or named ones are.
 //!
 //! Escalation: an alert still `open` (not acknowledged, not resolved)
 //! `after_days` after it was raised escalates once: `escalated_at` is set in
@@ -116,25 +116,31 @@ pub async fn pass_until(
     Ok(report)
 }
 
-/// `page` without the CA certificates never seen at an endpoint: the roots
-/// and intermediates of bundles on disk, which nobody renews (see
-/// `alerts.ca_certificates`).
+/// `page` without the roots and intermediates of CA bundles on disk, which
+/// nobody renews (see `alerts.ca_certificates`): CA certificates without a
+/// DNS or IP name that were only ever found in files. A CA certificate a
+/// server sends, one uploaded on purpose, and a self-signed server
+/// certificate (`openssl req -x509` marks those CA:TRUE; they name their
+/// host) still alert.
 async fn without_bundled_cas(
     store: &Store,
     page: Vec<CertificateRecord>,
 ) -> Result<Vec<CertificateRecord>, StoreError> {
+    let bundled_kind = |c: &CertificateRecord| {
+        c.cert.is_ca && c.cert.san_dns.is_empty() && c.cert.san_ip.is_empty()
+    };
     let cas: Vec<&str> = page
         .iter()
-        .filter(|c| c.cert.is_ca)
+        .filter(|c| bundled_kind(c))
         .map(|c| c.cert.fingerprint.as_str())
         .collect();
     if cas.is_empty() {
         return Ok(page);
     }
-    let served = store.served_at_endpoints(&cas).await?;
+    let beyond = store.seen_beyond_files(&cas).await?;
     Ok(page
         .into_iter()
-        .filter(|c| !c.cert.is_ca || served.contains(&c.cert.fingerprint))
+        .filter(|c| !bundled_kind(c) || beyond.contains(&c.cert.fingerprint))
         .collect())
 }
 

@@ -67,10 +67,11 @@ pub struct AlertsConfig {
     #[serde(default)]
     pub delivery: DeliveryConfig,
     /// Whether every CA certificate (root or intermediate) raises expiry
-    /// alerts. Default false: only those seen at an endpoint (served in a
-    /// chain, where their expiry breaks the site) do; the roots and
-    /// intermediates of CA bundles on disk (`ca-certificates.crt`) do not,
-    /// since nobody renews those by hand.
+    /// alerts. Default false: those only ever found in files on disk (the
+    /// roots and intermediates of `ca-certificates.crt` and other bundles)
+    /// do not, since nobody renews those by hand; one a server sends in its
+    /// chain, one uploaded on purpose, and a self-signed certificate that
+    /// names a host do.
     #[serde(default)]
     pub ca_certificates: bool,
 }

@@ -482,9 +482,10 @@ impl Store {
         .await
     }
 
-    /// Of these certificates, those seen at an endpoint (served by a
-    /// server, not only found in a file).
-    pub async fn served_at_endpoints(
+    /// Of these certificates, those seen other than in a file found on disk:
+    /// at an endpoint (served by a server), uploaded or imported on purpose,
+    /// or issued through a connector.
+    pub async fn seen_beyond_files(
         &self,
         fingerprints: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -493,7 +494,7 @@ impl Store {
         }
         let rows: Vec<String> = self
             .rows(
-                "SELECT VALUE fingerprint FROM sighting WHERE fingerprint IN $fps AND kind = 'endpoint'",
+                "SELECT VALUE fingerprint FROM sighting WHERE fingerprint IN $fps AND kind != 'file'",
                 json!({ "fps": fingerprints }),
                 0,
             )

@@ -26,7 +26,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (
         7,
-        "retired certificates; which source saw a sighting; contacts",
+        "retired certificates; which source saw a sighting; contacts; the store key check",
         V7,
     ),
 ];
@@ -186,6 +186,7 @@ DEFINE FIELD IF NOT EXISTS deactivated.at ON certificate TYPE int;
 DEFINE FIELD IF NOT EXISTS deactivated.by ON certificate TYPE string;
 DEFINE FIELD IF NOT EXISTS deactivated.reason ON certificate TYPE option<string>;
 DEFINE TABLE IF NOT EXISTS contact SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS vault_check SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

@@ -8,6 +8,13 @@
 //! in as associated data, so a sealed value copied to another record does not
 //! open. Losing the key file loses the sealed values (back it up with the
 //! store); a store copied without its key leaks none of them.
+//!
+//! Several daemons on one store (a SurrealDB server) must share the key:
+//! give each the same `key_file`, or the systemd credential `store-key`
+//! (`LoadCredential=store-key:/etc/certkeeper/store.key`). The first daemon
+//! to start seals a sample under `vault_check:current`; every start opens
+//! it first ([`Store::check_vault`]), so a daemon holding another key stops
+//! with an error naming its key file before it seals anything.
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +43,12 @@ pub struct VaultError(String);
 
 const PREFIX: &str = "v1:";
 
+/// The name of the systemd credential holding the store key.
+pub const CREDENTIAL: &str = "store-key";
+
+/// The record the key check seals its sample under.
+const CHECK_CONTEXT: &str = "vault_check:current";
+
 impl Vault {
     /// Reads the key from `path`, creating it (mode 0600) if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Self, VaultError> {
@@ -59,20 +72,35 @@ impl Vault {
     pub fn for_store(config: &crate::StoreConfig) -> Result<Self, VaultError> {
         use super::StoreUrl;
         let url = StoreUrl::parse(&config.url).map_err(|e| VaultError(e.to_string()))?;
-        let path = match (&config.key_file, url) {
-            (Some(path), _) => path.clone(),
-            (None, StoreUrl::Memory) => return Self::ephemeral(),
-            (None, StoreUrl::SurrealKv(dir)) => {
+        // A systemd credential (`LoadCredential=store-key:/path`) comes
+        // before the defaults: it is how several daemons share one key.
+        let credential = std::env::var_os("CREDENTIALS_DIRECTORY")
+            .map(|d| std::path::PathBuf::from(d).join(CREDENTIAL))
+            .filter(|p| p.is_file());
+        let path = match (&config.key_file, credential, url) {
+            (Some(path), _, _) => path.clone(),
+            (None, Some(credential), _) => return Self::open_existing(&credential),
+            (None, None, StoreUrl::Memory) => return Self::ephemeral(),
+            (None, None, StoreUrl::SurrealKv(dir)) => {
                 let mut name = dir.into_os_string();
                 name.push(".key");
                 name.into()
             }
-            (None, StoreUrl::Remote(_)) => std::env::var_os("STATE_DIRECTORY")
+            (None, None, StoreUrl::Remote(_)) => std::env::var_os("STATE_DIRECTORY")
                 .map(std::path::PathBuf::from)
                 .unwrap_or_default()
                 .join("store.key"),
         };
         Self::open_or_create(&path)
+    }
+
+    /// Reads the key from `path`, which must exist (a credential is never
+    /// created).
+    pub fn open_existing(path: &Path) -> Result<Self, VaultError> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            VaultError(format!("cannot read the store key {}: {e}", path.display()))
+        })?;
+        Self::from_file_bytes(&bytes, path)
     }
 
     /// A vault with a random key, for stores that do not outlive the process.
@@ -138,6 +166,51 @@ impl Vault {
             tag,
         )
         .map_err(|_| fail())
+    }
+}
+
+impl crate::Store {
+    /// Checks that `vault` holds this store's key: opens the sample the
+    /// first daemon sealed, or seals one when there is none yet. A vault
+    /// with another key is refused before anything is sealed with it;
+    /// `key_source` names its key (a file) in the error.
+    pub async fn check_vault(&self, vault: &Vault, key_source: &str) -> Result<(), VaultError> {
+        let store_error = |e: crate::StoreError| VaultError(format!("store: {e}"));
+        let rows: Vec<String> = self
+            .rows(
+                "SELECT VALUE sample FROM type::record('vault_check', 'current')",
+                serde_json::json!({}),
+                0,
+            )
+            .await
+            .map_err(store_error)?;
+        match rows.into_iter().next() {
+            Some(sample) => vault.open(CHECK_CONTEXT, &sample).map(|_| ()).map_err(|_| {
+                VaultError(format!(
+                    "the store key {key_source} is not this store's: its secrets were sealed with another key. \
+                     Every daemon on one store needs the same key: copy the key file of the first daemon, \
+                     or give all of them one [store] key_file or systemd credential `{CREDENTIAL}`"
+                ))
+            }),
+            None => {
+                let sample = vault.seal(CHECK_CONTEXT, b"certkeeper store key check")?;
+                // CREATE: of two daemons starting at once with different
+                // keys, one creates the sample and the other reads it back.
+                let created = self
+                    .run(
+                        "CREATE type::record('vault_check', 'current') CONTENT { sample: $sample } RETURN NONE",
+                        serde_json::json!({ "sample": sample }),
+                    )
+                    .await;
+                if let Err(e) = created {
+                    if !e.to_string().contains("already exists") {
+                        return Err(store_error(e));
+                    }
+                    return Box::pin(self.check_vault(vault, key_source)).await;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -1,0 +1,59 @@
+//! The store key: every daemon on one store must hold the same one. A
+//! daemon started with another key refuses to start, naming its key file,
+//! and seals nothing with it; started again with the right key it runs, and
+//! what was sealed before still opens.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::Daemon;
+
+#[test]
+fn a_daemon_with_another_store_key_refuses_to_start_and_writes_nothing() {
+    let mut daemon = Daemon::new("");
+    let key = daemon.path("cluster.key");
+    // 32 random bytes, base64: what `openssl rand -base64 32` prints.
+    let make_key = |path: &std::path::Path| {
+        let out = Command::new("openssl")
+            .args(["rand", "-base64", "32"])
+            .output()
+            .unwrap();
+        std::fs::write(path, out.stdout).unwrap();
+    };
+    make_key(&key);
+    let config = std::fs::read_to_string(&daemon.config).unwrap();
+    let config = config.replacen("[store]\n", &format!("[store]\nkey_file = {key:?}\n"), 1);
+    std::fs::write(&daemon.config, format!("{config}\n{}", daemon.corp_ca())).unwrap();
+    daemon.start();
+    // The internal CA's keys are sealed with the cluster key now.
+    let (status, crl) = daemon.get("/crl/corp-ca");
+    assert_eq!(status, 200, "{crl}");
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+
+    let right = std::fs::read(&key).unwrap();
+    make_key(&key);
+    let out = Command::new(common::BIN)
+        .args(["run", "--config"])
+        .arg(&daemon.config)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with another key: {stderr}");
+    assert!(
+        stderr.contains("is not this store's") && stderr.contains(&key.display().to_string()),
+        "the error names the key file and says what is wrong: {stderr}"
+    );
+
+    // The right key again: it starts, and the CA sealed before still opens.
+    std::fs::write(&key, right).unwrap();
+    daemon.start();
+    let (status, crl) = daemon.get("/crl/corp-ca");
+    assert_eq!(status, 200, "{crl}");
+    assert!(!daemon.log().contains("cannot unseal"), "{}", daemon.log());
+}
