@@ -780,13 +780,25 @@ fn ca_record(cn: &str, not_after: i64) -> CertificateRecord {
 async fn roots_in_a_bundle_on_disk_raise_no_expiry_alert_unless_asked() {
     let store = Store::memory().await.unwrap();
     let bundled = ca_record("Old Root in ca-certificates.crt", T0 + 20 * DAY);
+    let imported = ca_record("Old Root imported with the bundle", T0 + 20 * DAY);
     let served = ca_record("Intermediate a server sends", T0 + 20 * DAY);
+    // `openssl req -x509` makes CA:TRUE certificates; this one names its host.
+    let self_signed = ca_record("intranet.example.com", T0 + 20 * DAY);
     let leaf = record("www.example.com", T0 + 20 * DAY, &[]);
     store
         .record_certificates(
             std::slice::from_ref(&bundled),
             SightingKind::File,
             "/etc/ssl/certs/ca-certificates.crt",
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .record_certificates(
+            &[imported.clone(), self_signed.clone()],
+            SightingKind::Import,
+            "api upload",
             T0,
         )
         .await
@@ -810,11 +822,12 @@ async fn roots_in_a_bundle_on_disk_raise_no_expiry_alert_unless_asked() {
     let mut expected = vec![
         leaf.cert.fingerprint.clone(),
         served.cert.fingerprint.clone(),
+        self_signed.cert.fingerprint.clone(),
     ];
     expected.sort();
     assert_eq!(
         got, expected,
-        "the served intermediate and the leaf alert; the bundled root not"
+        "the leaf, the served intermediate and the self-signed server certificate alert; the bundled roots not"
     );
     // Asked for, the bundled root alerts too.
     ledger::pass(&store, &config(json!({ "ca_certificates": true })), T0 + 60)

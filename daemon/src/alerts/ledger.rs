@@ -14,10 +14,10 @@
 //! `folded` into it. Nobody wants a "30 days left" message next to a "7 days
 //! left" one.
 //!
-//! CA certificates without a host name (roots, intermediates) found only in
-//! files are not candidates unless `alerts.ca_certificates` is set: a CA
-//! bundle on disk holds dozens of roots that expire on their own schedule,
-//! and nobody renews them by hand. Served, uploaded or named ones are.
+//! CA certificates that name no host (roots, intermediates) and were never
+//! served by an endpoint are not candidates unless `alerts.ca_certificates`
+//! is set: a CA bundle holds dozens of roots that expire on their own
+//! schedule, and nobody renews them by hand.
 //!
 //! Escalation: an alert still `open` (not acknowledged, not resolved)
 //! `after_days` after it was raised escalates once: `escalated_at` is set in
@@ -116,19 +116,17 @@ pub async fn pass_until(
     Ok(report)
 }
 
-/// `page` without the roots and intermediates of CA bundles on disk, which
-/// nobody renews (see `alerts.ca_certificates`): CA certificates without a
-/// DNS or IP name that were only ever found in files. A CA certificate a
-/// server sends, one uploaded on purpose, and a self-signed server
-/// certificate (`openssl req -x509` marks those CA:TRUE; they name their
-/// host) still alert.
+/// `page` without the roots and intermediates of CA bundles (on disk, or
+/// imported whole like `ca-certificates.crt`), which nobody renews (see
+/// `alerts.ca_certificates`): CA certificates that name no host (no DNS or
+/// IP name, a subject CN that is not a DNS name) and were never seen at an
+/// endpoint or issued through a connector. A CA certificate a server sends
+/// in its chain still alerts, and so does a self-signed server certificate
+/// (`openssl req -x509` marks those CA:TRUE; they name their host).
 async fn without_bundled_cas(
     store: &Store,
     page: Vec<CertificateRecord>,
 ) -> Result<Vec<CertificateRecord>, StoreError> {
-    let bundled_kind = |c: &CertificateRecord| {
-        c.cert.is_ca && c.cert.san_dns.is_empty() && c.cert.san_ip.is_empty()
-    };
     let cas: Vec<&str> = page
         .iter()
         .filter(|c| bundled_kind(c))
@@ -137,11 +135,32 @@ async fn without_bundled_cas(
     if cas.is_empty() {
         return Ok(page);
     }
-    let beyond = store.seen_beyond_files(&cas).await?;
+    let served = store.served_or_issued(&cas).await?;
     Ok(page
         .into_iter()
-        .filter(|c| !bundled_kind(c) || beyond.contains(&c.cert.fingerprint))
+        .filter(|c| !bundled_kind(c) || served.contains(&c.cert.fingerprint))
         .collect())
+}
+
+/// A CA certificate that names no host: what CA bundles hold.
+fn bundled_kind(c: &CertificateRecord) -> bool {
+    let names_a_host = !c.cert.san_dns.is_empty()
+        || !c.cert.san_ip.is_empty()
+        || c.cert.subject_cn.as_deref().is_some_and(is_dns_name);
+    c.cert.is_ca && !names_a_host
+}
+
+/// Whether `cn` is written like a DNS name (`www.example.com`,
+/// `*.example.com`): labels of letters, digits and hyphens, at least two.
+fn is_dns_name(cn: &str) -> bool {
+    let cn = cn.strip_prefix("*.").unwrap_or(cn);
+    let labels: Vec<&str> = cn.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 async fn raise_page(

@@ -126,7 +126,13 @@ pub async fn resume_approved(state: &AppState) -> Result<usize, ApiError> {
             )
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        for request in page.items.iter().filter(|r| r.managed.is_none()) {
+        // Renewal requests name the managed certificate they renew; only
+        // enrollments issue a new one.
+        for request in page
+            .items
+            .iter()
+            .filter(|r| r.managed.is_none() && !r.id.starts_with("renew-"))
+        {
             let managed = match state
                 .store
                 .managed(&request.id)

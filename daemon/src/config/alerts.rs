@@ -67,11 +67,11 @@ pub struct AlertsConfig {
     #[serde(default)]
     pub delivery: DeliveryConfig,
     /// Whether every CA certificate (root or intermediate) raises expiry
-    /// alerts. Default false: those only ever found in files on disk (the
-    /// roots and intermediates of `ca-certificates.crt` and other bundles)
-    /// do not, since nobody renews those by hand; one a server sends in its
-    /// chain, one uploaded on purpose, and a self-signed certificate that
-    /// names a host do.
+    /// alerts. Default false: those of CA bundles (naming no host, never
+    /// served by an endpoint: the roots of `ca-certificates.crt`, found on
+    /// disk or imported) do not, since nobody renews those by hand; one a
+    /// server sends in its chain, and a self-signed certificate that names
+    /// a host, do.
     #[serde(default)]
     pub ca_certificates: bool,
 }

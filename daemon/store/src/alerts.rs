@@ -482,10 +482,9 @@ impl Store {
         .await
     }
 
-    /// Of these certificates, those seen other than in a file found on disk:
-    /// at an endpoint (served by a server), uploaded or imported on purpose,
-    /// or issued through a connector.
-    pub async fn seen_beyond_files(
+    /// Of these certificates, those seen at an endpoint (served by a
+    /// server) or issued through a connector.
+    pub async fn served_or_issued(
         &self,
         fingerprints: &[&str],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
@@ -494,7 +493,7 @@ impl Store {
         }
         let rows: Vec<String> = self
             .rows(
-                "SELECT VALUE fingerprint FROM sighting WHERE fingerprint IN $fps AND kind != 'file'",
+                "SELECT VALUE fingerprint FROM sighting WHERE fingerprint IN $fps AND kind IN ['endpoint', 'connector']",
                 json!({ "fps": fingerprints }),
                 0,
             )
