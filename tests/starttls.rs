@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{fingerprint, make_chain};
+use common::{codes, fingerprint, make_chain, scan};
 use serde_json::Value;
 
 const POSTFIX: &str = "/usr/sbin/postfix";
@@ -214,36 +214,6 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Runs `certkeeper scan --format json` with `args`; returns its records.
-fn scan(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(common::BIN)
-        .args(["scan", "--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "certkeeper scan {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn codes(record: &Value) -> Vec<&str> {
-    let mut codes: Vec<&str> = record["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap())
-        .collect();
-    codes.sort_unstable();
-    codes
 }
 
 #[test]

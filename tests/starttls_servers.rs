@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{fingerprint, make_chain};
+use common::{codes, fingerprint, make_chain, scan};
 use serde_json::Value;
 
 const SLAPD: &str = "/usr/sbin/slapd";
@@ -316,36 +316,6 @@ impl Cluster {
             .args(["-c", "log_connections=on"]);
         Server::spawn("postgres", tempfile::tempdir().unwrap(), port, command)
     }
-}
-
-/// Runs `certkeeper scan --format json` with `args`; returns its records.
-fn scan(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(common::BIN)
-        .args(["scan", "--format", "json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "certkeeper scan {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn codes(record: &Value) -> Vec<&str> {
-    let mut codes: Vec<&str> = record["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap())
-        .collect();
-    codes.sort_unstable();
-    codes
 }
 
 /// A private chain for `name` in a directory of its own: root.pem, the
