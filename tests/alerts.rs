@@ -33,9 +33,9 @@ const DAY: i64 = 86_400;
 /// A fixed "today" (2026-01-01T00:00:00Z) for simulated time.
 const T0: i64 = 1_767_225_600;
 
-/// A self-signed certificate for `cn` expiring at `not_after`, as the
-/// inventory records it.
-fn record(cn: &str, not_after: i64, contacts: &[&str]) -> CertificateRecord {
+/// A self-signed certificate for `cn` expiring at `not_after` (a CA, with
+/// basicConstraints CA:TRUE, when `ca`), as the inventory records it.
+fn self_signed(cn: &str, not_after: i64, ca: bool) -> CertificateRecord {
     let key = PKey::ec_gen("prime256v1").unwrap();
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();
@@ -49,10 +49,25 @@ fn record(cn: &str, not_after: i64, contacts: &[&str]) -> CertificateRecord {
         .unwrap();
     b.set_not_after(&Asn1Time::from_unix(not_after).unwrap())
         .unwrap();
+    if ca {
+        let constraints = openssl::x509::extension::BasicConstraints::new()
+            .critical()
+            .ca()
+            .build()
+            .unwrap();
+        b.append_extension(constraints).unwrap();
+    }
     b.sign(&key, MessageDigest::sha256()).unwrap();
     let der = b.build().to_der().unwrap();
     let parsed = certkeeper_model::inventory::parse::parse_der(&der).unwrap();
-    let mut r = CertificateRecord::discovered(parsed, T0, 30);
+    assert_eq!(parsed.is_ca, ca);
+    CertificateRecord::discovered(parsed, T0, 30)
+}
+
+/// A self-signed leaf for `cn` expiring at `not_after`, owned by the Web
+/// Platform unit and `contacts`.
+fn record(cn: &str, not_after: i64, contacts: &[&str]) -> CertificateRecord {
+    let mut r = self_signed(cn, not_after, false);
     r.contacts = contacts.iter().map(|c| c.to_string()).collect();
     r.org_unit = Some("Web Platform".into());
     r
@@ -745,35 +760,10 @@ fn restricted_outbound_refuses_internal_urls_unless_allowed() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("security.allowed_networks"));
 }
 
-/// A CA certificate for `cn` expiring at `not_after` (basicConstraints
-/// CA:TRUE), as the inventory records it.
+/// A CA certificate for `cn` expiring at `not_after`, as the inventory
+/// records it.
 fn ca_record(cn: &str, not_after: i64) -> CertificateRecord {
-    let key = PKey::ec_gen("prime256v1").unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::from_unix(T0 - 3000 * DAY).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::from_unix(not_after).unwrap())
-        .unwrap();
-    b.append_extension(
-        openssl::x509::extension::BasicConstraints::new()
-            .critical()
-            .ca()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let parsed =
-        certkeeper_model::inventory::parse::parse_der(&b.build().to_der().unwrap()).unwrap();
-    assert!(parsed.is_ca);
-    CertificateRecord::discovered(parsed, T0, 30)
+    self_signed(cn, not_after, true)
 }
 
 #[tokio::test]
