@@ -1,7 +1,6 @@
 //! The store on SurrealDB's own server, as organisations that outgrow one
 //! machine run it: `surreal start` (SurrealDB 3.3.5, built from the
-//! `surrealdb-server` crate: `cargo build --release --manifest-path
-//! tests/surrealdb-server/Cargo.toml`; `$CERTKEEPER_TEST_SURREAL` names it)
+//! `surrealdb-server` crate by `tests/run.sh`, see `tests/surrealdb-server`)
 //! on a free loopback port with a data directory and root credentials, and
 //! daemons connecting to it over `ws://`. Two daemons sharing the server and
 //! the store key see one inventory and keep one audit chain; a third with
@@ -27,9 +26,8 @@ fn surreal() -> PathBuf {
         .map(PathBuf::from)
         .filter(|p| p.is_file())
         .expect(
-            "the SurrealDB server is needed: build tests/surrealdb-server \
-             (cargo build --release --manifest-path tests/surrealdb-server/Cargo.toml) \
-             and set CERTKEEPER_TEST_SURREAL to its target/release/surreal",
+            "the SurrealDB server is needed: ./tests/run.sh builds it from tests/surrealdb-server \
+             and sets CERTKEEPER_TEST_SURREAL",
         )
 }
 
@@ -127,9 +125,6 @@ fn fingerprints(daemon: &Daemon) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "fails today: against the real server the daemon's routing and imports get `Method not allowed` \
-            (the server refuses an RPC `attach` once a connection has its cap of attached sessions); \
-            run with CERTKEEPER_TEST_SURREAL=<built tests/surrealdb-server> cargo test --test remote_store -- --ignored"]
 fn two_daemons_share_one_store_on_a_surrealdb_server() {
     let server = Server::start();
     let keys = tempfile::tempdir().unwrap();

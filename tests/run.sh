@@ -70,5 +70,15 @@ for tool in "${python_tools[@]}"; do
 done
 export CERTKEEPER_TEST_VENV="$venv"
 
+# SurrealDB's own server for the multi-daemon tests, built once from crates.io
+# (tests/surrealdb-server: the surrealdb-server crate at the SDK's version,
+# only the storage engines the tests use) into the build directory and reused.
+surreal_target="${CARGO_TARGET_DIR:-$PWD/target}/surrealdb-server"
+if [ ! -x "$surreal_target/release/surreal" ]; then
+  echo "building the SurrealDB server for the tests (once; about 30 minutes on 2 cores)"
+fi
+cargo build --release --quiet --locked --manifest-path tests/surrealdb-server/Cargo.toml --target-dir "$surreal_target"
+export CERTKEEPER_TEST_SURREAL="$surreal_target/release/surreal"
+
 # The tests build in the dev profile (dependencies optimised, see Cargo.toml).
 exec cargo test --workspace --all-targets "$@"

@@ -119,10 +119,15 @@ impl StoreUrl {
 }
 
 /// The SDK handle: an engine in this process, or a client of a server.
+///
+/// Held in an `Arc` so that cloning the [`Store`] shares one session: cloning
+/// a `Surreal` handle opens a new session (an RPC `attach` on a remote
+/// server), and a server caps the sessions one connection may attach (256
+/// by default), beyond which every query is refused with "Method not allowed".
 #[derive(Clone)]
 enum Connection {
-    Embedded(Surreal<Db>),
-    Remote(Surreal<Any>),
+    Embedded(Arc<Surreal<Db>>),
+    Remote(Arc<Surreal<Any>>),
 }
 
 /// A connection to the store, cheap to clone.
@@ -155,10 +160,10 @@ impl Store {
                     })
                     .await?;
                 }
-                Connection::Remote(db)
+                Connection::Remote(Arc::new(db))
             }
             StoreUrl::SurrealKv(_) | StoreUrl::Memory => {
-                Connection::Embedded(open_embedded(&url, config).await?)
+                Connection::Embedded(Arc::new(open_embedded(&url, config).await?))
             }
         };
         let define = format!(
