@@ -166,12 +166,23 @@ impl InternalCa {
                         Authority::import(import, &settings.passphrase).await?
                     }
                 };
-                store
-                    .save(CA_KEY, &sealed.to_bytes()?)
+                // Written only if no other daemon sharing the store made
+                // one meanwhile; then theirs is the CA.
+                if store
+                    .save_versioned(CA_KEY, &sealed.to_bytes()?, 0)
                     .await
-                    .map_err(CaError::Store)?;
-                tracing::info!(connector = %settings.name, "stored a new internal CA");
-                authority
+                    .map_err(CaError::Store)?
+                {
+                    tracing::info!(connector = %settings.name, "stored a new internal CA");
+                    authority
+                } else {
+                    let bytes = store
+                        .load(CA_KEY)
+                        .await
+                        .map_err(CaError::Store)?
+                        .ok_or_else(|| CaError::Store("the stored CA vanished".into()))?;
+                    SealedCa::from_bytes(&bytes)?.open(&settings.passphrase)?
+                }
             }
         };
         let revocations = match store.load(CRL_KEY).await.map_err(CaError::Store)? {
@@ -180,11 +191,20 @@ impl InternalCa {
                 let this_update = now - chrono_duration(settings.backdate);
                 let next_update = now + chrono_duration(settings.crl.validity);
                 let first = Revocations::first(&authority, this_update, next_update)?;
-                store
-                    .save(CRL_KEY, &first.to_bytes()?)
+                if store
+                    .save_versioned(CRL_KEY, &first.to_bytes()?, 0)
                     .await
-                    .map_err(CaError::Store)?;
-                first
+                    .map_err(CaError::Store)?
+                {
+                    first
+                } else {
+                    let bytes = store
+                        .load(CRL_KEY)
+                        .await
+                        .map_err(CaError::Store)?
+                        .ok_or_else(|| CaError::Store("the stored CRL vanished".into()))?;
+                    Revocations::from_bytes(&bytes)?
+                }
             }
         };
         let ledger = Ledger::open(store.as_ref()).await?;
@@ -259,35 +279,74 @@ impl InternalCa {
     }
 
     async fn refresh(&self, now: DateTime<Utc>) -> Result<bool, CaError> {
-        let signed = {
-            let mut revocations = self.revocations.lock().await;
-            if now >= revocations.due_at() {
-                let mut next = revocations.clone();
-                self.commit_crl(&mut next, now).await?;
-                *revocations = next;
-                true
-            } else {
-                false
-            }
-        };
+        let signed = self
+            .update_revocations(now, |stored| Ok(now >= stored.due_at()))
+            .await?;
         if signed || self.crl_file_stale.load(Ordering::Acquire) {
             self.write_crl_file().await;
         }
         Ok(signed)
     }
 
-    /// Signs the next CRL into `next`, saves it and publishes it in memory.
-    async fn commit_crl(&self, next: &mut Revocations, now: DateTime<Utc>) -> Result<(), CaError> {
-        let this_update = now - chrono_duration(self.backdate);
-        let next_update = now + chrono_duration(self.crl_settings.validity);
-        next.reissue(&self.authority, this_update, next_update)?;
-        self.store
-            .save(CRL_KEY, &next.to_bytes()?)
-            .await
-            .map_err(CaError::Store)?;
-        let published = (Arc::new(next.crl_der()?), next.due_at());
+    /// Applies `change` to the stored revocations and, when it returns true,
+    /// signs the next CRL over them and saves both with one conditional
+    /// write ([`StateStore::save_versioned`]). When another daemon sharing
+    /// the store wrote in between, the stored state is read again and
+    /// `change` applied to it, so no revocation is lost and CRL numbers
+    /// only grow. Either way what is stored is what is published here.
+    async fn update_revocations<F>(
+        &self,
+        now: DateTime<Utc>,
+        mut change: F,
+    ) -> Result<bool, CaError>
+    where
+        F: FnMut(&mut Revocations) -> Result<bool, CaError>,
+    {
+        let mut memory = self.revocations.lock().await;
+        for attempt in 0..32u64 {
+            let (bytes, version) = self
+                .store
+                .load_versioned(CRL_KEY)
+                .await
+                .map_err(CaError::Store)?;
+            let mut next = match &bytes {
+                Some(bytes) => Revocations::from_bytes(bytes)?,
+                None => memory.clone(),
+            };
+            if !change(&mut next)? {
+                if next.crl_number != memory.crl_number {
+                    // Another daemon signed since: publish what it stored.
+                    self.publish(&next)?;
+                    *memory = next;
+                }
+                return Ok(false);
+            }
+            let this_update = now - chrono_duration(self.backdate);
+            let next_update = now + chrono_duration(self.crl_settings.validity);
+            next.reissue(&self.authority, this_update, next_update)?;
+            if self
+                .store
+                .save_versioned(CRL_KEY, &next.to_bytes()?, version)
+                .await
+                .map_err(CaError::Store)?
+            {
+                self.publish(&next)?;
+                tracing::info!(connector = %self.name, crl_number = next.crl_number, "signed a new CRL");
+                *memory = next;
+                return Ok(true);
+            }
+            let jitter = u64::from(Utc::now().timestamp_subsec_micros() % 10);
+            tokio::time::sleep(Duration::from_millis(2 * attempt + jitter)).await;
+        }
+        Err(CaError::Store(
+            "the revocation list kept changing under other writers; try again".into(),
+        ))
+    }
+
+    /// Serves `state`'s CRL from memory and marks the CRL file for rewriting.
+    fn publish(&self, state: &Revocations) -> Result<(), CaError> {
+        let published = (Arc::new(state.crl_der()?), state.due_at());
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = published;
-        tracing::info!(connector = %self.name, crl_number = next.crl_number, "signed a new CRL");
         self.crl_file_stale.store(true, Ordering::Release);
         Ok(())
     }
@@ -420,24 +479,24 @@ impl InternalCa {
             ));
         }
         let hex = crl::hex_encode(&serial.to_vec());
-        let mut revocations = self.revocations.lock().await;
-        if revocations.revoked.contains_key(&hex) {
-            return Err(CaError::AlreadyRevoked(format!(
-                "certificate {hex} is already revoked"
-            )));
-        }
         let now = Utc::now();
-        let mut next = revocations.clone();
-        next.revoked.insert(
-            hex.clone(),
-            Revoked {
-                at: now.timestamp(),
-                reason: request.reason.code(),
-            },
-        );
-        self.commit_crl(&mut next, now).await?;
-        *revocations = next;
-        drop(revocations);
+        let reason = request.reason.code();
+        self.update_revocations(now, |stored| {
+            if stored.revoked.contains_key(&hex) {
+                return Err(CaError::AlreadyRevoked(format!(
+                    "certificate {hex} is already revoked"
+                )));
+            }
+            stored.revoked.insert(
+                hex.clone(),
+                Revoked {
+                    at: now.timestamp(),
+                    reason,
+                },
+            );
+            Ok(true)
+        })
+        .await?;
         tracing::info!(
             connector = %self.name, serial = %hex, reason = ?request.reason,
             "revoked a certificate"

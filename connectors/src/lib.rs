@@ -215,6 +215,39 @@ pub trait StateStore: Send + Sync {
     async fn remove(&self, key: &str) -> Result<(), String> {
         self.save(key, &[]).await
     }
+    /// The value under `key` with its version: a number that changes with
+    /// every write (0 when there is no value). Pass it to
+    /// [`save_versioned`](Self::save_versioned) to write only if nobody else
+    /// wrote in between.
+    ///
+    /// The default derives the version from the value's digest and, with
+    /// the default `save_versioned`, is only right for a store that one
+    /// process uses and whose caller serialises its writes; a store that
+    /// several daemons share must override both with one conditional write.
+    async fn load_versioned(&self, key: &str) -> Result<(Option<Vec<u8>>, u64), String> {
+        let value = self.load(key).await?;
+        let version = value.as_deref().map_or(0, digest_version);
+        Ok((value, version))
+    }
+    /// Saves `value` under `key` if its version is still `expected` (0: no
+    /// value yet); `false`, writing nothing, when another writer got in
+    /// first. Read again and redo.
+    async fn save_versioned(&self, key: &str, value: &[u8], expected: u64) -> Result<bool, String> {
+        let (_, version) = self.load_versioned(key).await?;
+        if version != expected {
+            return Ok(false);
+        }
+        self.save(key, value).await?;
+        Ok(true)
+    }
+}
+
+/// A version number for a stored value, from its content (never 0).
+fn digest_version(value: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish().max(1)
 }
 
 /// A [`StateStore`] in memory, for tests and one-shot CLI use.
@@ -240,6 +273,16 @@ impl StateStore for MemoryState {
         let mut values = self.values.lock().map_err(|_| "state lock poisoned")?;
         values.remove(key);
         Ok(())
+    }
+
+    async fn save_versioned(&self, key: &str, value: &[u8], expected: u64) -> Result<bool, String> {
+        // Checked and written under one lock: atomic for every caller.
+        let mut values = self.values.lock().map_err(|_| "state lock poisoned")?;
+        if values.get(key).map_or(0, |v| digest_version(v)) != expected {
+            return Ok(false);
+        }
+        values.insert(key.to_owned(), value.to_vec());
+        Ok(true)
     }
 }
 

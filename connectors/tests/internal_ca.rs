@@ -696,3 +696,96 @@ async fn a_failing_store_is_transient_and_fails_nothing_half_way() {
     let crl = X509Crl::from_der(&ca.crl_der()).unwrap();
     assert_eq!(crl.get_revoked().map(|r| r.len()), Some(1));
 }
+
+/// Two daemons sharing one store: each opens the internal CA on the same
+/// state (the first to start makes it, the other loads it), and they revoke
+/// different certificates at the same moment. The stored CRL, and the one
+/// each of them serves after its next refresh, lists both; the CRL number
+/// moved on once per revocation.
+#[tokio::test]
+async fn two_daemons_revoking_at_once_both_reach_the_crl() {
+    let shared: Arc<dyn StateStore> = Arc::new(MemoryState::default());
+    let (a, b) = tokio::join!(open(shared.clone()), open(shared.clone()));
+    assert_eq!(a.root_pem(), b.root_pem(), "one CA, whoever started first");
+    let start_number = crl_number(&a.crl_der());
+
+    let mut leaves = Vec::new();
+    for i in 0..8 {
+        let (leaf, _) = issue(&a, &[dns(&format!("r{i}.svc.test"))], Usage::Server).await;
+        leaves.push(leaf);
+    }
+    let request =
+        |leaf: &X509| RevokeRequest::new(leaf.to_der().unwrap(), RevocationReason::Superseded);
+    // Pairs at once, one through each daemon.
+    for pair in leaves.chunks(2) {
+        let (first, second) = (request(&pair[0]), request(&pair[1]));
+        let (x, y) = tokio::join!(a.revoke(&first), b.revoke(&second));
+        x.unwrap();
+        y.unwrap();
+    }
+    // A certificate revoked through one is already revoked for the other.
+    let again = b
+        .revoke(&RevokeRequest::new(
+            leaves[0].to_der().unwrap(),
+            RevocationReason::Superseded,
+        ))
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("already revoked"), "{again}");
+
+    // Each serves the stored CRL once it refreshes (the daemon does that at
+    // every renewal check).
+    a.refresh_crl_if_due(Utc::now()).await.unwrap();
+    b.refresh_crl_if_due(Utc::now()).await.unwrap();
+    for ca in [&a, &b] {
+        let crl = X509Crl::from_der(&ca.crl_der()).unwrap();
+        let listed: Vec<String> = crl
+            .get_revoked()
+            .map(|r| {
+                r.iter()
+                    .map(|e| {
+                        e.serial_number()
+                            .to_bn()
+                            .unwrap()
+                            .to_hex_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for leaf in &leaves {
+            let serial = leaf
+                .serial_number()
+                .to_bn()
+                .unwrap()
+                .to_hex_str()
+                .unwrap()
+                .to_string();
+            assert!(listed.contains(&serial), "{serial} missing from {listed:?}");
+        }
+        assert_eq!(crl_number(&ca.crl_der()), start_number + 8);
+    }
+}
+
+/// The CRL number extension of a DER CRL, read back by `openssl crl`.
+fn crl_number(der: &[u8]) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.crl");
+    std::fs::write(&path, der).unwrap();
+    let (ok, out) = openssl(&[
+        "crl",
+        "-in",
+        path.to_str().unwrap(),
+        "-inform",
+        "DER",
+        "-noout",
+        "-crlnumber",
+    ]);
+    assert!(ok, "{out}");
+    let hex = out
+        .trim()
+        .trim_start_matches("crlNumber=")
+        .trim_start_matches("0x");
+    u64::from_str_radix(hex, 16).unwrap()
+}

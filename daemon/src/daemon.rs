@@ -49,7 +49,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             .await
             .context("cannot set up the connectors")?,
     );
-    let renewer = crate::renewal::Renewer::new(&config, store.clone(), vault, registry)?;
+    let holder = config
+        .scheduler
+        .holder
+        .clone()
+        .unwrap_or_else(default_holder);
+    let renewer =
+        crate::renewal::Renewer::new(&config, store.clone(), vault, registry, holder.clone())?;
     renewer
         .load_api_certificates()
         .await
@@ -79,11 +85,6 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
-    let holder = config
-        .scheduler
-        .holder
-        .clone()
-        .unwrap_or_else(default_holder);
     let shutdown_timeout = Duration::from_secs(config.scheduler.shutdown_timeout_seconds);
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));

@@ -5,6 +5,9 @@
 //! are saved together or not at all. Revocations are rare next to
 //! issuances, and the CRL has to list every one of them anyway, so
 //! rewriting this value on each revocation costs no more than the CRL.
+//! Daemons sharing a store write it with one conditional update each
+//! (`StateStore::save_versioned`), re-reading and redoing on a clash, so
+//! two revoking at once both end up on the CRL and numbers never repeat.
 //!
 //! The `TBSCertList` is encoded by hand ([`der`]) because the `openssl`
 //! crate cannot put a reasonCode on a CRL entry; OpenSSL only signs it.

@@ -18,6 +18,14 @@
 //! 4. done: the new certificate becomes current, the lineage is recorded
 //!    and the next renewal time set from the CA's window or the lifetime.
 //!
+//! Several daemons may share one store: a certificate is driven only under
+//! the store lease `managed:NAME` (`certkeeper_store::leases`), taken before
+//! its state is read and extended while it runs, and each step's result is
+//! saved fenced by the lease's epoch, so a daemon that stalled past its
+//! lease has its late write refused (and logged) instead of undoing the new
+//! holder's. The CA order's idempotency key is saved before the call, so
+//! the new holder resumes the order rather than placing another.
+//!
 //! A failure leaves the operation at its step with a persisted backoff
 //! (`timing`), records a `renewal_failed` or `deployment_failed` event in
 //! the outbox, and is logged at ERROR: never a silent retry loop.
@@ -42,6 +50,7 @@ use std::time::Duration;
 
 use certkeeper_connectors::{ConnectorError, ErrorClass};
 use certkeeper_discovery::probe::Prober;
+use certkeeper_store::leases::Lease;
 use certkeeper_store::vault::Vault;
 use certkeeper_store::{Store, StoreError};
 use tokio::sync::{Notify, Semaphore};
@@ -65,7 +74,8 @@ struct Failure {
     message: String,
     class: ErrorClass,
     /// The managed state was changed by another writer (a replace request,
-    /// another daemon) while this step ran: drop the step, read again.
+    /// another daemon) while this step ran, or this daemon's lease on it was
+    /// taken over: drop the step, read again.
     superseded: bool,
 }
 
@@ -82,7 +92,7 @@ impl From<ConnectorError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Self {
-            superseded: matches!(e, StoreError::Changed(_)),
+            superseded: matches!(e, StoreError::Changed(_) | StoreError::Fenced(_)),
             message: format!("store: {e}"),
             class: ErrorClass::Transient,
         }
@@ -142,6 +152,14 @@ pub struct Renewer {
     prober: Prober,
     wake: Notify,
     running: Mutex<HashSet<String>>,
+    /// The store leases held on the certificates being driven, by name:
+    /// every step's result is saved fenced by its epoch.
+    leases: Mutex<HashMap<String, Lease>>,
+    /// This daemon's identity in leases (`[scheduler] holder`).
+    holder: String,
+    /// How long a lease on a managed certificate runs before another daemon
+    /// may take it over (`[scheduler] lease_seconds`); extended every third.
+    lease_seconds: i64,
     limit: Arc<Semaphore>,
     inventory_writes: tokio::sync::Mutex<()>,
 }

@@ -55,7 +55,7 @@ impl Renewer {
                         .map_err(|e| Failure::transient(e.to_string()))?,
                 );
                 state.operation = Some(op.clone());
-                self.store.save_managed(state).await?;
+                self.save(state).await?;
                 pem
             }
         };
@@ -100,7 +100,7 @@ impl Renewer {
         state.operation = Some(op);
         // Saved before anything else: a restart from here deploys this
         // certificate instead of ordering another.
-        self.store.save_managed(state).await?;
+        self.save(state).await?;
         tracing::info!(managed = %cert.name, cert = %parsed.fingerprint, "certificate issued");
         Ok(())
     }
@@ -265,7 +265,7 @@ impl Renewer {
         let mut op = op.clone();
         op.step = Step::Deployed;
         state.operation = Some(op);
-        self.store.save_managed(state).await?;
+        self.save(state).await?;
         Ok(())
     }
 
@@ -305,7 +305,7 @@ impl Renewer {
         let mut op = op.clone();
         op.step = Step::Revoked;
         state.operation = Some(op);
-        self.store.save_managed(state).await?;
+        self.save(state).await?;
         Ok(())
     }
 
@@ -390,7 +390,7 @@ impl Renewer {
         if cert.renew_before_days.is_none() {
             self.refresh_window(cert, state, now).await;
         }
-        self.store.save_managed(state).await?;
+        self.save(state).await?;
         if op.kind != OperationKind::Issue {
             self.event(
                 EventKind::RenewalSucceeded {

@@ -18,6 +18,7 @@ use crate::config::{CertificateConfig, Config};
 use certkeeper_discovery::probe::{ProbeOptions, Prober};
 use certkeeper_model::event::StoredEvent;
 use certkeeper_model::inventory::CertificateRecord;
+use certkeeper_store::leases::Lease;
 use certkeeper_store::managed::{ManagedState, Operation, OperationKind, Step};
 use certkeeper_store::vault::Vault;
 use certkeeper_store::{Store, StoreError};
@@ -29,6 +30,7 @@ impl Renewer {
         store: Store,
         vault: Vault,
         registry: Arc<Registry>,
+        holder: String,
     ) -> anyhow::Result<Arc<Self>> {
         let prober = Prober::new(ProbeOptions::default())
             .map_err(|e| anyhow::anyhow!("cannot set up live verification: {e}"))?;
@@ -56,6 +58,9 @@ impl Renewer {
             wake: Notify::new(),
             limit: Arc::new(Semaphore::new(config.renewal.concurrency)),
             running: Mutex::new(HashSet::new()),
+            leases: Mutex::new(HashMap::new()),
+            holder,
+            lease_seconds: i64::try_from(config.scheduler.lease_seconds).unwrap_or(i64::MAX),
             inventory_writes: tokio::sync::Mutex::new(()),
         }))
     }
@@ -110,8 +115,12 @@ impl Renewer {
                 Some(state) => state,
                 None => {
                     let mut state = ManagedState::new(name, &spec);
-                    self.store.save_managed(&mut state).await?;
-                    state
+                    match self.save(&mut state).await {
+                        Ok(()) => state,
+                        // Another daemon sharing the store created it first.
+                        Err(StoreError::Changed(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
             };
             let window_due = state.operation.is_none()
@@ -132,7 +141,7 @@ impl Renewer {
                 let Ok(_permit) = this.limit.clone().acquire_owned().await else {
                     return;
                 };
-                this.drive(&name).await;
+                this.drive_leased(&name).await;
                 this.release(&name);
             });
         }
@@ -150,6 +159,74 @@ impl Renewer {
         if let Ok(mut r) = self.running.lock() {
             r.remove(name);
         }
+    }
+
+    /// Drives `name` under its store lease, which is extended every third
+    /// of its time while the operation runs and given up after. Another
+    /// daemon holding it means it is being driven there: nothing to do.
+    pub(super) async fn drive_leased(&self, name: &str) {
+        let key = format!("managed:{name}");
+        let lease = match self
+            .store
+            .acquire_lease(&key, &self.holder, self.lease_seconds)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(managed = %name, error = %e, "cannot take the lease on a managed certificate");
+                return;
+            }
+        };
+        if lease.epoch > 1 {
+            tracing::debug!(managed = %name, epoch = lease.epoch, "took the lease on a managed certificate");
+        }
+        self.set_lease(name, Some(lease.clone()));
+        let stop = CancellationToken::new();
+        let keeper = tokio::spawn(keep_lease(
+            self.store.clone(),
+            lease.clone(),
+            self.lease_seconds,
+            stop.clone(),
+        ));
+        self.drive(name).await;
+        stop.cancel();
+        let _ = keeper.await;
+        self.set_lease(name, None);
+        if let Err(e) = self.store.release_lease(&lease).await {
+            tracing::warn!(managed = %name, error = %e, "cannot give up the lease; it lapses by itself");
+        }
+    }
+
+    fn set_lease(&self, name: &str, lease: Option<Lease>) {
+        if let Ok(mut leases) = self.leases.lock() {
+            match lease {
+                Some(lease) => leases.insert(name.to_owned(), lease),
+                None => leases.remove(name),
+            };
+        }
+    }
+
+    /// Saves `state`, fenced by the lease this daemon holds on it when it
+    /// holds one (the worker always does; API requests save unfenced and
+    /// rely on the version check). A refused late write is logged.
+    pub(super) async fn save(&self, state: &mut ManagedState) -> Result<(), StoreError> {
+        let lease = self
+            .leases
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&state.name).cloned());
+        let result = match &lease {
+            Some(lease) => self.store.save_managed_fenced(state, lease).await,
+            None => self.store.save_managed(state).await,
+        };
+        if let (Err(e @ StoreError::Fenced(_)), Some(lease)) = (&result, &lease) {
+            tracing::warn!(
+                managed = %state.name, epoch = lease.epoch, error = %e,
+                "a late write after losing the lease was refused by its epoch"
+            );
+        }
+        result
     }
 
     /// Drives one certificate's operation as far as it goes.
@@ -171,7 +248,7 @@ impl Renewer {
         if !is_due(&state, &spec, now) {
             // Only the CA's window needs refreshing.
             self.refresh_window(cert, &mut state, now).await;
-            if let Err(e) = self.store.save_managed(&mut state).await {
+            if let Err(e) = self.save(&mut state).await {
                 tracing::error!(managed = %name, error = %e, "cannot save renewal window");
             }
             return;
@@ -202,7 +279,7 @@ impl Renewer {
             });
             state.spec = spec.clone();
             state.force = false;
-            if let Err(e) = self.store.save_managed(&mut state).await {
+            if let Err(e) = self.save(&mut state).await {
                 tracing::error!(managed = %name, error = %e, "cannot start renewal");
                 return;
             }
@@ -259,7 +336,7 @@ impl Renewer {
             managed = %cert.name, error = %failure.message, attempts = state.attempts,
             next_attempt = %next, "renewal failed"
         );
-        if let Err(e) = self.store.save_managed(state).await {
+        if let Err(e) = self.save(state).await {
             tracing::error!(managed = %cert.name, error = %e, "cannot save the renewal failure");
         }
         self.event(
@@ -307,6 +384,26 @@ impl Renewer {
             if !e.to_string().contains("already exists") {
                 tracing::error!(event = %id, error = %e, "cannot record event");
             }
+        }
+    }
+}
+
+/// Extends `lease` every third of `seconds` until `stop`; stops early when
+/// the lease was lost (the fenced saves then refuse the late writes).
+async fn keep_lease(store: Store, mut lease: Lease, seconds: i64, stop: CancellationToken) {
+    let every = Duration::from_secs(u64::try_from(seconds / 3).unwrap_or(1).max(1));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match store.extend_lease(&lease, seconds).await {
+            Ok(Some(extended)) => lease = extended,
+            Ok(None) => {
+                tracing::warn!(lease = %lease.key, epoch = lease.epoch, "lost the lease to another daemon");
+                return;
+            }
+            Err(e) => tracing::warn!(lease = %lease.key, error = %e, "cannot extend the lease"),
         }
     }
 }

@@ -2,6 +2,10 @@
 //! back each connector's [`StateStore`] (ACME accounts, the internal CA's
 //! keys and ledger), sealed by the [`Vault`] with the row's name as
 //! associated data, so a row copied under another name does not open.
+//! Each row carries a `version`, moved on by every write, so that values
+//! several daemons share (the internal CA's revocations and CRL number) are
+//! written with one conditional update ([`StateStore::save_versioned`]) and
+//! never overwrite each other.
 
 use std::sync::Arc;
 
@@ -66,13 +70,67 @@ impl StateStore for ConnectorState {
         let vars = json!({ "c": self.connector, "k": key, "v": sealed });
         with_conflict_retry(|| {
             self.store.run(
-                "UPSERT type::record('connector_state', [$c, $k]) CONTENT { value: $v } RETURN NONE",
+                "UPSERT type::record('connector_state', [$c, $k]) SET value = $v, version = (version ?? 0) + 1 RETURN NONE",
                 vars.clone(),
             )
         })
         .await
         .map_err(|e| format!("store: {e}"))?;
         Ok(())
+    }
+
+    async fn load_versioned(&self, key: &str) -> Result<(Option<Vec<u8>>, u64), String> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            value: String,
+            version: Option<u64>,
+        }
+        let rows: Vec<Row> = self
+            .store
+            .rows(
+                "SELECT value, version FROM type::record('connector_state', [$c, $k])",
+                json!({ "c": self.connector, "k": key }),
+                0,
+            )
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        match rows.into_iter().next() {
+            Some(row) => {
+                let value = self
+                    .vault
+                    .open(&self.context(key), &row.value)
+                    .map_err(|e| e.to_string())?;
+                // Rows written before versions existed count as version 1.
+                Ok((Some(value), row.version.unwrap_or(1)))
+            }
+            None => Ok((None, 0)),
+        }
+    }
+
+    async fn save_versioned(&self, key: &str, value: &[u8], expected: u64) -> Result<bool, String> {
+        let sealed = self
+            .vault
+            .seal(&self.context(key), value)
+            .map_err(|e| e.to_string())?;
+        let vars = json!({ "c": self.connector, "k": key, "v": sealed, "expected": expected });
+        let result = with_conflict_retry(|| {
+            self.store.run(
+                "BEGIN TRANSACTION;
+                 LET $id = type::record('connector_state', [$c, $k]);
+                 LET $row = (SELECT value, version FROM ONLY $id);
+                 LET $now = IF $row = NONE { 0 } ELSE { $row.version ?? 1 };
+                 IF $now != $expected { THROW 'connector state version moved on' };
+                 UPSERT $id SET value = $v, version = $expected + 1 RETURN NONE;
+                 COMMIT TRANSACTION;",
+                vars.clone(),
+            )
+        })
+        .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("connector state version moved on") => Ok(false),
+            Err(e) => Err(format!("store: {e}")),
+        }
     }
 
     async fn remove(&self, key: &str) -> Result<(), String> {

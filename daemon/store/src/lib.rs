@@ -9,10 +9,11 @@
 //! Submodules hold the queries of one concept each: [`inventory`] for
 //! certificates and sightings, [`import`] for files and uploads into them,
 //! [`findings`] for installation findings, [`jobs`] for scheduled job runs and
-//! leases, [`managed`] for managed certificates' lifecycle state, [`outbox`]
-//! for lifecycle events, [`connector_state`] for connectors' own state,
-//! [`alerts`] for the alert ledger and deliveries, [`accounts`], [`audit`],
-//! [`requests`] and [`units`] for administration, [`vault`] for sealing.
+//! leases, [`leases`] for fenced leases on side effects, [`managed`] for
+//! managed certificates' lifecycle state, [`outbox`] for lifecycle events,
+//! [`connector_state`] for connectors' own state, [`alerts`] for the alert
+//! ledger and deliveries, [`accounts`], [`audit`], [`requests`] and [`units`]
+//! for administration, [`vault`] for sealing.
 //! The store sits on `certkeeper-model` and knows nothing of the daemon's
 //! config, API or scheduler.
 //! Timestamps are stored as Unix seconds (`int`), which index and compare
@@ -28,6 +29,7 @@ pub mod findings;
 pub mod import;
 pub mod inventory;
 pub mod jobs;
+pub mod leases;
 pub mod ledger;
 pub mod managed;
 pub mod migrations;
@@ -65,6 +67,10 @@ pub enum StoreError {
     /// version moved on); nothing was written. Read it again and redo.
     #[error("{0} was changed by another writer since it was read")]
     Changed(String),
+    /// A write under a lease that another holder has taken since (its
+    /// epoch moved on); nothing was written. Stop acting on it.
+    #[error("{0}: the lease was taken over by another daemon; this late write was refused")]
+    Fenced(String),
     /// The embedded store is held by another process (a running daemon).
     #[error(
         "the embedded store at {0} is in use by another process (is the daemon running? use the API, or stop it)"

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::leases::Lease;
 use super::{Store, StoreError, take_returned, with_conflict_retry};
 use certkeeper_model::inventory::Status;
 
@@ -185,12 +186,41 @@ impl Store {
     /// `state.version` moves on by one. Otherwise [`StoreError::Changed`]
     /// and nothing is written: another writer got in first.
     pub async fn save_managed(&self, state: &mut ManagedState) -> Result<(), StoreError> {
+        self.save_managed_inner(state, None).await
+    }
+
+    /// [`save_managed`](Self::save_managed) by the holder of `lease`: also
+    /// refused, with [`StoreError::Fenced`], when the lease has moved to
+    /// another holder or epoch since it was taken. The renewal worker
+    /// records every step's result this way, so a daemon that stalled past
+    /// its lease cannot overwrite what the new holder did.
+    pub async fn save_managed_fenced(
+        &self,
+        state: &mut ManagedState,
+        lease: &Lease,
+    ) -> Result<(), StoreError> {
+        self.save_managed_inner(state, Some(lease)).await
+    }
+
+    async fn save_managed_inner(
+        &self,
+        state: &mut ManagedState,
+        lease: Option<&Lease>,
+    ) -> Result<(), StoreError> {
         let mut doc = state.clone();
         doc.version = state.version + 1;
-        let vars = json!({ "name": state.name, "doc": doc, "expected": state.version });
+        let vars = json!({
+            "name": state.name, "doc": doc, "expected": state.version,
+            "lease": lease.map(|l| &l.key), "holder": lease.map(|l| &l.holder),
+            "epoch": lease.map(|l| l.epoch),
+        });
         let result = with_conflict_retry(|| {
             self.run(
                 "BEGIN TRANSACTION;
+                 IF $lease != NONE {
+                     LET $held = (SELECT holder, epoch FROM ONLY type::record('lease', $lease));
+                     IF $held.holder != $holder OR $held.epoch != $epoch { THROW 'lease fenced' };
+                 };
                  LET $stored = (SELECT VALUE version FROM ONLY type::record('managed', $name));
                  IF ($stored ?? 0) != $expected { THROW 'managed version moved on' };
                  UPSERT type::record('managed', $name) CONTENT $doc RETURN NONE;
@@ -207,6 +237,10 @@ impl Store {
             Err(e) if e.to_string().contains("managed version moved on") => Err(
                 StoreError::Changed(format!("managed certificate `{}`", state.name)),
             ),
+            Err(e) if e.to_string().contains("lease fenced") => Err(StoreError::Fenced(format!(
+                "managed certificate `{}`",
+                state.name
+            ))),
             Err(e) => Err(e),
         }
     }
@@ -393,5 +427,37 @@ mod tests {
         again.attempts = 1;
         store.save_managed(&mut again).await.unwrap();
         assert_eq!(store.managed("www").await.unwrap().unwrap().version, 3);
+    }
+
+    #[tokio::test]
+    async fn a_write_under_a_lease_taken_over_is_refused() {
+        let store = Store::memory().await.unwrap();
+        let mut state = ManagedState::new("www", "spec-1");
+        store.save_managed(&mut state).await.unwrap();
+        let a = store
+            .acquire_lease("managed:www", "a", 30)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut by_a = store.managed("www").await.unwrap().unwrap();
+        by_a.attempts = 1;
+        store.save_managed_fenced(&mut by_a, &a).await.unwrap();
+        // a stalls past its lease; b takes over and moves on.
+        store.release_lease(&a).await.unwrap();
+        let b = store
+            .acquire_lease("managed:www", "b", 30)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut by_b = store.managed("www").await.unwrap().unwrap();
+        by_b.generation = 1;
+        store.save_managed_fenced(&mut by_b, &b).await.unwrap();
+        // a wakes up with the current version (no other check would stop it).
+        by_a.version = by_b.version;
+        by_a.last_error = Some("late".into());
+        let err = store.save_managed_fenced(&mut by_a, &a).await.unwrap_err();
+        assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+        let stored = store.managed("www").await.unwrap().unwrap();
+        assert_eq!((stored.generation, stored.last_error), (1, None));
     }
 }
