@@ -133,6 +133,7 @@ pub async fn route_pass(
                 last_error: None,
                 log: Vec::new(),
                 payload: stored.event.clone(),
+                claim: None,
             });
         }
     }
@@ -252,6 +253,7 @@ async fn attempt(
     let result =
         |state: &'static str, next: i64, outcome: &str, detail: Option<String>| AttemptResult {
             id: row.id.clone(),
+            claim: row.claim.clone(),
             state,
             next_attempt: next,
             attempted: true,
@@ -338,7 +340,19 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<AttemptResult>) {
             }
         }
         let mut tries = 0;
-        while let Err(e) = store.record_attempts(&batch).await {
+        loop {
+            let e = match store.record_attempts(&batch).await {
+                Ok(refused) => {
+                    for id in refused {
+                        tracing::warn!(
+                            delivery = %id,
+                            "a late delivery outcome was refused: the delivery was claimed again (by this daemon after a stall, or another) since it was sent"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => e,
+            };
             tries += 1;
             tracing::warn!(error = %e, tries, "cannot record delivery outcomes; retrying");
             if tries >= 5 {
@@ -413,6 +427,7 @@ mod tests {
             last_error: None,
             log: Vec::new(),
             payload: serde_json::to_value(&event).unwrap(),
+            claim: None,
         }
     }
 

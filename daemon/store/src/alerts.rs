@@ -114,6 +114,10 @@ pub struct DeliveryRow {
     /// The event, as `certkeeper_integrations::Event` serialises it.
     #[serde(default)]
     pub payload: Value,
+    /// The token of the claim that leased it last: its fencing token. An
+    /// outcome is recorded only under the claim it was sent under.
+    #[serde(default)]
+    pub claim: Option<String>,
 }
 
 /// The outcome of one attempt, to record.
@@ -121,6 +125,8 @@ pub struct DeliveryRow {
 pub struct AttemptResult {
     /// The delivery.
     pub id: String,
+    /// The claim it was sent under ([`DeliveryRow::claim`]).
+    pub claim: Option<String>,
     /// New state.
     pub state: &'static str,
     /// Next due time.
@@ -362,7 +368,7 @@ impl Store {
     }
 
     /// Claims up to `limit` due deliveries of `channel`, pushing their next
-    /// attempt to `lease_until`.
+    /// attempt to `lease_until` and giving them a fresh claim token.
     pub async fn claim_deliveries(
         &self,
         channel: &str,
@@ -370,12 +376,15 @@ impl Store {
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<DeliveryRow>, StoreError> {
-        let vars = json!({ "channel": channel, "now": now, "until": lease_until, "limit": limit });
+        let vars = json!({
+            "channel": channel, "now": now, "until": lease_until, "limit": limit,
+            "token": uuid::Uuid::new_v4().simple().to_string(),
+        });
         let mut response = with_conflict_retry(|| {
             self.run(
                 "BEGIN TRANSACTION;
                  LET $due = (SELECT VALUE id FROM delivery WHERE state = 'pending' AND channel = $channel AND next_attempt <= $now ORDER BY next_attempt LIMIT $limit);
-                 UPDATE $due SET next_attempt = $until RETURN NONE;
+                 UPDATE $due SET next_attempt = $until, claim = $token RETURN NONE;
                  SELECT *, record::id(id) AS id FROM $due;
                  COMMIT TRANSACTION;",
                 vars.clone(),
@@ -385,13 +394,21 @@ impl Store {
         super::take_returned(&mut response)
     }
 
-    /// Records attempts' outcomes.
-    pub async fn record_attempts(&self, results: &[AttemptResult]) -> Result<(), StoreError> {
+    /// Records attempts' outcomes, each only if its delivery is still under
+    /// the claim it was sent under. Returns the ids refused because the
+    /// delivery was claimed again meanwhile (this daemon stalled past the
+    /// lease and another sent it): their outcome is not written over the
+    /// newer one.
+    pub async fn record_attempts(
+        &self,
+        results: &[AttemptResult],
+    ) -> Result<Vec<String>, StoreError> {
         let items: Vec<Value> = results
             .iter()
             .map(|r| {
                 json!({
                     "id": r.id,
+                    "claim": r.claim,
                     "state": r.state,
                     "next": r.next_attempt,
                     "inc": u32::from(r.attempted),
@@ -402,10 +419,12 @@ impl Store {
             })
             .collect();
         let vars = json!({ "items": items, "keep": LOG_ENTRIES - 1 });
-        with_conflict_retry(|| {
+        let mut response = with_conflict_retry(|| {
             self.run(
                 "BEGIN TRANSACTION;
-                 FOR $r IN $items {
+                 LET $fresh = array::filter($items, |$r|
+                     (SELECT VALUE claim FROM ONLY type::record('delivery', $r.id)) = $r.claim);
+                 FOR $r IN $fresh {
                      UPDATE type::record('delivery', $r.id) SET
                          state = $r.state,
                          next_attempt = $r.next,
@@ -415,12 +434,13 @@ impl Store {
                          log = array::append(array::slice(log, -$keep), $r.entry)
                      RETURN NONE;
                  };
+                 RETURN array::complement($items.map(|$r| $r.id), $fresh.map(|$r| $r.id));
                  COMMIT TRANSACTION;",
                 vars.clone(),
             )
         })
         .await?;
-        Ok(())
+        super::take_returned(&mut response)
     }
 
     /// The delivery log, newest first.
@@ -573,5 +593,98 @@ impl Store {
             )
             .await?;
         Ok(rows.into_iter().map(|c| (c.state, c.n)).collect())
+    }
+}
+
+#[cfg(test)]
+mod fencing_tests {
+    use super::*;
+
+    fn pending(id: &str) -> DeliveryRow {
+        DeliveryRow {
+            id: id.into(),
+            event: "e1".into(),
+            kind: "certificate_expiring".into(),
+            channel: "chat".into(),
+            recipients: Vec::new(),
+            state: "pending".into(),
+            attempts: 0,
+            created: 100,
+            next_attempt: 100,
+            delivered_at: None,
+            last_error: None,
+            log: Vec::new(),
+            payload: json!({}),
+            claim: None,
+        }
+    }
+
+    fn outcome(row: &DeliveryRow, state: &'static str, at: i64) -> AttemptResult {
+        AttemptResult {
+            id: row.id.clone(),
+            claim: row.claim.clone(),
+            state,
+            next_attempt: at + 60,
+            attempted: true,
+            entry: AttemptLog {
+                at,
+                outcome: if state == "delivered" {
+                    "delivered"
+                } else {
+                    "retry"
+                }
+                .into(),
+                detail: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outcome_from_a_claim_that_lapsed_is_refused() {
+        let store = Store::memory().await.unwrap();
+        store
+            .route_events(&[], &[pending("e1|chat"), pending("e2|chat")])
+            .await
+            .unwrap();
+        // Daemon a claims both, then stalls past the lease.
+        let a = store.claim_deliveries("chat", 100, 130, 10).await.unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(
+            store
+                .claim_deliveries("chat", 120, 150, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        // Daemon b claims them after the lease and delivers one.
+        let b = store.claim_deliveries("chat", 131, 160, 10).await.unwrap();
+        assert_eq!(b.len(), 2);
+        let b1 = b.iter().find(|r| r.id == "e1|chat").unwrap();
+        assert!(
+            store
+                .record_attempts(&[outcome(b1, "delivered", 132)])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // a wakes up and reports a failure for both: refused, logged by the caller.
+        let mut refused = store
+            .record_attempts(&[
+                outcome(&a[0], "pending", 133),
+                outcome(&a[1], "pending", 133),
+            ])
+            .await
+            .unwrap();
+        refused.sort();
+        assert_eq!(refused, ["e1|chat", "e2|chat"]);
+        let e1 = store
+            .list_deliveries(&DeliveryFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "e1|chat")
+            .unwrap();
+        assert_eq!((e1.state.as_str(), e1.attempts), ("delivered", 1));
     }
 }
