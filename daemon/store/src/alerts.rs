@@ -378,13 +378,13 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let vars = json!({
             "channel": channel, "now": now, "until": lease_until, "limit": limit,
-            "token": uuid::Uuid::new_v4().simple().to_string(),
+            "claim_token": uuid::Uuid::new_v4().simple().to_string(),
         });
         let mut response = with_conflict_retry(|| {
             self.run(
                 "BEGIN TRANSACTION;
                  LET $due = (SELECT VALUE id FROM delivery WHERE state = 'pending' AND channel = $channel AND next_attempt <= $now ORDER BY next_attempt LIMIT $limit);
-                 UPDATE $due SET next_attempt = $until, claim = $token RETURN NONE;
+                 UPDATE $due SET next_attempt = $until, claim = $claim_token RETURN NONE;
                  SELECT *, record::id(id) AS id FROM $due;
                  COMMIT TRANSACTION;",
                 vars.clone(),
@@ -679,7 +679,10 @@ mod fencing_tests {
         refused.sort();
         assert_eq!(refused, ["e1|chat", "e2|chat"]);
         let e1 = store
-            .list_deliveries(&DeliveryFilter::default())
+            .list_deliveries(&DeliveryFilter {
+                limit: 10,
+                ..DeliveryFilter::default()
+            })
             .await
             .unwrap()
             .into_iter()
