@@ -10,77 +10,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{Daemon, eventually, free_port, http};
+use common::surreal::Server;
+use common::{Daemon, http};
 use serde_json::Value;
 
-const ROOT_PASSWORD: &str = "surreal-root-password-for-tests";
 const TOKEN: &str = "root-token-for-remote-store-tests-0123";
-
-/// The `surreal` binary `tests/run.sh` builds.
-fn surreal() -> PathBuf {
-    std::env::var_os("CERTKEEPER_TEST_SURREAL")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .expect(
-            "the SurrealDB server is needed: ./tests/run.sh builds it from tests/surrealdb-server \
-             and sets CERTKEEPER_TEST_SURREAL",
-        )
-}
-
-/// A running `surreal start`, killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("surreal.log")).unwrap();
-        let child = Command::new(surreal())
-            .arg("start")
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .arg("--no-banner")
-            .arg(format!("surrealkv://{}", dir.path().join("data").display()))
-            .env("SURREAL_USER", "root")
-            .env("SURREAL_PASS", ROOT_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            port,
-            _dir: dir,
-        };
-        eventually(Duration::from_secs(60), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-            let (status, _) = http("GET", &format!("http://127.0.0.1:{port}/health"), None, &[]);
-            (status == 200).then_some(())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "surreal did not start: {}",
-                std::fs::read_to_string(server._dir.path().join("surreal.log")).unwrap_or_default()
-            )
-        });
-        server
-    }
-}
 
 /// A daemon (not started) whose store is `server`, sealed with `key`.
 fn daemon_on(server: &Server, key: &std::path::Path) -> Daemon {
@@ -88,10 +24,9 @@ fn daemon_on(server: &Server, key: &std::path::Path) -> Daemon {
     std::fs::write(
         &daemon.config,
         format!(
-            "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{TOKEN}\"\n\n\
-             [store]\nurl = \"ws://127.0.0.1:{}\"\nusername = \"root\"\npassword = \"{ROOT_PASSWORD}\"\n\
-             key_file = {key:?}\n",
-            daemon.port, server.port
+            "[api]\nlisten = \"127.0.0.1:{}\"\ntoken = \"{TOKEN}\"\n\n{}",
+            daemon.port,
+            server.store_table(key)
         ),
     )
     .unwrap();
@@ -129,13 +64,7 @@ fn two_daemons_share_one_store_on_a_surrealdb_server() {
     let server = Server::start();
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("cluster.key");
-    let make_key = |path: &std::path::Path| {
-        let out = Command::new("openssl")
-            .args(["rand", "-base64", "32"])
-            .output()
-            .unwrap();
-        std::fs::write(path, out.stdout).unwrap();
-    };
+    let make_key = common::surreal::make_key;
     make_key(&key);
     let mut a = daemon_on(&server, &key);
     let mut b = daemon_on(&server, &key);

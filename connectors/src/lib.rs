@@ -355,7 +355,19 @@ pub trait Connector: Send + Sync {
     fn name(&self) -> &str;
 
     /// Issues a certificate for the request.
+    ///
+    /// With an [`IssueRequest::idempotency_key`], an order-then-poll CA
+    /// keeps what it needs to resume the order under that key, and a
+    /// later call with the same key (a retry, another daemon after a crash)
+    /// returns the same certificate instead of ordering again, until the
+    /// caller says with [`recorded`](Self::recorded) that it has saved it.
     async fn issue(&self, request: &IssueRequest) -> Result<Issued, ConnectorError>;
+
+    /// The caller has durably recorded what [`issue`](Self::issue) returned
+    /// for `idempotency_key`: the connector may forget the order it kept
+    /// for it. Until then a crash between the CA's answer and the caller's
+    /// record costs no second certificate. Nothing to do by default.
+    async fn recorded(&self, _idempotency_key: &str) {}
 
     /// Revokes a certificate.
     async fn revoke(&self, request: &RevokeRequest) -> Result<(), ConnectorError>;

@@ -278,6 +278,10 @@ impl Connector for AcmeConnector {
         order::issue(self, request).await
     }
 
+    async fn recorded(&self, idempotency_key: &str) {
+        order::forget(self, idempotency_key).await;
+    }
+
     async fn revoke(&self, request: &RevokeRequest) -> Result<(), ConnectorError> {
         problem::scoped(async {
             let account = self.account().await?;

@@ -19,8 +19,10 @@
 //! challenges, `ready` finalizes with the request's CSR, `processing` and
 //! `valid` fetch the certificate. An order the CA declared `invalid`, one it
 //! no longer knows (404), or one saved for another directory or other names
-//! is forgotten and a new one placed. The entry is removed once the
-//! certificate is downloaded.
+//! is forgotten and a new one placed. The entry is removed once the caller
+//! has recorded the certificate (`Connector::recorded`), not when it is
+//! downloaded: a daemon killed between the two fetches the same
+//! certificate again instead of ordering a second.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -146,10 +148,13 @@ async fn run(
         .await
         .map_err(|e| problem::map(name, "fetching the certificate", e))?;
     if let Some(key) = request.idempotency_key.as_deref() {
-        forget(connector, key).await;
+        // The saved order stays until the caller has recorded the
+        // certificate (`Connector::recorded`): a crash before that fetches
+        // this certificate again rather than ordering another.
         // Finalized by an earlier attempt, perhaps with another CSR: a
         // certificate for a key the caller no longer holds is no use.
         if finalized_earlier && !carries_csr_key(&chain_pem, &request.csr_der) {
+            forget(connector, key).await;
             return Err(ConnectorError::transient(
                 name,
                 "the saved order had been finalized with another key; it is forgotten \
@@ -262,7 +267,7 @@ async fn remember(connector: &AcmeConnector, key: &str, identifiers: &[AcmeIdent
 
 /// Removes the saved order of `key`; a failure is logged (the next call
 /// with that key would fetch the same certificate again, no new order).
-async fn forget(connector: &AcmeConnector, key: &str) {
+pub(super) async fn forget(connector: &AcmeConnector, key: &str) {
     if let Err(e) = connector.state.remove(&order_state_key(key)).await {
         tracing::warn!(
             connector = connector.settings.name.as_str(),

@@ -216,6 +216,9 @@ pub struct Pebble {
     /// the daemon's issuance tests read revocation status from it.
     #[allow(dead_code)]
     pub management_url: String,
+    /// Pebble's log: `Added order` once per order it placed.
+    #[allow(dead_code)]
+    pub log: PathBuf,
     _processes: Vec<Running>,
     _dir: tempfile::TempDir,
 }
@@ -306,6 +309,7 @@ impl Pebble {
             directory_url: format!("https://127.0.0.1:{port}/dir"),
             root_pem: pki.ca_pem(),
             management_url: format!("https://127.0.0.1:{management}"),
+            log,
             _processes: processes,
             _dir: dir,
         }

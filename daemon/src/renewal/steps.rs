@@ -68,7 +68,7 @@ impl Renewer {
         // The same for every attempt of this operation (a retry, a restart):
         // an order-then-poll CA resumes the order it placed instead of
         // placing another.
-        request.idempotency_key = Some(format!("{}:{}:{:?}", cert.name, op.started, op.kind));
+        request.idempotency_key = Some(idempotency_key(cert, &op));
         request.usage = cert.usage;
         request.validity = cert.validity();
         request.profile = cert.profile.clone();
@@ -99,8 +99,12 @@ impl Renewer {
         op.step = Step::Issued;
         state.operation = Some(op);
         // Saved before anything else: a restart from here deploys this
-        // certificate instead of ordering another.
+        // certificate instead of ordering another. Only then may the
+        // connector forget the order it kept to resume.
         self.save(state).await?;
+        if let Some(key) = &request.idempotency_key {
+            entry.connector.recorded(key).await;
+        }
         tracing::info!(managed = %cert.name, cert = %parsed.fingerprint, "certificate issued");
         Ok(())
     }
@@ -522,6 +526,12 @@ impl Renewer {
             tracing::error!(connector, error = %e, "cannot count the issuance against purchased units");
         }
     }
+}
+
+/// The same for every attempt of one operation (a retry, a restart, another
+/// daemon taking it over), so an order-then-poll CA resumes its order.
+pub(super) fn idempotency_key(cert: &CertificateConfig, op: &Operation) -> String {
+    format!("{}:{}:{:?}", cert.name, op.started, op.kind)
 }
 
 pub(super) fn key_context(name: &str) -> String {
