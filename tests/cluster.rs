@@ -342,6 +342,11 @@ fn three_daemons_renew_each_certificate_once_and_survive_kill_and_stop() {
         all_at_generation(&daemons[1], total, 2).then_some(())
     })
     .unwrap_or_else(|| panic!("the renewal wave did not finish\n{}", logs(&daemons)));
+    for daemon in &daemons[1..] {
+        for line in daemon.log().lines().filter(|l| l.contains("ERROR")) {
+            eprintln!("logged by a surviving daemon: {line}");
+        }
+    }
     eprintln!(
         "renewal wave of {total} in {:.1} s; {:.1} s after the SIGKILL",
         wave.elapsed().as_secs_f64(),
@@ -422,5 +427,40 @@ fn three_daemons_renew_each_certificate_once_and_survive_kill_and_stop() {
         (orders + 1, issued + 1),
         "the takeover deployed the frozen daemon's certificate, ordering nothing"
     );
+
+    // Three daemons appended to one audit chain all along: it is intact,
+    // and holds every issuance (201 + 201 + 1) exactly once.
+    for daemon in [&daemons[1], &daemons[2]] {
+        let (status, verify) = common::http(
+            "GET",
+            &daemon.url("/api/v1/audit/verify"),
+            None,
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+        );
+        assert_eq!(status, 200, "{verify}");
+        let verify: Value = serde_json::from_str(&verify).unwrap();
+        assert_eq!(verify["intact"], true, "{verify}");
+    }
+    let mut issues = 0;
+    let mut after = 0;
+    loop {
+        let (_, page) = common::http(
+            "GET",
+            &daemons[2].url(&format!("/api/v1/audit?limit=1000&after={after}")),
+            None,
+            &[("Authorization", &format!("Bearer {TOKEN}"))],
+        );
+        let page: Value = serde_json::from_str(&page).unwrap();
+        let items = page["items"].as_array().unwrap();
+        issues += items
+            .iter()
+            .filter(|e| e["action"] == "certificate_issue")
+            .count();
+        match items.iter().filter_map(|e| e["seq"].as_u64()).max() {
+            Some(last) if items.len() == 1000 => after = last,
+            _ => break,
+        }
+    }
+    assert_eq!(issues, issued + 1, "one audit entry per certificate issued");
     drop(server);
 }

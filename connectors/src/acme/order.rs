@@ -198,13 +198,29 @@ async fn place(
         }
     };
     let replaces = request.replaces.as_deref().and_then(ari::certificate_id);
-    let created = match replaces {
-        Some(id) => match account.new_order(&new_order().replaces(id)).await {
-            // The CA offers no ARI: order without `replaces`.
-            Err(instant_acme::Error::Unsupported(_)) => account.new_order(&new_order()).await,
-            other => other,
-        },
-        None => account.new_order(&new_order()).await,
+    // `instant-acme` retries a `badNonce` twice with the nonce the refusal
+    // carried; a CA that keeps refusing nonces (pebble rejects 5% on
+    // purpose) gets a few more fresh tries here before the renewal backs
+    // off. Safe: a refused nonce means the CA did not act on the request.
+    let mut tries = 0;
+    let created = loop {
+        let created = match replaces.clone() {
+            Some(id) => match account.new_order(&new_order().replaces(id)).await {
+                // The CA offers no ARI: order without `replaces`.
+                Err(instant_acme::Error::Unsupported(_)) => account.new_order(&new_order()).await,
+                other => other,
+            },
+            None => account.new_order(&new_order()).await,
+        };
+        match created {
+            Err(instant_acme::Error::Api(problem))
+                if tries < 3
+                    && problem.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce") =>
+            {
+                tries += 1;
+            }
+            other => break other,
+        }
     };
     created.map_err(|e| problem::map(name, "creating the order", e))
 }

@@ -163,7 +163,10 @@ impl Renewer {
                 Some(record.cert.fingerprint.clone()),
             )
         };
-        if let Err(e) = self.store.append_audit(entry).await {
+        // Once per certificate, however often this step runs (a retry, a
+        // daemon taking the operation over).
+        let key = format!("certificate_issue:{}", record.cert.fingerprint);
+        if let Err(e) = self.store.append_audit_once(&key, entry).await {
             tracing::error!(managed = %cert.name, error = %e, "cannot write the issuance to the audit log");
         }
         self.event(

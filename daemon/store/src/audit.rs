@@ -31,7 +31,29 @@ pub const PAGE: usize = 1000;
 
 impl Store {
     /// Seals `entry` after the current head and appends it; returns it sealed.
-    pub async fn append_audit(&self, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+    pub async fn append_audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        self.append_audit_keyed(None, entry)
+            .await?
+            .ok_or_else(|| StoreError::Engine("audit log: an unkeyed entry was skipped".into()))
+    }
+
+    /// Appends `entry` unless an entry under `key` was appended before, in
+    /// the same transaction as the check: for an action a retry or another
+    /// daemon may run again (recording an issued certificate), so the log
+    /// holds it once however often it ran. `None` when it was already there.
+    pub async fn append_audit_once(
+        &self,
+        key: &str,
+        entry: AuditEntry,
+    ) -> Result<Option<AuditEntry>, StoreError> {
+        self.append_audit_keyed(Some(key), entry).await
+    }
+
+    async fn append_audit_keyed(
+        &self,
+        key: Option<&str>,
+        mut entry: AuditEntry,
+    ) -> Result<Option<AuditEntry>, StoreError> {
         // The store drops `null` members (an absent field is NONE); seal what
         // will be read back, or the hash would never match again.
         for value in [&mut entry.before, &mut entry.after].into_iter().flatten() {
@@ -62,6 +84,7 @@ impl Store {
                 "prev_seq": seq,
                 "prev": prev,
                 "doc": serde_json::to_value(&sealed)?,
+                "key": key,
             });
             // The head must still be what we sealed after: a writer that got
             // there first makes this transaction fail, and we go again.
@@ -70,6 +93,12 @@ impl Store {
                     "BEGIN TRANSACTION;
                      LET $head = (SELECT seq, hash FROM ONLY type::record('audit_head', 'head'));
                      IF ($head.seq ?? 0) != $prev_seq { THROW 'audit head moved' };
+                     IF $key != NONE {
+                         IF (SELECT VALUE seq FROM ONLY type::record('audit_key', $key)) != NONE {
+                             THROW 'audit entry already appended'
+                         };
+                         CREATE type::record('audit_key', $key) CONTENT { seq: $seq } RETURN NONE;
+                     };
                      CREATE type::record('audit', $seq) CONTENT $doc RETURN NONE;
                      UPSERT type::record('audit_head', 'head') CONTENT { seq: $seq, hash: $doc.hash } RETURN NONE;
                      COMMIT TRANSACTION;",
@@ -77,7 +106,10 @@ impl Store {
                 )
                 .await;
             match result {
-                Ok(_) => return Ok(sealed),
+                Ok(_) => return Ok(Some(sealed)),
+                Err(e) if e.to_string().contains("audit entry already appended") => {
+                    return Ok(None);
+                }
                 Err(e)
                     if e.is_conflict()
                         || e.to_string().contains("audit head moved")
@@ -193,5 +225,43 @@ impl Store {
             0,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_keyed_entry_is_appended_once_and_the_chain_stays_whole() {
+        let store = Store::memory().await.unwrap();
+        let entry = || AuditEntry::new("system", "certificate_issue", Some("ab12".into()));
+        let mut tasks = Vec::new();
+        // The same action recorded by four writers at once, among others.
+        for i in 0..4 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let once = s
+                    .append_audit_once("certificate_issue:ab12", entry())
+                    .await
+                    .unwrap();
+                s.append_audit(AuditEntry::new("system", "import", Some(format!("f{i}"))))
+                    .await
+                    .unwrap();
+                once.is_some()
+            }));
+        }
+        let mut appended = 0;
+        for t in tasks {
+            appended += usize::from(t.await.unwrap());
+        }
+        assert_eq!(appended, 1);
+        let page = store.audit_page(0, 100).await.unwrap();
+        let issues = page
+            .iter()
+            .filter(|e| e.action == "certificate_issue")
+            .count();
+        assert_eq!((page.len(), issues), (5, 1));
+        assert!(store.verify_audit().await.unwrap().intact);
     }
 }

@@ -29,7 +29,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "retired certificates; which source saw a sighting; contacts; the store key check",
         V7,
     ),
-    (8, "leases with fencing epochs", V8),
+    (
+        8,
+        "leases with fencing epochs; keys of audit entries appended once",
+        V8,
+    ),
 ];
 
 const V1: &str = r#"
@@ -192,6 +196,7 @@ DEFINE TABLE IF NOT EXISTS vault_check SCHEMALESS;
 
 const V8: &str = r#"
 DEFINE TABLE IF NOT EXISTS lease SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS audit_key SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
