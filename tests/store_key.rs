@@ -57,3 +57,76 @@ fn a_daemon_with_another_store_key_refuses_to_start_and_writes_nothing() {
     assert_eq!(status, 200, "{crl}");
     assert!(!daemon.log().contains("cannot unseal"), "{}", daemon.log());
 }
+
+/// Key rotation: with the daemon stopped, `certkeeper rekey --new-key`
+/// reseals every secret; the daemon then starts only with the new key, its
+/// internal CA and the managed certificate's private key still open (a
+/// renewal that reuses the key succeeds), and the old key is refused.
+#[test]
+fn rekey_moves_every_secret_to_the_new_key() {
+    let mut daemon = Daemon::new("");
+    let (old, new) = (daemon.path("old.key"), daemon.path("new.key"));
+    for key in [&old, &new] {
+        common::surreal::make_key(key);
+    }
+    let extra = format!(
+        "[renewal]\ncheck_interval_seconds = 1\n\n{}\n[[certificate]]\nname = \"www\"\n\
+         identifiers = [\"www.corp.test\"]\nconnector = \"corp-ca\"\n",
+        daemon.corp_ca()
+    );
+    let write = |daemon: &Daemon, key: &std::path::Path| {
+        daemon.write_config(&extra);
+        let config = std::fs::read_to_string(&daemon.config).unwrap();
+        let config = config.replacen("[store]\n", &format!("[store]\nkey_file = {key:?}\n"), 1);
+        std::fs::write(&daemon.config, config).unwrap();
+    };
+    write(&daemon, &old);
+    daemon.start();
+    let first = common::eventually(Duration::from_secs(60), || {
+        let m = daemon.cli_json(&["managed"]);
+        let www = m["items"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"] == "www")?
+            .clone();
+        (www["generation"] == 1).then_some(www)
+    })
+    .unwrap_or_else(|| panic!("never issued: {}", daemon.log()));
+    let out = daemon.cli(&["rekey", "--new-key", new.to_str().unwrap()]);
+    assert!(!out.status.success(), "rekey ran beside the daemon");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop every daemon"));
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+
+    let done = daemon.cli_ok(&["rekey", "--new-key", new.to_str().unwrap()]);
+    assert!(
+        done.contains("resealed 1 managed certificate keys"),
+        "{done}"
+    );
+    // The old key no longer starts a daemon on this store.
+    let out = Command::new(common::BIN)
+        .args(["run", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not this store's"));
+
+    write(&daemon, &new);
+    daemon.start();
+    let (status, crl) = daemon.get("/crl/corp-ca");
+    assert_eq!(status, 200, "{crl}");
+    daemon.cli_ok(&["renew", "www"]);
+    let renewed = common::eventually(Duration::from_secs(60), || {
+        let m = daemon.cli_json(&["managed"]);
+        let www = m["items"]
+            .as_array()?
+            .iter()
+            .find(|i| i["name"] == "www")?
+            .clone();
+        (www["generation"] == 2).then_some(www)
+    })
+    .unwrap_or_else(|| panic!("not renewed under the new key: {}", daemon.log()));
+    assert_ne!(renewed["fingerprint"], first["fingerprint"]);
+    assert!(!daemon.log().contains("cannot unseal"), "{}", daemon.log());
+}

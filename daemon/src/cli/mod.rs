@@ -158,6 +158,14 @@ pub enum Command {
     /// A report (inventory, expiring, units, readiness47) as CSV, JSON, HTML
     /// or PDF.
     Report(report::ReportArgs),
+    /// Reseal every secret in the store (managed certificates' keys,
+    /// connector accounts, the internal CA) under a new store key. Stop every
+    /// daemon on the store first; afterwards give them all the new key.
+    Rekey {
+        /// The new key file (32 random bytes, base64: `openssl rand -base64 32`).
+        #[arg(long, value_name = "FILE")]
+        new_key: PathBuf,
+    },
     /// Hand a pending request to another approver.
     Assign {
         /// The request's id.
@@ -279,6 +287,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Run => crate::daemon::run(cli.config, config).await,
+            Command::Rekey { new_key } => rekey(&config, &new_key).await,
             other => run_command(other, config).await,
         }
     });
@@ -349,6 +358,33 @@ async fn backend(config: &Config) -> anyhow::Result<Backend> {
     Ok(Backend::Local(store, Box::new(config.clone())))
 }
 
+/// `certkeeper rekey`: reseals the store under `new_key` with no daemon
+/// running (a daemon would keep sealing with the old key).
+async fn rekey(config: &Config, new_key: &std::path::Path) -> anyhow::Result<()> {
+    if ApiClient::new(config)?.probe().await.is_ok() {
+        bail!("the daemon is running: stop every daemon on this store before changing its key");
+    }
+    let old = certkeeper_store::vault::Vault::for_store(&config.store)
+        .context("cannot open the current store key (store.key_file)")?;
+    let new = certkeeper_store::vault::Vault::open_existing(new_key)
+        .with_context(|| format!("cannot use {} as the new key", new_key.display()))?;
+    let store = Store::open(&config.store)
+        .await
+        .with_context(|| format!("cannot open the store at {}", config.store.url))?;
+    let result = store.rekey(&old, &new).await;
+    store.close(Duration::from_secs(20)).await;
+    let report = result.context("rekey stopped; run it again with the same keys to finish")?;
+    println!(
+        "resealed {} managed certificate keys and {} connector values ({} already under the new key); \
+         now point [store] key_file (or the credential store-key) of every daemon at {}",
+        report.managed_keys,
+        report.connector_state,
+        report.already,
+        new_key.display()
+    );
+    Ok(())
+}
+
 async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
     let backend = backend(&config).await?;
     let result = answer(command, &config, &backend).await;
@@ -360,7 +396,9 @@ async fn run_command(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow::Result<()> {
     match command {
-        Command::Run | Command::Validate | Command::Scan(_) => unreachable_command(),
+        Command::Run | Command::Validate | Command::Scan(_) | Command::Rekey { .. } => {
+            unreachable_command()
+        }
         Command::Import { files, format } => {
             let mut total = ImportOutcome::default();
             let mut failed = 0;

@@ -538,7 +538,7 @@ pub(super) fn idempotency_key(cert: &CertificateConfig, op: &Operation) -> Strin
 }
 
 pub(super) fn key_context(name: &str) -> String {
-    format!("managed:{name}:key")
+    certkeeper_store::managed::key_context(name)
 }
 
 pub(super) fn key_algorithm(cert: &CertificateConfig) -> Result<KeyAlgorithm, Failure> {

@@ -88,7 +88,7 @@ impl StateStore for ConnectorState {
         let rows: Vec<Row> = self
             .store
             .rows(
-                "SELECT value, version FROM type::record('connector_state', [$c, $k])",
+                "SELECT * OMIT id FROM type::record('connector_state', [$c, $k])",
                 json!({ "c": self.connector, "k": key }),
                 0,
             )
@@ -117,7 +117,7 @@ impl StateStore for ConnectorState {
             self.store.run(
                 "BEGIN TRANSACTION;
                  LET $id = type::record('connector_state', [$c, $k]);
-                 LET $row = (SELECT value, version FROM ONLY $id);
+                 LET $row = (SELECT version FROM ONLY $id);
                  LET $now = IF $row = NONE { 0 } ELSE { $row.version ?? 1 };
                  IF $now != $expected { THROW 'connector state version moved on' };
                  UPSERT $id SET value = $v, version = $expected + 1 RETURN NONE;
@@ -144,5 +144,39 @@ impl StateStore for ConnectorState {
         .await
         .map_err(|e| format!("store: {e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_versioned_write_from_a_stale_read_is_refused() {
+        let store = Store::memory().await.unwrap();
+        let vault = Vault::ephemeral().unwrap();
+        let (a, b) = (
+            store.connector_state("ca", vault.clone()),
+            store.connector_state("ca", vault),
+        );
+        assert_eq!(a.load_versioned("crl").await.unwrap(), (None, 0));
+        assert!(a.save_versioned("crl", b"first", 0).await.unwrap());
+        assert!(
+            !b.save_versioned("crl", b"also first", 0).await.unwrap(),
+            "not new any more"
+        );
+        let (value, version) = b.load_versioned("crl").await.unwrap();
+        assert_eq!(value.as_deref(), Some(&b"first"[..]));
+        // Both read the same version; the second writer is refused.
+        assert!(b.save_versioned("crl", b"by b", version).await.unwrap());
+        assert!(!a.save_versioned("crl", b"by a", version).await.unwrap());
+        assert_eq!(a.load("crl").await.unwrap().as_deref(), Some(&b"by b"[..]));
+        // A plain save moves the version on too.
+        a.save("crl", b"plain").await.unwrap();
+        assert!(
+            !b.save_versioned("crl", b"stale", version + 1)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -119,6 +119,11 @@ pub struct ManagedState {
     pub version: u64,
 }
 
+/// The context a managed certificate's private key is sealed under.
+pub fn key_context(name: &str) -> String {
+    format!("managed:{name}:key")
+}
+
 impl ManagedState {
     /// A certificate never issued yet.
     pub fn new(name: &str, spec: &str) -> Self {

@@ -15,6 +15,8 @@
 //! to start seals a sample under `vault_check:current`; every start opens
 //! it first ([`Store::check_vault`]), so a daemon holding another key stops
 //! with an error naming its key file before it seals anything.
+//! [`Store::rekey`] (`certkeeper rekey --new-key FILE`) moves every sealed
+//! value to a new key, with the daemons stopped.
 
 use std::io::Write;
 use std::path::Path;
@@ -211,6 +213,146 @@ impl crate::Store {
                 Ok(())
             }
         }
+    }
+}
+
+/// What [`Store::rekey`] resealed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RekeyReport {
+    /// Private keys of managed certificates (current and in progress).
+    pub managed_keys: u64,
+    /// Connector state values (ACME accounts, the internal CA).
+    pub connector_state: u64,
+    /// Values already sealed with the new key (an interrupted run resumed).
+    pub already: u64,
+}
+
+impl crate::Store {
+    /// Reseals every secret in the store from `old` to `new`: managed
+    /// certificates' private keys, connector state, and last the key check
+    /// sample, after which only daemons holding `new` start. Run with every
+    /// daemon on the store stopped. Each value is written on its own and a
+    /// value that already opens with `new` is left alone, so a run that was
+    /// interrupted is finished by running it again with the same two keys.
+    pub async fn rekey(&self, old: &Vault, new: &Vault) -> Result<RekeyReport, VaultError> {
+        let store_error = |e: crate::StoreError| VaultError(format!("store: {e}"));
+        let mut report = RekeyReport::default();
+        // Which vault a value opens with: `None` when it opens with the new
+        // key already, the resealed value otherwise.
+        let reseal = |context: &str, sealed: &str| -> Result<Option<String>, VaultError> {
+            if new.open(context, sealed).is_ok() {
+                return Ok(None);
+            }
+            let plain = old.open(context, sealed)?;
+            new.seal(context, &plain).map(Some)
+        };
+        let samples: Vec<String> = self
+            .rows(
+                "SELECT VALUE sample FROM type::record('vault_check', 'current')",
+                serde_json::json!({}),
+                0,
+            )
+            .await
+            .map_err(store_error)?;
+        let sample = samples.into_iter().next();
+        if let Some(sample) = &sample
+            && old.open(CHECK_CONTEXT, sample).is_err()
+            && new.open(CHECK_CONTEXT, sample).is_err()
+        {
+            return Err(VaultError(
+                "neither key is this store's: the current key must be the one the daemons run with"
+                    .into(),
+            ));
+        }
+
+        #[derive(serde::Deserialize)]
+        struct Managed {
+            name: String,
+            key_sealed: Option<String>,
+            operation_key: Option<String>,
+        }
+        let managed: Vec<Managed> = self
+            .rows(
+                "SELECT name, key_sealed, operation.key_sealed AS operation_key FROM managed",
+                serde_json::json!({}),
+                0,
+            )
+            .await
+            .map_err(store_error)?;
+        for row in managed {
+            let context = crate::managed::key_context(&row.name);
+            let mut vars = serde_json::json!({ "name": row.name });
+            let mut changed = false;
+            for (field, sealed) in [
+                ("sealed_key", &row.key_sealed),
+                ("operation_key", &row.operation_key),
+            ] {
+                if let Some(sealed) = sealed {
+                    match reseal(&context, sealed)? {
+                        Some(resealed) => {
+                            vars[field] = resealed.into();
+                            changed = true;
+                            report.managed_keys += 1;
+                        }
+                        None => report.already += 1,
+                    }
+                }
+            }
+            if changed {
+                self.run(
+                    "UPDATE type::record('managed', $name) SET
+                         key_sealed = $sealed_key ?? key_sealed,
+                         operation.key_sealed = IF operation = NONE { NONE } ELSE { $operation_key ?? operation.key_sealed }
+                     RETURN NONE",
+                    vars,
+                )
+                .await
+                .map_err(store_error)?;
+            }
+        }
+
+        #[derive(serde::Deserialize)]
+        struct State {
+            id: (String, String),
+            value: String,
+        }
+        let states: Vec<State> = self
+            .rows(
+                "SELECT *, record::id(id) AS id FROM connector_state",
+                serde_json::json!({}),
+                0,
+            )
+            .await
+            .map_err(store_error)?;
+        for State {
+            id: (connector, key),
+            value,
+        } in states
+        {
+            let context = format!("connector_state:{connector}:{key}");
+            match reseal(&context, &value)? {
+                Some(resealed) => {
+                    self.run(
+                        "UPDATE type::record('connector_state', [$c, $k]) SET value = $v, version = (version ?? 0) + 1 RETURN NONE",
+                        serde_json::json!({ "c": connector, "k": key, "v": resealed }),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                    report.connector_state += 1;
+                }
+                None => report.already += 1,
+            }
+        }
+
+        // Last: from here on only the new key starts a daemon.
+        let resealed = new.seal(CHECK_CONTEXT, b"certkeeper store key check")?;
+        self.run(
+            "UPSERT type::record('vault_check', 'current') CONTENT { sample: $sample } RETURN NONE",
+            serde_json::json!({ "sample": resealed }),
+        )
+        .await
+        .map_err(store_error)?;
+        Ok(report)
     }
 }
 
