@@ -365,7 +365,9 @@ fn three_daemons_renew_each_certificate_once_and_survive_kill_and_stop() {
     // Every renewal reached the receiver; a repeat only for what was in
     // flight to it when the daemon died (at-least-once, deduplicated by
     // the receiver through Idempotency-Key).
-    let renewed = eventually(Duration::from_secs(60), || {
+    // A claim the killed daemon held comes due again after its lease (the
+    // webhook's is 45 s).
+    let renewed = eventually(Duration::from_secs(120), || {
         let counts = receiver.counts("renewed:");
         (counts.len() == total).then_some(counts)
     })

@@ -82,16 +82,7 @@ fn rekey_moves_every_secret_to_the_new_key() {
     };
     write(&daemon, &old);
     daemon.start();
-    let first = common::eventually(Duration::from_secs(60), || {
-        let m = daemon.cli_json(&["managed"]);
-        let www = m["items"]
-            .as_array()?
-            .iter()
-            .find(|i| i["name"] == "www")?
-            .clone();
-        (www["generation"] == 1).then_some(www)
-    })
-    .unwrap_or_else(|| panic!("never issued: {}", daemon.log()));
+    let first = www_at(&daemon, 1, "never issued");
     let out = daemon.cli(&["rekey", "--new-key", new.to_str().unwrap()]);
     assert!(!out.status.success(), "rekey ran beside the daemon");
     assert!(String::from_utf8_lossy(&out.stderr).contains("stop every daemon"));
@@ -117,16 +108,21 @@ fn rekey_moves_every_secret_to_the_new_key() {
     let (status, crl) = daemon.get("/crl/corp-ca");
     assert_eq!(status, 200, "{crl}");
     daemon.cli_ok(&["renew", "www"]);
-    let renewed = common::eventually(Duration::from_secs(60), || {
-        let m = daemon.cli_json(&["managed"]);
-        let www = m["items"]
+    let renewed = www_at(&daemon, 2, "not renewed under the new key");
+    assert_ne!(renewed["fingerprint"], first["fingerprint"]);
+    assert!(!daemon.log().contains("cannot unseal"), "{}", daemon.log());
+}
+
+/// The managed certificate `www` once it reaches `generation`.
+fn www_at(daemon: &Daemon, generation: u64, what: &str) -> serde_json::Value {
+    common::eventually(Duration::from_secs(60), || {
+        let managed = daemon.cli_json(&["managed"]);
+        let www = managed["items"]
             .as_array()?
             .iter()
             .find(|i| i["name"] == "www")?
             .clone();
-        (www["generation"] == 2).then_some(www)
+        (www["generation"] == generation).then_some(www)
     })
-    .unwrap_or_else(|| panic!("not renewed under the new key: {}", daemon.log()));
-    assert_ne!(renewed["fingerprint"], first["fingerprint"]);
-    assert!(!daemon.log().contains("cannot unseal"), "{}", daemon.log());
+    .unwrap_or_else(|| panic!("{what}: {}", daemon.log()))
 }

@@ -397,7 +397,10 @@ impl Renewer {
         if cert.renew_before_days.is_none() {
             self.refresh_window(cert, state, now).await;
         }
-        self.save(state).await?;
+        // The event first, then the state that ends the operation: killed
+        // in between, the next holder completes it again and records the
+        // same event id, which the outbox keeps once. The other way round a
+        // kill would lose the event.
         if op.kind != OperationKind::Issue {
             self.event(
                 EventKind::RenewalSucceeded {
@@ -409,6 +412,7 @@ impl Renewer {
             )
             .await;
         }
+        self.save(state).await?;
         tracing::info!(managed = %cert.name, cert = %new.fingerprint, generation = state.generation, "certificate in service");
         Ok(())
     }

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Store, StoreError, take_returned, with_conflict_retry};
+use super::{Store, StoreError, with_conflict_retry};
 
 /// A job's state as `certkeeper jobs` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,17 +127,7 @@ impl Store {
             "name": name, "due": due, "holder": holder, "now": now,
             "expires": now + lease_seconds,
         });
-        let result = with_conflict_retry(|| async {
-            let mut response = self.run(CLAIM, vars.clone()).await?;
-            take_returned::<JobRun>(&mut response)
-        })
-        .await;
-        match result {
-            Ok(rows) => Ok(rows.into_iter().next()),
-            // Lost a race we could not retry out of: someone else has it.
-            Err(e) if e.is_conflict() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.claim_one(CLAIM, vars).await
     }
 
     /// Extends the lease of a run this holder owns. Returns false when the

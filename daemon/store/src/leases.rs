@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Store, StoreError, take_returned, with_conflict_retry};
+use super::{Store, StoreError, with_conflict_retry};
 
 /// A lease this daemon holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,17 +43,7 @@ impl Store {
         seconds: i64,
     ) -> Result<Option<Lease>, StoreError> {
         let vars = json!({ "key": key, "holder": holder, "seconds": seconds });
-        let result = with_conflict_retry(|| async {
-            let mut response = self.run(ACQUIRE, vars.clone()).await?;
-            take_returned::<Lease>(&mut response)
-        })
-        .await;
-        match result {
-            Ok(rows) => Ok(rows.into_iter().next()),
-            // Lost a race we could not retry out of: someone else has it.
-            Err(e) if e.is_conflict() => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.claim_one(ACQUIRE, vars).await
     }
 
     /// Extends a lease this holder still has at its epoch; `None` when it

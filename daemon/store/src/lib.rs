@@ -278,6 +278,27 @@ impl Store {
         self.run(sql, vars).await.map(|_| ())
     }
 
+    /// Runs a claiming transaction (`BEGIN ...; SELECT what was claimed;
+    /// COMMIT`) and returns the row it claimed, or `None` when another
+    /// writer has it: a conflict still there after the retries counts as
+    /// losing the race.
+    pub(crate) async fn claim_one<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        vars: serde_json::Value,
+    ) -> Result<Option<T>, StoreError> {
+        let result = with_conflict_retry(|| async {
+            let mut response = self.run(sql, vars.clone()).await?;
+            take_returned::<T>(&mut response)
+        })
+        .await;
+        match result {
+            Ok(rows) => Ok(rows.into_iter().next()),
+            Err(e) if e.is_conflict() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs SurrealQL and decodes statement `index`'s rows.
     pub(crate) async fn rows<T: DeserializeOwned>(
         &self,
