@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "retired certificates; which source saw a sighting; contacts; the store key check",
         V7,
     ),
+    (8, "alert ledger state (first pass done)", V8),
 ];
 
 const V1: &str = r#"
@@ -187,6 +188,10 @@ DEFINE FIELD IF NOT EXISTS deactivated.by ON certificate TYPE string;
 DEFINE FIELD IF NOT EXISTS deactivated.reason ON certificate TYPE option<string>;
 DEFINE TABLE IF NOT EXISTS contact SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS vault_check SCHEMALESS;
+"#;
+
+const V8: &str = r#"
+DEFINE TABLE IF NOT EXISTS ledger_state SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
