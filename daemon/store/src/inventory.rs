@@ -200,11 +200,26 @@ impl Store {
             .filter(|r| seen.insert(r.cert.fingerprint.as_str()))
             .collect();
         for chunk in records.chunks(RECORD_BATCH) {
+            let fps: Vec<&str> = chunk.iter().map(|r| r.cert.fingerprint.as_str()).collect();
+            // Known certificates are not sent again: a re-import sends only
+            // fingerprints. The transaction still inserts with IGNORE, so a
+            // certificate another writer adds meanwhile is neither written
+            // twice nor counted twice.
+            let known: std::collections::HashSet<String> = self
+                .rows::<String>(
+                    "SELECT VALUE fingerprint FROM $fps.map(|$f| type::record('certificate', $f))",
+                    json!({ "fps": fps }),
+                    0,
+                )
+                .await?
+                .into_iter()
+                .collect();
             // The rows are built here, ids and all, so the transaction never
             // maps a closure over whole certificates: SurrealDB copies the
             // bound value into every closure call, and a row is mostly PEM.
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
+                .filter(|r| !known.contains(&r.cert.fingerprint))
                 .map(|r| {
                     let mut row = serde_json::to_value(r)?;
                     row["search"] = json!(r.search_text());
@@ -212,7 +227,6 @@ impl Store {
                     Ok(row)
                 })
                 .collect::<Result<_, serde_json::Error>>()?;
-            let fps: Vec<&str> = chunk.iter().map(|r| r.cert.fingerprint.as_str()).collect();
             let vars = json!({ "certs": rows, "fps": fps, "kind": kind, "location": location, "source": source, "now": now });
             let added: Vec<String> = with_conflict_retry(|| async {
                 let mut response = self.run(RECORD, vars.clone()).await?;
@@ -483,7 +497,7 @@ const RECORD_BATCH: usize = 2_000;
 /// is refreshed only when it moved.
 const RECORD: &str = r#"
 BEGIN TRANSACTION;
-LET $added = (INSERT IGNORE INTO certificate $certs RETURN fingerprint, status);
+LET $added = IF array::len($certs) > 0 { (INSERT IGNORE INTO certificate $certs RETURN fingerprint, status) } ELSE { [] };
 LET $fresh = $added.fingerprint;
 FOR $status IN array::distinct($added.status) {
     UPSERT type::record('status_count', $status) SET n = (n ?? 0) + array::len($added[WHERE status = $status]) RETURN NONE;
