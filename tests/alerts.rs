@@ -983,3 +983,34 @@ async fn contacts_are_reached_the_way_they_asked() {
         "the expiry to the contact's phone, the revocation to the on-call number"
     );
 }
+
+/// A first pass over an estate already in the inventory records, for each
+/// certificate, the one threshold it is in now, and later passes add no
+/// rows for the looser thresholds it crossed before anyone watched.
+#[tokio::test]
+async fn a_first_pass_records_only_the_threshold_each_certificate_is_in_now() {
+    let store = Store::memory().await.unwrap();
+    let soon = record("soon.example.com", T0 + 21 * DAY, &[]);
+    let gone = record("gone.example.com", T0 - 9 * DAY, &[]);
+    let (soon_fp, gone_fp) = (soon.cert.fingerprint.clone(), gone.cert.fingerprint.clone());
+    add(&store, &[soon, gone]).await;
+    let cfg = config(json!({}));
+    // The daemon starts a day after the import: 20 days left, 10 expired.
+    let report = ledger::pass(&store, &cfg, T0 + DAY).await.unwrap();
+    assert_eq!((report.raised, report.events), (2, 2), "{report:?}");
+    for day in 2..=3 {
+        ledger::pass(&store, &cfg, T0 + day * DAY).await.unwrap();
+    }
+    let mut rows: Vec<(String, u32)> = store
+        .list_alerts(None, 100, None)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| (a.fingerprint, a.threshold))
+        .collect();
+    rows.sort();
+    let mut expected = vec![(soon_fp, 30), (gone_fp, 0)];
+    expected.sort();
+    assert_eq!(rows, expected, "one row each, no folded 60 and 90");
+}

@@ -14,6 +14,15 @@
 //! `folded` into it. Nobody wants a "30 days left" message next to a "7 days
 //! left" one.
 //!
+//! A first pass (the ledger has never finished one: alerting just turned on
+//! over an existing estate, or a bulk import before the first start) is
+//! different for the certificates already in the inventory when it began:
+//! each gets the one threshold it is in now, not a row for every threshold
+//! it crossed before anyone was watching. A million-certificate estate would
+//! otherwise write two or three rows per certificate to say nothing.
+//! Thresholds looser than one a certificate already has a row for are never
+//! recorded later either: the tighter one has spoken.
+//!
 //! CA certificates that name no host (roots, intermediates) and were never
 //! served by an endpoint are not candidates unless `alerts.ca_certificates`
 //! is set: a CA bundle holds dozens of roots that expire on their own
@@ -88,6 +97,7 @@ pub async fn pass_until(
     // news: a backup file expired in 2019 raises nothing.
     let from = now - widest.max(1) * DAY;
     let horizon = now + widest * DAY;
+    let first = !store.ledger_first_pass_done().await?;
     let mut after = (i64::MIN, String::new());
     loop {
         let page = store
@@ -101,13 +111,16 @@ pub async fn pass_until(
         } else {
             without_bundled_cas(store, page).await?
         };
-        raise_page(store, &thresholds, &page, now, &mut report).await?;
+        raise_page(store, &thresholds, &page, now, first, &mut report).await?;
         if !full {
             break;
         }
         if stop.is_cancelled() {
             return Ok(report);
         }
+    }
+    if first {
+        store.mark_ledger_first_pass(now).await?;
     }
     report.resolved = resolve_finished(store, now).await?;
     if let Some(escalation) = &config.escalation {
@@ -168,11 +181,22 @@ async fn raise_page(
     thresholds: &[u32],
     page: &[CertificateRecord],
     now: i64,
+    first: bool,
     report: &mut PassReport,
 ) -> Result<(), StoreError> {
     let fps: Vec<String> = page.iter().map(|c| c.cert.fingerprint.clone()).collect();
+    // Every row a certificate of the page could have, read by id.
+    let ids: Vec<String> = fps
+        .iter()
+        .flat_map(|fp| {
+            thresholds
+                .iter()
+                .chain(std::iter::once(&EXPIRED_THRESHOLD))
+                .map(move |&t| alert_id(fp, t))
+        })
+        .collect();
     let known: std::collections::HashSet<String> = store
-        .alerts_of(&fps)
+        .alerts_with_ids(&ids)
         .await?
         .into_iter()
         .map(|a| a.id)
@@ -182,7 +206,8 @@ async fn raise_page(
     let mut events = Vec::new();
     for cert in page {
         let seen_at = places.remove(&cert.cert.fingerprint).unwrap_or_default();
-        let (new, event) = due(cert, thresholds, now, &known, seen_at);
+        let backlog = first && cert.first_seen < now;
+        let (new, event) = due(cert, thresholds, now, &known, seen_at, backlog);
         if let Some(event) = event {
             events.push(event);
         }
@@ -204,7 +229,8 @@ async fn raise_page(
                     .into_iter()
                     .map(|a| a.id)
                     .collect();
-                let (new, event) = due(cert, thresholds, now, &known, Vec::new());
+                let backlog = first && cert.first_seen < now;
+                let (new, event) = due(cert, thresholds, now, &known, Vec::new(), backlog);
                 if new.is_empty() {
                     continue;
                 }
@@ -224,15 +250,18 @@ async fn raise_page(
 }
 
 /// The ledger rows `cert` needs at `now` and the one event they raise.
+/// A `backlog` certificate (in the inventory before the ledger's first pass
+/// began) gets only the threshold it is in now.
 fn due(
     cert: &CertificateRecord,
     thresholds: &[u32],
     now: i64,
     known: &std::collections::HashSet<String>,
     seen_at: Vec<String>,
+    backlog: bool,
 ) -> (Vec<AlertRow>, Option<StoredEvent>) {
     let left = cert.cert.not_after - now;
-    let crossed: Vec<u32> = if left <= 0 {
+    let mut crossed: Vec<u32> = if left <= 0 {
         vec![EXPIRED_THRESHOLD]
     } else {
         thresholds
@@ -241,20 +270,25 @@ fn due(
             .filter(|&t| left <= i64::from(t) * DAY)
             .collect()
     };
+    if backlog {
+        crossed = crossed.into_iter().min().into_iter().collect();
+    }
     let fp = &cert.cert.fingerprint;
-    let new: Vec<u32> = crossed
-        .into_iter()
-        .filter(|&t| !known.contains(&alert_id(fp, t)))
-        .collect();
-    // The tightest new threshold speaks; the others fold into it. A looser
-    // threshold newly crossed after a tighter one already fired (thresholds
-    // changed in the config) is recorded silently too.
     let tightest_known = thresholds
         .iter()
         .chain(std::iter::once(&EXPIRED_THRESHOLD))
         .filter(|&&t| known.contains(&alert_id(fp, t)))
         .min()
         .copied();
+    // A threshold looser than one already recorded has nothing to add (the
+    // tighter one spoke): it is not recorded, so a first pass that recorded
+    // only the current threshold is not followed by rows for the others.
+    let new: Vec<u32> = crossed
+        .into_iter()
+        .filter(|&t| !known.contains(&alert_id(fp, t)))
+        .filter(|&t| tightest_known.is_none_or(|k| t < k))
+        .collect();
+    // The tightest new threshold speaks; the others fold into it.
     let speaker = new
         .iter()
         .copied()

@@ -89,7 +89,13 @@ async fn ledger_loop(
     let interval = Duration::from_secs(config.check_interval_seconds);
     loop {
         let now = chrono::Utc::now().timestamp();
-        match ledger::pass_until(&store, &config, now, &cancel).await {
+        // A shutdown does not wait for the page in flight either: dropping
+        // it rolls its transaction back, and the next pass redoes it.
+        let pass = tokio::select! {
+            () = cancel.cancelled() => return,
+            pass = ledger::pass_until(&store, &config, now, &cancel) => pass,
+        };
+        match pass {
             Ok(report) if report != ledger::PassReport::default() => {
                 tracing::info!(
                     raised = report.raised,

@@ -2,10 +2,14 @@
 //! measures what an inventory of that size costs.
 //!
 //! Prints: load time and rate (through the same `record_certificates` path an
-//! import uses, a sighting per certificate); the "expiring within 30 days"
+//! import uses, a sighting per certificate), and the rate of importing the
+//! same certificates again (nothing new); the first alert-ledger pass over
+//! the store with the default thresholds; the "expiring within 30 days"
 //! query as the API runs it (first page of 100, and the count from the
 //! counters); dashboard counts by status; the RSS of the real `certkeeper`
-//! daemon idling on that store; and the time and peak RSS of
+//! daemon idling on that store; how long the daemon takes to exit on
+//! SIGTERM with its ledger pass and a status refresh in flight; the time and
+//! peak RSS of `certkeeper report inventory` (every row, as CSV); and the time and peak RSS of
 //! `certkeeper report expiring --within-days 90` as CSV and as PDF on it,
 //! beside the peer: the same rows (same count, same spread of expiries)
 //! exported to CSV by `sqlite3` from an indexed table, the plain database
@@ -206,9 +210,47 @@ async fn main() -> anyhow::Result<()> {
     if !args.reuse {
         let load = start.elapsed();
         println!(
-            "load:                      {:>10.1} s   ({:.0} certificates/s)",
+            "load:                      {:>10.1} s   ({:.0} certificates/s; target >= 10k/s)",
             load.as_secs_f64(),
             args.count as f64 / load.as_secs_f64()
+        );
+        // The same files again a second later: nothing new, every
+        // certificate's last_seen and sighting refreshed.
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let start = Instant::now();
+        let mut done = 0u64;
+        let mut added = 0usize;
+        while done < args.count {
+            let n = (args.count - done).min(args.batch as u64);
+            let records: Vec<CertificateRecord> = (done..done + n)
+                .map(|i| CertificateRecord::discovered(synthetic(i, now, &mut rng), now + 1, 30))
+                .collect();
+            added += store
+                .record_certificates(&records, SightingKind::Import, "certkeeper-bench", now + 1)
+                .await?
+                .added
+                .len();
+            done += n;
+        }
+        let again = start.elapsed();
+        println!(
+            "re-import (nothing new):   {:>10.1} s   ({:.0} certificates/s, {added} added; target >= 30k/s)",
+            again.as_secs_f64(),
+            args.count as f64 / again.as_secs_f64()
+        );
+        // The first alert-ledger pass, with the default thresholds, a
+        // minute after the import (so every certificate is the backlog).
+        let alerts: certkeeper::config::alerts::AlertsConfig =
+            serde_json::from_value(serde_json::json!({}))?;
+        let start = Instant::now();
+        let report = certkeeper::alerts::ledger::pass(&store, &alerts, now + 60).await?;
+        let took = start.elapsed();
+        println!(
+            "first alert-ledger pass:   {:>10.1} s   ({} rows, {} messages, {:.0} rows/s; target <= 120 s)",
+            took.as_secs_f64(),
+            report.raised,
+            report.events,
+            report.raised as f64 / took.as_secs_f64()
         );
     }
 
@@ -262,6 +304,13 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => println!("daemon RSS: not measured: {e:#}"),
         }
     }
+    match sigterm_exit(&dir).await {
+        Ok(took) => println!(
+            "SIGTERM, pass in flight:   {:>10.1} s   to exit (ledger pass and status refresh running; target <= 10 s)",
+            took.as_secs_f64()
+        ),
+        Err(e) => println!("SIGTERM exit: not measured: {e:#}"),
+    }
     let du = std::process::Command::new("du")
         .arg("-sh")
         .arg(dir.join("store"))
@@ -272,9 +321,18 @@ async fn main() -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    match report(&dir, "inventory", "csv").await {
+        Ok((took, peak_kib, size)) => println!(
+            "inventory report, csv:    {:>10.2} s, peak RSS {:.1} MiB, {:.1} MiB written (`certkeeper report inventory`, all rows)",
+            took.as_secs_f64(),
+            peak_kib as f64 / 1024.0,
+            size as f64 / 1_048_576.0
+        ),
+        Err(e) => println!("inventory report: not measured: {e:#}"),
+    }
     let mut csv_time = None;
     for format in ["csv", "pdf"] {
-        match report(&dir, format).await {
+        match report(&dir, "expiring", format).await {
             Ok((took, peak_kib, size)) => {
                 println!(
                     "expiring report, {format}:     {:>10.2} s, peak RSS {:.1} MiB, {:.1} MiB written (`certkeeper report expiring --within-days 90` on the stopped store)",
@@ -372,21 +430,22 @@ fn sqlite_peer(dir: &std::path::Path, count: u64, now: i64) -> anyhow::Result<(D
 
 /// Runs `certkeeper report expiring` on the loaded store (the daemon is
 /// stopped, so the CLI reads the store itself) and watches its peak RSS.
-async fn report(dir: &std::path::Path, format: &str) -> anyhow::Result<(Duration, u64, u64)> {
+async fn report(
+    dir: &std::path::Path,
+    kind: &str,
+    format: &str,
+) -> anyhow::Result<(Duration, u64, u64)> {
     let exe = std::env::current_exe()?;
     let cli = exe.with_file_name("certkeeper");
-    let out = dir.join(format!("expiring.{format}"));
+    let out = dir.join(format!("{kind}.{format}"));
+    let mut command = tokio::process::Command::new(&cli);
+    command.args(["report", kind]);
+    if kind == "expiring" {
+        command.args(["--within-days", "90"]);
+    }
     let start = Instant::now();
-    let mut child = tokio::process::Command::new(&cli)
-        .args([
-            "report",
-            "expiring",
-            "--within-days",
-            "90",
-            "--format",
-            format,
-            "--out",
-        ])
+    let mut child = command
+        .args(["--format", format, "--out"])
         .arg(&out)
         .arg("--config")
         .arg(dir.join("bench.toml"))
@@ -491,6 +550,58 @@ async fn daemon_rss(dir: &std::path::Path, url: &str) -> anyhow::Result<(u64, u6
         .status();
     let _ = child.wait().await;
     Ok((idle, after))
+}
+
+/// Starts the real daemon on the loaded store with a status refresh due at
+/// once, sends SIGTERM two seconds after it is ready (its first ledger pass
+/// over the store and the refresh in flight) and times its exit.
+async fn sigterm_exit(dir: &std::path::Path) -> anyhow::Result<Duration> {
+    let exe = std::env::current_exe()?;
+    let daemon = exe.with_file_name("certkeeper");
+    let config = dir.join("bench.toml");
+    let base = std::fs::read_to_string(&config)?;
+    let port = base
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+        .and_then(|l| l.trim_end_matches('"').parse::<u16>().ok())
+        .context("bench.toml listen")?;
+    let sigterm = dir.join("sigterm.toml");
+    std::fs::write(
+        &sigterm,
+        format!("{base}[inventory]\nrefresh_schedule = \"* * * * * *\"\n"),
+    )?;
+    let mut child = tokio::process::Command::new(&daemon)
+        .arg("run")
+        .arg("--config")
+        .arg(&sigterm)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("daemon pid")?;
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..600 {
+        if client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::ensure!(ready, "daemon did not become ready");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    let status = child.wait().await?;
+    let took = start.elapsed();
+    anyhow::ensure!(status.success(), "daemon exited with {status}");
+    Ok(took)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

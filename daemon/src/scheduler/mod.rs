@@ -223,6 +223,7 @@ pub async fn run(
                                 run.due,
                                 holder.clone(),
                                 lease,
+                                cancel.clone(),
                             ));
                         }
                         Ok(None) => {}
@@ -271,13 +272,29 @@ pub async fn run(
 }
 
 /// Runs one claimed job, renewing its lease, and records the outcome.
-async fn run_one(store: Store, job: ScheduledJob, due: i64, holder: String, lease: i64) -> String {
+///
+/// A status refresh is dropped at once on shutdown instead of holding it up:
+/// each of its batches is a transaction of its own, so dropping one rolls
+/// it back, and the run resumes on the next start once its lease lapses.
+async fn run_one(
+    store: Store,
+    job: ScheduledJob,
+    due: i64,
+    holder: String,
+    lease: i64,
+    cancel: CancellationToken,
+) -> String {
     let renew_every = Duration::from_secs((lease / 3).max(1) as u64);
+    let abandon_on_shutdown = matches!(job.body, JobBody::Refresh { .. });
     let body = execute(&store, &job.body);
     tokio::pin!(body);
     let result = loop {
         tokio::select! {
             result = &mut body => break result,
+            () = cancel.cancelled(), if abandon_on_shutdown => {
+                tracing::info!(job = %job.name, "status refresh stopped by shutdown; it resumes on the next start");
+                return job.name;
+            }
             _ = tokio::time::sleep(renew_every) => {
                 let expires = Utc::now().timestamp() + lease;
                 match store.renew_lease(&job.name, due, &holder, expires).await {

@@ -181,6 +181,41 @@ impl Store {
         .await
     }
 
+    /// The ledger rows with these ids (`fingerprint_threshold`) that exist:
+    /// point reads by record id, however large the ledger.
+    pub async fn alerts_with_ids(&self, ids: &[String]) -> Result<Vec<AlertRow>, StoreError> {
+        self.rows(
+            "SELECT *, record::id(id) AS id FROM $ids.map(|$i| type::record('alert', $i))",
+            json!({ "ids": ids }),
+            0,
+        )
+        .await
+    }
+
+    /// Whether the ledger has finished a first pass over the inventory.
+    pub async fn ledger_first_pass_done(&self) -> Result<bool, StoreError> {
+        let rows: Vec<i64> = self
+            .rows(
+                "SELECT VALUE done_at FROM ledger_state:first_pass",
+                json!({}),
+                0,
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Records that the ledger finished its first pass at `now`.
+    pub async fn mark_ledger_first_pass(&self, now: i64) -> Result<(), StoreError> {
+        with_conflict_retry(|| {
+            self.run(
+                "UPSERT ledger_state:first_pass SET done_at = done_at ?? $now RETURN NONE",
+                json!({ "now": now }),
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
     /// Records ledger rows and the events they raise, all or nothing.
     pub async fn raise_alerts(
         &self,
@@ -203,8 +238,8 @@ impl Store {
         with_conflict_retry(|| {
             self.run(
                 "BEGIN TRANSACTION;
-                 FOR $a IN $alerts { CREATE type::record('alert', $a.id) CONTENT object::extend($a, { id: type::record('alert', $a.id) }) RETURN NONE; };
-                 FOR $e IN $events { CREATE type::record('event', $e.id) CONTENT object::extend($e, { id: type::record('event', $e.id) }) RETURN NONE; };
+                 INSERT INTO alert $alerts RETURN NONE;
+                 IF array::len($events) > 0 { INSERT INTO event $events RETURN NONE; };
                  COMMIT TRANSACTION;",
                 vars.clone(),
             )
@@ -546,15 +581,17 @@ impl Store {
             fingerprint: String,
             location: String,
         }
-        let rows: Vec<Place> = self
+        // One equality lookup on the fingerprint index per certificate: an
+        // `IN` over the page scans the whole sighting table instead.
+        let rows: Vec<Vec<Place>> = self
             .rows(
-                "SELECT fingerprint, location FROM sighting WHERE fingerprint IN $fps",
+                "RETURN $fps.map(|$f| (SELECT fingerprint, location FROM sighting WHERE fingerprint = $f))",
                 json!({ "fps": fingerprints }),
                 0,
             )
             .await?;
         let mut map = std::collections::HashMap::<String, Vec<String>>::new();
-        for p in rows {
+        for p in rows.into_iter().flatten() {
             map.entry(p.fingerprint).or_default().push(p.location);
         }
         Ok(map)

@@ -199,28 +199,47 @@ impl Store {
             .iter()
             .filter(|r| seen.insert(r.cert.fingerprint.as_str()))
             .collect();
-        for chunk in records.chunks(1000) {
+        for chunk in records.chunks(RECORD_BATCH) {
+            let fps: Vec<&str> = chunk.iter().map(|r| r.cert.fingerprint.as_str()).collect();
+            // Known certificates are not sent again: a re-import sends only
+            // fingerprints. The transaction still inserts with IGNORE, so a
+            // certificate another writer adds meanwhile is neither written
+            // twice nor counted twice.
+            let known: std::collections::HashSet<String> = self
+                .rows::<String>(
+                    "SELECT VALUE fingerprint FROM $fps.map(|$f| type::record('certificate', $f))",
+                    json!({ "fps": fps }),
+                    0,
+                )
+                .await?
+                .into_iter()
+                .collect();
+            // The rows are built here, ids and all, so the transaction never
+            // maps a closure over whole certificates: SurrealDB copies the
+            // bound value into every closure call, and a row is mostly PEM.
             let rows: Vec<serde_json::Value> = chunk
                 .iter()
+                .filter(|r| !known.contains(&r.cert.fingerprint))
                 .map(|r| {
                     let mut row = serde_json::to_value(r)?;
                     row["search"] = json!(r.search_text());
+                    row["id"] = json!(r.cert.fingerprint);
                     Ok(row)
                 })
                 .collect::<Result<_, serde_json::Error>>()?;
-            let vars = json!({ "certs": rows, "kind": kind, "location": location, "source": source, "now": now });
-            let known: Vec<String> = with_conflict_retry(|| async {
+            let vars = json!({ "certs": rows, "fps": fps, "kind": kind, "location": location, "source": source, "now": now });
+            let added: Vec<String> = with_conflict_retry(|| async {
                 let mut response = self.run(RECORD, vars.clone()).await?;
                 take_returned(&mut response)
             })
             .await?;
-            let known: std::collections::HashSet<String> = known.into_iter().collect();
+            let added: std::collections::HashSet<String> = added.into_iter().collect();
             for r in chunk {
                 let fp = r.cert.fingerprint.clone();
-                if known.contains(&fp) {
-                    outcome.known.push(fp);
-                } else {
+                if added.contains(&fp) {
                     outcome.added.push(fp);
+                } else {
+                    outcome.known.push(fp);
                 }
             }
         }
@@ -466,23 +485,33 @@ impl Store {
     }
 }
 
+/// Certificates recorded per transaction: large enough that the commit is
+/// a small part of a batch, small enough to stay well inside the memtable.
+const RECORD_BATCH: usize = 2_000;
+
 /// Records a batch of certificates and one sighting each, keeping the status
-/// counters in step. Returns (last statement) the fingerprints already known.
+/// counters in step. Returns (last statement) the fingerprints added.
+///
+/// `INSERT IGNORE` writes the new certificates and answers only those, so
+/// the known ones are found without reading them first; their `last_seen`
+/// is refreshed only when it moved.
 const RECORD: &str = r#"
 BEGIN TRANSACTION;
-LET $known = (SELECT VALUE fingerprint FROM $certs.map(|$c| type::record('certificate', $c.fingerprint)));
-LET $new = $certs.filter(|$c| $c.fingerprint NOT IN $known);
-INSERT INTO certificate $new.map(|$c| object::extend($c, { id: type::record('certificate', $c.fingerprint) })) RETURN NONE;
-FOR $status IN array::distinct($new.map(|$c| $c.status)) {
-    UPSERT type::record('status_count', $status) SET n = (n ?? 0) + array::len($new.filter(|$c| $c.status = $status)) RETURN NONE;
+LET $added = IF array::len($certs) > 0 { (INSERT IGNORE INTO certificate $certs RETURN fingerprint, status) } ELSE { [] };
+LET $fresh = $added.fingerprint;
+FOR $status IN array::distinct($added.status) {
+    UPSERT type::record('status_count', $status) SET n = (n ?? 0) + array::len($added[WHERE status = $status]) RETURN NONE;
 };
-UPDATE $known.map(|$f| type::record('certificate', $f)) SET last_seen = $now RETURN NONE;
-INSERT INTO sighting $certs.map(|$c| {
-    id: type::record('sighting', [$c.fingerprint, $kind, $location]),
-    fingerprint: $c.fingerprint, kind: $kind, location: $location, source: $source,
+LET $known = array::complement($fps, $fresh);
+IF array::len($known) > 0 {
+    UPDATE $known.map(|$f| type::record('certificate', $f)) SET last_seen = $now WHERE last_seen < $now RETURN NONE;
+};
+INSERT INTO sighting $fps.map(|$f| {
+    id: type::record('sighting', [$f, $kind, $location]),
+    fingerprint: $f, kind: $kind, location: $location, source: $source,
     first_seen: $now, last_seen: $now
 }) ON DUPLICATE KEY UPDATE last_seen = $now, source = $source RETURN NONE;
-RETURN $known;
+RETURN $fresh;
 COMMIT TRANSACTION;
 "#;
 

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "leases with fencing epochs; keys of audit entries appended once",
         V8,
     ),
+    (9, "alert ledger state (first pass done)", V9),
 ];
 
 const V1: &str = r#"
@@ -197,6 +198,10 @@ DEFINE TABLE IF NOT EXISTS vault_check SCHEMALESS;
 const V8: &str = r#"
 DEFINE TABLE IF NOT EXISTS lease SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS audit_key SCHEMALESS;
+"#;
+
+const V9: &str = r#"
+DEFINE TABLE IF NOT EXISTS ledger_state SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
