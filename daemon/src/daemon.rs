@@ -87,6 +87,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     let shutdown_timeout = Duration::from_secs(config.scheduler.shutdown_timeout_seconds);
 
+    crate::scheduler::register_jobs(&store, &config).await;
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let cancel = CancellationToken::new();
     let state = api::AppState::new(store.clone(), config_rx.clone()).with_renewer(renewer.clone());

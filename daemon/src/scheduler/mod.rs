@@ -161,6 +161,25 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
     jobs
 }
 
+/// Registers the config's jobs, so `certkeeper jobs` and `/metrics` list
+/// them; the daemon does it before it reports ready, and the scheduler again
+/// for every reloaded config.
+pub async fn register_jobs(store: &Store, config: &Config) {
+    register(store, &jobs_from_config(config)).await;
+}
+
+async fn register(store: &Store, jobs: &[ScheduledJob]) {
+    for job in jobs {
+        let first = job.next_after(Utc::now());
+        if let Err(e) = store
+            .register_job(&job.name, &job.schedule_text, first)
+            .await
+        {
+            tracing::warn!(job = %job.name, error = %e, "cannot register job");
+        }
+    }
+}
+
 /// Runs the scheduler until `cancel` fires, then waits up to the configured
 /// shutdown timeout for running jobs.
 pub async fn run(
@@ -180,15 +199,7 @@ pub async fn run(
             .as_ref()
             .is_none_or(|c| !Arc::ptr_eq(c, &current))
         {
-            for job in &jobs {
-                let first = job.next_after(Utc::now());
-                if let Err(e) = store
-                    .register_job(&job.name, &job.schedule_text, first)
-                    .await
-                {
-                    tracing::warn!(job = %job.name, error = %e, "cannot register job");
-                }
-            }
+            register(&store, &jobs).await;
             registered_for = Some(current.clone());
         }
         if watchdog.is_some() {
