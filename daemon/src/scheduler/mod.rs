@@ -210,7 +210,9 @@ pub async fn run(
         let mut sleep_for = Duration::from_secs(1);
         match store.jobs().await {
             Ok(states) => {
-                let now = Utc::now().timestamp();
+                // Leases are timed on the database's clock, which every
+                // daemon sharing the store reads alike.
+                let now = db_now(&store).await;
                 for job in &jobs {
                     let Some(state) = states.iter().find(|s| s.name == job.name) else {
                         continue;
@@ -282,6 +284,15 @@ pub async fn run(
     }
 }
 
+/// The database's clock, or this node's when the store cannot be asked
+/// (the next store call will say why).
+async fn db_now(store: &Store) -> i64 {
+    store
+        .db_now()
+        .await
+        .unwrap_or_else(|_| Utc::now().timestamp())
+}
+
 /// Runs one claimed job, renewing its lease, and records the outcome.
 ///
 /// A status refresh is dropped at once on shutdown instead of holding it up:
@@ -307,7 +318,7 @@ async fn run_one(
                 return job.name;
             }
             _ = tokio::time::sleep(renew_every) => {
-                let expires = Utc::now().timestamp() + lease;
+                let expires = db_now(&store).await + lease;
                 match store.renew_lease(&job.name, due, &holder, expires).await {
                     Ok(true) => {}
                     Ok(false) => {
