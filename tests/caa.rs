@@ -23,10 +23,11 @@
 mod common;
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::named::Named;
 
 use certkeeper_discovery::caa::{
     CaaError, CaaReportRow, CaaSet, CaaVerdict, evaluate, lookup_caa, report,
@@ -66,98 +67,20 @@ sub.own  IN A     127.0.0.1
 alias    IN CNAME own
 ";
 
-/// A running `named`, killed on drop.
-struct Named {
-    child: Child,
-    port: u16,
-    /// Holds the config, zones and log until named is gone.
-    dir: tempfile::TempDir,
-}
-
-impl Named {
-    fn start() -> Named {
-        let binary = PathBuf::from("/usr/sbin/named");
-        assert!(binary.exists(), "named not found: install Debian's bind9");
-        // Another process may take the port between the probe and named's
-        // bind; named then exits and the next attempt picks another port.
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let conf = write_config(dir.path(), port);
-            let log = fs::File::create(dir.path().join("named.log")).expect("log file");
-            // -g: foreground, log to stderr. Without -u, named started by
-            // root stays root and can read the tempdir.
-            let child = Command::new(&binary)
-                .args(["-g", "-4", "-n", "1", "-c"])
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn named");
-            let mut named = Named { child, port, dir };
-            if named.wait_until_running() {
-                return named;
-            }
-        }
-        panic!("named did not start on any port");
-    }
-
-    /// Waits until named says it serves its zones; false if it exited.
-    fn wait_until_running(&mut self) -> bool {
-        let log = self.dir.path().join("named.log");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("all zones loaded") && text.contains("running") {
-                return true;
-            }
-            if self.child.try_wait().expect("named status").is_some() {
-                eprintln!("named exited:\n{text}");
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "named did not start within 15 s:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-
-    /// A resolver that asks this named only (UDP, TCP on truncation).
-    fn resolver(&self) -> TokioResolver {
-        let mut udp = ConnectionConfig::udp();
-        udp.port = self.port;
-        let mut tcp = ConnectionConfig::tcp();
-        tcp.port = self.port;
-        let server = NameServerConfig::new(Ipv4Addr::LOCALHOST.into(), true, vec![udp, tcp]);
-        let config = ResolverConfig::from_name_servers(vec![server]);
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
-        let options = builder.options_mut();
-        options.use_hosts_file = ResolveHosts::Never;
-        options.timeout = Duration::from_secs(2);
-        options.attempts = 1;
-        builder.build().expect("resolver")
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (just now).
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("udp socket");
-        let port = udp.local_addr().expect("udp address").port();
-        if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok() {
-            return port;
-        }
-    }
+/// A resolver that asks `named` only (UDP, TCP on truncation).
+fn resolver(named: &Named) -> TokioResolver {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = named.port;
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = named.port;
+    let server = NameServerConfig::new(Ipv4Addr::LOCALHOST.into(), true, vec![udp, tcp]);
+    let config = ResolverConfig::from_name_servers(vec![server]);
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    let options = builder.options_mut();
+    options.use_hosts_file = ResolveHosts::Never;
+    options.timeout = Duration::from_secs(2);
+    options.attempts = 1;
+    builder.build().expect("resolver")
 }
 
 /// A named.conf that touches nothing outside `dir`: no command channel,
@@ -194,8 +117,8 @@ fn strings(names: &[&str]) -> Vec<String> {
 
 #[tokio::test]
 async fn finds_the_relevant_record_set_like_a_ca() {
-    let named = Named::start();
-    let resolver = named.resolver();
+    let named = Named::start(write_config);
+    let resolver = resolver(&named);
     let lookup = |name: &'static str| {
         let resolver = resolver.clone();
         async move { lookup_caa(&resolver, name).await.expect(name) }
@@ -237,8 +160,8 @@ async fn finds_the_relevant_record_set_like_a_ca() {
 
 #[tokio::test]
 async fn verdicts_per_case() {
-    let named = Named::start();
-    let resolver = named.resolver();
+    let named = Named::start(write_config);
+    let resolver = resolver(&named);
     let le = strings(&["letsencrypt.org"]);
     let google = strings(&["pki.goog"]);
     let verdict = async |name: &str, ca: &[String], wildcard: bool| {
@@ -317,9 +240,9 @@ async fn verdicts_per_case() {
 
 #[tokio::test]
 async fn a_failed_lookup_is_an_error_not_an_empty_set() {
-    let named = Named::start();
+    let named = Named::start(write_config);
     // named serves neither this name nor its parents and does not recurse: REFUSED.
-    let error = lookup_caa(&named.resolver(), "www.example.org")
+    let error = lookup_caa(&resolver(&named), "www.example.org")
         .await
         .expect_err("REFUSED is not 'no records'");
     assert!(
@@ -327,7 +250,7 @@ async fn a_failed_lookup_is_an_error_not_an_empty_set() {
         "{error:?}"
     );
     assert!(error.is_transient());
-    let error = lookup_caa(&named.resolver(), "bad..name")
+    let error = lookup_caa(&resolver(&named), "bad..name")
         .await
         .expect_err("invalid");
     assert_eq!(error, CaaError::InvalidName("bad..name".into()));
@@ -336,7 +259,7 @@ async fn a_failed_lookup_is_an_error_not_an_empty_set() {
 
 #[tokio::test]
 async fn reports_every_domain_against_every_connector() {
-    let named = Named::start();
+    let named = Named::start(write_config);
     let domains = strings(&[
         "www.example.test",
         "*.wild.example.test",
@@ -347,7 +270,7 @@ async fn reports_every_domain_against_every_connector() {
         ("letsencrypt".to_owned(), strings(&["letsencrypt.org"])),
         ("google".to_owned(), strings(&["pki.goog"])),
     ];
-    let rows = report(&named.resolver(), &domains, &connectors).await;
+    let rows = report(&resolver(&named), &domains, &connectors).await;
     let row = |domain: &str, connector: &str| -> &CaaReportRow {
         rows.iter()
             .find(|r| r.domain == domain && r.connector == connector)
@@ -382,7 +305,7 @@ async fn reports_every_domain_against_every_connector() {
 /// domains with and without records.
 #[test]
 fn the_caa_report_says_which_connector_may_issue_for_each_managed_domain() {
-    let named = Named::start();
+    let named = Named::start(write_config);
     let mut daemon = common::Daemon::new("");
     daemon.write_config(&format!(
         r#"

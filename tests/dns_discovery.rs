@@ -27,11 +27,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::named::Named;
 use common::{fingerprint, make_chain, openssl};
 use serde_json::Value;
 
@@ -48,87 +49,6 @@ api     IN A     127.0.21.5
 alias   IN CNAME www
 dark    IN A     127.0.21.6
 ";
-
-/// A running `named` serving `corp.test`, killed on drop.
-struct Named {
-    child: Child,
-    port: u16,
-    /// Holds the config, zone and log until named is gone.
-    dir: tempfile::TempDir,
-}
-
-impl Named {
-    fn start() -> Named {
-        let binary = PathBuf::from("/usr/sbin/named");
-        assert!(
-            binary.exists(),
-            "named is not installed; tests/run.sh installs it (apt-get install bind9)"
-        );
-        // Another process may take the port between the probe and named's
-        // bind; named then exits and the next attempt picks another port.
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_udp_tcp_port();
-            let conf = write_named_config(dir.path(), port);
-            let log = fs::File::create(dir.path().join("named.log")).unwrap();
-            // -g: foreground, log to stderr. Without -u, named started by
-            // root stays root and can read the tempdir.
-            let child = Command::new(&binary)
-                .args(["-g", "-4", "-n", "1", "-c"])
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            let mut named = Named { child, port, dir };
-            if named.wait_until_running() {
-                return named;
-            }
-        }
-        panic!("named did not start on any port");
-    }
-
-    /// Waits until named says it serves its zone; false if it exited.
-    fn wait_until_running(&mut self) -> bool {
-        let log = self.dir.path().join("named.log");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            if text.contains("all zones loaded") && text.contains("running") {
-                return true;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                eprintln!("named exited:\n{text}");
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("named did not start within 15 s:\n{}", self.log());
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (just now).
-fn free_udp_tcp_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A named.conf that touches nothing outside `dir`: no command channel, no
 /// recursion (so `missing.corp.test` is an authoritative NXDOMAIN), session
@@ -321,7 +241,7 @@ fn names_are_resolved_by_bind_and_each_gets_its_own_findings() {
         fp("inter.pem"),
     );
 
-    let named = Named::start();
+    let named = Named::start(write_named_config);
     let port = common::free_port();
     let _nginx = start_nginx(
         d,

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod named;
 pub mod surreal;
 
 use std::os::unix::net::UnixDatagram;

@@ -502,20 +502,7 @@ async fn daemon_rss(dir: &std::path::Path, url: &str) -> anyhow::Result<(u64, u6
     let pid = child.id().context("daemon pid")?;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..600 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::ensure!(ready, "daemon did not become ready");
+    wait_ready(&client, &base).await?;
     tokio::time::sleep(Duration::from_secs(15)).await;
     let idle = rss_kib(pid).context("read RSS")?;
     let mut timings = Vec::new();
@@ -552,6 +539,22 @@ async fn daemon_rss(dir: &std::path::Path, url: &str) -> anyhow::Result<(u64, u6
     Ok((idle, after))
 }
 
+/// Waits up to two minutes for the daemon at `base` to answer `/readyz`.
+async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("daemon did not become ready")
+}
+
 /// Starts the real daemon on the loaded store with a status refresh due at
 /// once, sends SIGTERM two seconds after it is ready (its first ledger pass
 /// over the store and the refresh in flight) and times its exit.
@@ -578,20 +581,7 @@ async fn sigterm_exit(dir: &std::path::Path) -> anyhow::Result<Duration> {
         .spawn()?;
     let pid = child.id().context("daemon pid")?;
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..600 {
-        if client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    anyhow::ensure!(ready, "daemon did not become ready");
+    wait_ready(&client, &format!("http://127.0.0.1:{port}")).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let start = Instant::now();
     std::process::Command::new("kill")
