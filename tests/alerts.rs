@@ -569,7 +569,7 @@ fn a_daemon_killed_mid_delivery_delivers_everything_after_restart() {
     let mut daemon = common::Daemon::new("");
     daemon.write_config(&format!(
         "[notifier.hook]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret = \"whsec-test-0123456789\"\n\n\
-         [alerts]\ncheck_interval_seconds = 1\n\n[alerts.delivery]\nper_channel_concurrency = 4\n\n\
+         [alerts]\ncheck_interval_seconds = 1\ndigest_over = 0\n\n[alerts.delivery]\nper_channel_concurrency = 4\n\n\
          [[alerts.route]]\nevents = [\"certificate_expiring\"]\nchannels = [\"hook\"]\n"
     ));
     let file = daemon.path("bundle.pem");
@@ -1013,4 +1013,47 @@ async fn a_first_pass_records_only_the_threshold_each_certificate_is_in_now() {
     let mut expected = vec![(soon_fp, 30), (gone_fp, 0)];
     expected.sort();
     assert_eq!(rows, expected, "one row each, no folded 60 and 90");
+}
+
+/// Sixty certificates crossing an expiry threshold in one pass, with
+/// `digest_over = 20`: the channel gets one digest message listing them,
+/// not sixty; a restart sends nothing again.
+#[test]
+fn a_pass_over_the_digest_limit_sends_one_message_per_channel() {
+    const N: usize = 60;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = Receiver::default();
+    let url = runtime.block_on(receiver.start());
+    let mut daemon = common::Daemon::new("");
+    daemon.write_config(&format!(
+        "[notifier.hook]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret = \"whsec-test-0123456789\"\n\n\
+         [alerts]\ncheck_interval_seconds = 1\ndigest_over = 20\n\n\
+         [[alerts.route]]\nevents = [\"certificate_expiring\"]\nchannels = [\"hook\"]\n"
+    ));
+    let file = daemon.path("bundle.pem");
+    std::fs::write(&file, bundle(N)).unwrap();
+    daemon.cli_ok(&["import", file.to_str().unwrap()]);
+    daemon.start();
+    let delivered = common::eventually(Duration::from_secs(60), || {
+        let log = daemon.cli_json(&["alerts", "deliveries", "--state", "delivered"]);
+        let items = log["items"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .unwrap_or_else(|| panic!("nothing delivered\n{}", daemon.log()));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["kind"], "expiry_digest");
+    let alerts = daemon.cli_json(&["alerts", "list", "--limit", "1000"]);
+    assert_eq!(
+        alerts["items"].as_array().unwrap().len(),
+        N,
+        "each certificate still has its alert"
+    );
+
+    daemon.signal("TERM");
+    daemon.wait_exit(Duration::from_secs(30));
+    daemon.start();
+    std::thread::sleep(Duration::from_secs(3));
+    let accepted = receiver.accepted.lock().unwrap().clone();
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    assert_eq!(accepted.values().sum::<u32>(), 1, "sent once");
 }

@@ -79,6 +79,7 @@ pub fn incident_action(event: &Event) -> IncidentAction {
             keys: vec![dedup_key("renewal", &format!("managed:{managed}"))],
         },
         EventKind::AlertEscalated { .. } => trigger("expiry", cert_subject()),
+        EventKind::ExpiryDigest { .. } => trigger("expiry-digest", format!("event:{}", event.id)),
         EventKind::UnitsLow { connector, .. } => trigger("units", format!("connector:{connector}")),
         EventKind::RequestPendingApproval { .. }
         | EventKind::RequestApproved { .. }

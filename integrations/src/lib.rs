@@ -197,6 +197,16 @@ pub enum EventKind {
         /// Days since the alert was raised.
         unacknowledged_days: u32,
     },
+    /// Many expiry alerts for one channel at once (an alert pass that would
+    /// send more than `[alerts] digest_over` messages to it), as one message.
+    ExpiryDigest {
+        /// Alerts the digest stands for.
+        alerts: u64,
+        /// Of those, certificates already expired.
+        expired: u64,
+        /// One line per alert, soonest first, at most a hundred.
+        lines: Vec<String>,
+    },
 }
 
 /// One lifecycle happening, with a stable id for deduplication downstream.

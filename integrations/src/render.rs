@@ -67,6 +67,7 @@ impl Rendered {
 /// The severity of an event kind.
 pub fn severity(kind: &EventKind) -> Severity {
     match kind {
+        EventKind::ExpiryDigest { expired, .. } if *expired > 0 => Severity::Critical,
         EventKind::CertificateExpired
         | EventKind::RenewalFailed { .. }
         | EventKind::DeploymentFailed { .. }
@@ -75,6 +76,7 @@ pub fn severity(kind: &EventKind) -> Severity {
             Severity::Critical
         }
         EventKind::CertificateExpiring { .. }
+        | EventKind::ExpiryDigest { .. }
         | EventKind::DiscoveryFinding { .. }
         | EventKind::RequestPendingApproval { .. }
         | EventKind::UnitsLow { .. } => Severity::Warning,
@@ -108,6 +110,7 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::UnitsLow { .. } => "units_low",
         EventKind::ReportReady { .. } => "report_ready",
         EventKind::AlertEscalated { .. } => "alert_escalated",
+        EventKind::ExpiryDigest { .. } => "expiry_digest",
     }
 }
 
@@ -279,6 +282,21 @@ pub fn render(event: &Event) -> Rendered {
                 text.push_str(&format!(" Download it from {url}"));
             }
             (format!("Report ready: {report}"), text)
+        }
+        EventKind::ExpiryDigest {
+            alerts,
+            expired,
+            lines,
+        } => {
+            let mut text = lines.join("\n");
+            let more = alerts.saturating_sub(lines.len() as u64);
+            if more > 0 {
+                text.push_str(&format!("\n... and {more} more (certkeeper alerts list)"));
+            }
+            (
+                format!("{alerts} certificate expiry alerts, {expired} already expired"),
+                text,
+            )
         }
         EventKind::AlertEscalated {
             alert,

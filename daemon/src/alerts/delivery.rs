@@ -137,8 +137,86 @@ pub async fn route_pass(
             });
         }
     }
+    if router.digest_over > 0 {
+        rows = digest(rows, router.digest_over, now);
+    }
     store.route_events(&ids, &rows).await?;
     Ok(ids.len())
+}
+
+/// Replaces a channel's (or person's) expiry deliveries with one
+/// `expiry_digest` delivery when there are more than `over` of them. The
+/// digest's id is made of the first event's, so routing the same batch
+/// again (after a crash, before it was recorded) makes the same digest,
+/// and the events are marked routed in the transaction that writes it.
+fn digest(rows: Vec<DeliveryRow>, over: usize, now: i64) -> Vec<DeliveryRow> {
+    const LINES: usize = 100;
+    let is_expiry =
+        |r: &DeliveryRow| r.kind == "certificate_expiring" || r.kind == "certificate_expired";
+    // `event|channel[|person]` → what follows the event id.
+    let audience = |r: &DeliveryRow| r.id[r.event.len()..].to_owned();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for row in rows.iter().filter(|r| is_expiry(r)) {
+        *counts.entry(audience(row)).or_default() += 1;
+    }
+    let mut groups: HashMap<String, Vec<DeliveryRow>> = HashMap::new();
+    let mut kept = Vec::with_capacity(rows.len());
+    for row in rows {
+        if is_expiry(&row) && counts.get(&audience(&row)).is_some_and(|n| *n > over) {
+            groups.entry(audience(&row)).or_default().push(row);
+        } else {
+            kept.push(row);
+        }
+    }
+    for (audience, mut group) in groups {
+        let mut events: Vec<Event> = group
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.payload.clone()).ok())
+            .collect();
+        events.sort_by_key(|e| e.certificate.as_ref().and_then(|c| c.not_after));
+        let expired = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    certkeeper_integrations::EventKind::CertificateExpired
+                )
+            })
+            .count() as u64;
+        let lines = events
+            .iter()
+            .take(LINES)
+            .map(|e| certkeeper_integrations::render::render(e).title)
+            .collect();
+        group.sort_by(|a, b| a.event.cmp(&b.event));
+        let first = group.swap_remove(0);
+        let id = format!("digest:{}", first.event);
+        let event = Event {
+            id: id.clone(),
+            at: chrono::DateTime::from_timestamp(now, 0).unwrap_or_default(),
+            kind: certkeeper_integrations::EventKind::ExpiryDigest {
+                alerts: events.len() as u64,
+                expired,
+                lines,
+            },
+            certificate: None,
+        };
+        kept.push(DeliveryRow {
+            id: format!("{id}{audience}"),
+            event: id,
+            kind: "expiry_digest".into(),
+            payload: serde_json::to_value(&event).unwrap_or_default(),
+            next_attempt: first.next_attempt.min(
+                group
+                    .iter()
+                    .map(|r| r.next_attempt)
+                    .min()
+                    .unwrap_or(i64::MAX),
+            ),
+            ..first
+        });
+    }
+    kept
 }
 
 /// Sends every channel's deliveries until cancelled.
@@ -401,6 +479,68 @@ mod tests {
         fn max_send_time(&self) -> Duration {
             self.budget
         }
+    }
+
+    fn expiring(event: &str, audience: &str, days_left: i64) -> DeliveryRow {
+        let payload = Event {
+            id: event.into(),
+            at: chrono::DateTime::from_timestamp(0, 0).unwrap_or_default(),
+            kind: certkeeper_integrations::EventKind::CertificateExpiring {
+                threshold_days: 30,
+                days_left,
+            },
+            certificate: None,
+        };
+        DeliveryRow {
+            id: format!("{event}{audience}"),
+            event: event.into(),
+            kind: "certificate_expiring".into(),
+            payload: serde_json::to_value(&payload).unwrap(),
+            ..row()
+        }
+    }
+
+    #[test]
+    fn a_channel_over_the_limit_gets_one_digest_and_the_others_their_messages() {
+        let mut rows = Vec::new();
+        for i in 0..60 {
+            rows.push(expiring(&format!("e{i:02}"), "|chat", 20));
+        }
+        for i in 0..10 {
+            rows.push(expiring(&format!("e{i:02}"), "|mail|alice", 20));
+        }
+        rows.push(DeliveryRow {
+            kind: "renewal_failed".into(),
+            ..expiring("r1", "|chat", 0)
+        });
+        let out = digest(rows.clone(), 50, 1_000);
+        let chat: Vec<_> = out.iter().filter(|r| r.id.ends_with("|chat")).collect();
+        assert_eq!(chat.len(), 2, "one digest and the renewal failure");
+        let digest_row = chat.iter().find(|r| r.kind == "expiry_digest").unwrap();
+        assert_eq!(digest_row.id, "digest:e00|chat");
+        let event: Event = serde_json::from_value(digest_row.payload.clone()).unwrap();
+        match event.kind {
+            certkeeper_integrations::EventKind::ExpiryDigest {
+                alerts,
+                expired,
+                lines,
+            } => {
+                assert_eq!((alerts, expired, lines.len()), (60, 0, 60));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out.iter().filter(|r| r.id.ends_with("|mail|alice")).count(),
+            10
+        );
+        // The same batch routed again makes the same digest.
+        let again = digest(rows, 50, 2_000);
+        assert!(again.iter().any(|r| r.id == "digest:e00|chat"));
+        // At the limit, no digest.
+        let at_limit: Vec<_> = (0..50)
+            .map(|i| expiring(&format!("e{i}"), "|chat", 5))
+            .collect();
+        assert_eq!(digest(at_limit, 50, 0).len(), 50);
     }
 
     fn row() -> DeliveryRow {

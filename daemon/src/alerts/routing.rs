@@ -38,6 +38,8 @@ pub struct Router {
     escalation_channels: Vec<String>,
     escalation_contacts: Vec<String>,
     reach: BTreeMap<String, super::contacts::Reach>,
+    /// `[alerts] digest_over`.
+    pub(super) digest_over: usize,
 }
 
 impl Router {
@@ -78,6 +80,7 @@ impl Router {
                 .iter()
                 .map(|(n, c)| (n.clone(), super::contacts::Reach::of(c)))
                 .collect(),
+            digest_over: config.digest_over,
         }
     }
 

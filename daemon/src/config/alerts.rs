@@ -74,12 +74,20 @@ pub struct AlertsConfig {
     /// a host, do.
     #[serde(default)]
     pub ca_certificates: bool,
+    /// When one batch of alerts (up to 500 events, as a ledger pass writes
+    /// them) would send one channel more expiry messages
+    /// (`certificate_expiring`, `certificate_expired`) than this, the
+    /// channel (or person) gets one `expiry_digest` message listing them
+    /// instead. 0: never digest. Default 50.
+    #[serde(default = "default_digest_over")]
+    pub digest_over: usize,
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         Self {
             ca_certificates: false,
+            digest_over: default_digest_over(),
             thresholds_days: default_thresholds(),
             check_interval_seconds: default_check_interval(),
             contact_channels: None,
@@ -90,6 +98,10 @@ impl Default for AlertsConfig {
             delivery: DeliveryConfig::default(),
         }
     }
+}
+
+fn default_digest_over() -> usize {
+    50
 }
 
 fn default_thresholds() -> Vec<u32> {
