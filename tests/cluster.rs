@@ -24,10 +24,10 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::nginx::Nginx;
 use common::surreal::{Server, make_key};
 use common::{Daemon, eventually, free_port};
 use serde_json::Value;
@@ -46,53 +46,13 @@ fn certificates() -> usize {
 
 /// nginx serving `root` over plain HTTP on `port`: the webroot pebble
 /// fetches HTTP-01 tokens from.
-struct Webroot {
-    child: Child,
-}
-
-impl Drop for Webroot {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn webroot(dir: &Path, root: &Path, port: u16) -> Webroot {
-    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is not installed; tests/run.sh installs it");
-    std::fs::create_dir_all(dir.join("logs")).unwrap();
+fn webroot(dir: &Path, root: &Path, port: u16) -> Nginx {
     std::fs::create_dir_all(root).unwrap();
-    let d = dir.display();
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; \
-             error_log {d}/logs/error.log;\nevents {{ worker_connections 256; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
-             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {r}; }} }}\n",
-            r = root.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .expect("nginx did not start");
-    Webroot { child }
+    let servers = format!(
+        "server {{ listen 127.0.0.1:{port}; root {}; }}\n",
+        root.display()
+    );
+    Nginx::start(dir, &servers, &[("127.0.0.1", port)])
 }
 
 /// A webhook receiver: counts each event id (`Idempotency-Key`) it is sent.

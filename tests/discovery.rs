@@ -10,27 +10,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::nginx::Nginx;
 use common::{fingerprint, openssl};
 use serde_json::Value;
-
-/// An nginx started for one test, stopped on drop.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nginx_path() -> Option<&'static str> {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
 
 /// Issues `name.pem` (+ `name.key`) for `cn` signed by `ca` (`None` = self-signed).
 fn issue(dir: &Path, name: &str, cn: &str, ca: Option<&str>, days: u32, key: &str, extra: &str) {
@@ -190,9 +175,6 @@ fn start_estate(d: &Path, sites: &[Site]) -> (u16, Nginx) {
 
 /// Serves `sites` from one nginx on `port`.
 fn start_estate_on(d: &Path, sites: &[Site], port: u16) -> Nginx {
-    let Some(nginx) = nginx_path() else {
-        panic!("nginx is not installed; tests/run.sh installs it (apt-get install nginx-light)");
-    };
     let mut servers = String::new();
     for (_, ip, chain, extra, _) in sites {
         let key = format!(
@@ -204,38 +186,8 @@ fn start_estate_on(d: &Path, sites: &[Site], port: u16) -> Nginx {
             d = d.display()
         ));
     }
-    std::fs::create_dir_all(d.join("logs")).unwrap();
-    std::fs::write(
-        d.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/logs/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n",
-            d = d.display()
-        ),
-    )
-    .unwrap();
-    let server = Nginx(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
     let last = sites.last().map(|s| s.1).unwrap_or("127.0.0.1");
-    let up = common::eventually(Duration::from_secs(10), || {
-        std::net::TcpStream::connect((last, port)).ok().map(|_| ())
-    });
-    assert!(
-        up.is_some(),
-        "nginx did not start: {}",
-        std::fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
-    );
-    server
+    Nginx::start(d, &servers, &[(last, port)])
 }
 
 #[test]

@@ -29,10 +29,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::named::Named;
+use common::nginx::Nginx;
 use common::{fingerprint, make_chain, openssl};
 use serde_json::Value;
 
@@ -78,24 +78,10 @@ zone "corp.test" {{ type primary; file "{d}/corp.test.zone"; }};
     path
 }
 
-/// An nginx started for one test, stopped on drop.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Serves TLS on `port` of each (address, chain, key) in `tls`, and plain
 /// HTTP on port 80 of each address in `http`, from one nginx whose config,
 /// logs and temporary files are in `d`.
 fn start_nginx(d: &Path, port: u16, tls: &[(&str, &str, &str)], http: &[&str]) -> Nginx {
-    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is not installed; tests/run.sh installs it (apt-get install nginx-light)");
     let dd = d.display();
     let mut servers = String::new();
     for (ip, chain, key) in tls {
@@ -106,44 +92,12 @@ fn start_nginx(d: &Path, port: u16, tls: &[(&str, &str, &str)], http: &[&str]) -
     for ip in http {
         servers.push_str(&format!("server {{ listen {ip}:80; return 200 plain; }}\n"));
     }
-    fs::create_dir_all(d.join("logs")).unwrap();
-    fs::write(
-        d.join("nginx.conf"),
-        format!(
-            "daemon off; master_process off; worker_processes 1; pid {dd}/nginx.pid; error_log {dd}/logs/error.log;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log {dd}/logs/access.log; client_body_temp_path {dd}/tmp; proxy_temp_path {dd}/tmp; fastcgi_temp_path {dd}/tmp; uwsgi_temp_path {dd}/tmp; scgi_temp_path {dd}/tmp;\n{servers}}}\n"
-        ),
-    )
-    .unwrap();
-    let server = Nginx(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let listeners: Vec<(&str, u16)> = tls
+    let listening: Vec<(&str, u16)> = tls
         .iter()
         .map(|(ip, _, _)| (*ip, port))
         .chain(http.iter().map(|ip| (*ip, 80)))
         .collect();
-    let up = common::eventually(Duration::from_secs(10), || {
-        listeners
-            .iter()
-            .all(|l| std::net::TcpStream::connect(*l).is_ok())
-            .then_some(())
-    });
-    assert!(
-        up.is_some(),
-        "nginx did not start: {}",
-        fs::read_to_string(d.join("logs/error.log")).unwrap_or_default()
-    );
-    server
+    Nginx::start(d, &servers, &listening)
 }
 
 /// Issues `{file}.pem` (+ `{file}.key`) for `dns` from the intermediate that

@@ -19,44 +19,18 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::nginx::Nginx;
 use common::{Daemon, eventually, free_port, openssl};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use serde_json::Value;
 
-/// nginx with a master process (so SIGHUP reloads certificates), stopped on drop.
-struct Nginx {
-    child: Child,
-}
-
-impl Drop for Nginx {
-    /// SIGTERM first: the master stops its workers. A SIGKILL'd master
-    /// leaves them running, orphaned, on their ports after the test.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let stopped = eventually(Duration::from_secs(5), || {
-            self.child.try_wait().ok().flatten().map(drop)
-        });
-        if stopped.is_none() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
 /// Serves one TLS site per `(port, dir)` from `dir/fullchain.pem` and
 /// `dir/key.pem`, which start as a self-signed placeholder.
 fn nginx(root: &Path, sites: &[(u16, &Path)]) -> Nginx {
-    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("nginx is not installed; tests/run.sh installs it");
     let mut servers = String::new();
     for (port, dir) in sites {
         std::fs::create_dir_all(dir).unwrap();
@@ -86,34 +60,8 @@ fn nginx(root: &Path, sites: &[(u16, &Path)]) -> Nginx {
             d = dir.display()
         ));
     }
-    std::fs::create_dir_all(root.join("logs")).unwrap();
-    let d = root.display();
-    std::fs::write(
-        root.join("nginx.conf"),
-        format!(
-            "daemon off; master_process on; worker_processes 1; pid {d}/nginx.pid; \
-             error_log {d}/logs/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
-             fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{servers}}}\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg("-p")
-        .arg(root)
-        .arg("-c")
-        .arg(root.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    for (port, _) in sites {
-        let up = eventually(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", *port)).ok()
-        });
-        assert!(up.is_some(), "nginx did not start");
-    }
-    Nginx { child }
+    let listening: Vec<(&str, u16)> = sites.iter().map(|(port, _)| ("127.0.0.1", *port)).collect();
+    Nginx::start(root, &servers, &listening)
 }
 
 /// Fingerprint of the leaf `127.0.0.1:port` serves for `sni`.

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod named;
+pub mod nginx;
 pub mod surreal;
 
 use std::os::unix::net::UnixDatagram;
