@@ -364,14 +364,7 @@ fn nginx_estate_is_found_with_exactly_the_expected_findings() {
         assert_eq!(record["source"], "network");
         assert_eq!(record["ip"], *ip);
         assert_eq!(record["port"], port);
-        let mut codes: Vec<&str> = record["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f["code"].as_str().unwrap())
-            .collect();
-        codes.sort_unstable();
-        assert_eq!(&codes, expected, "{sni}: {record}");
+        assert_eq!(&common::codes(record), expected, "{sni}: {record}");
         let leaf_file = chain.trim_end_matches(".pem").trim_end_matches("-chain");
         assert_eq!(
             record["chain"][0]["fingerprint_sha256"],

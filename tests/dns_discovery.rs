@@ -33,7 +33,7 @@ use std::process::Command;
 
 use common::named::Named;
 use common::nginx::Nginx;
-use common::{fingerprint, make_chain, openssl};
+use common::{codes, fingerprint, make_chain, openssl};
 use serde_json::Value;
 
 const ZONE: &str = "\
@@ -155,17 +155,6 @@ fn issue_leaf(d: &Path, file: &str, dns: &str) {
     let served = fs::read_to_string(d.join(&pem)).unwrap()
         + &fs::read_to_string(d.join("inter.pem")).unwrap();
     fs::write(d.join(format!("{file}-chain.pem")), served).unwrap();
-}
-
-fn codes(record: &Value) -> Vec<&str> {
-    let mut codes: Vec<&str> = record["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["code"].as_str().unwrap())
-        .collect();
-    codes.sort_unstable();
-    codes
 }
 
 #[test]
