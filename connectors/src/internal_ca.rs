@@ -49,8 +49,8 @@ use crl::{CRL_KEY, Revocations, Revoked};
 use ledger::Ledger;
 
 use crate::{
-    Connector, ConnectorError, ErrorClass, IssueRequest, Issued, IssuedRecord, RenewalWindow,
-    RevokeRequest, StateStore,
+    Connector, ConnectorError, ErrorClass, IssueRequest, Issued, IssuedPage, IssuedRecord,
+    RenewalWindow, RevokeRequest, StateStore,
 };
 
 /// What went wrong inside the CA, before it is given the connector's name.
@@ -523,9 +523,17 @@ impl InternalCa {
         ))
     }
 
-    async fn list_issued_inner(&self) -> Result<Vec<IssuedRecord>, CaError> {
+    /// A page of issued certificates from `cursor`, the position (count
+    /// of serials) the previous page ended at.
+    async fn list_issued_inner(&self, cursor: Option<&str>) -> Result<IssuedPage, CaError> {
+        let start = match cursor {
+            None => 0,
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                CaError::Config(format!("`{text}` is not a listing cursor of this CA"))
+            })?,
+        };
         let snapshot = self.ledger.lock().await.snapshot();
-        let serials = ledger::all_serials(self.store.as_ref(), snapshot).await?;
+        let (serials, more) = ledger::serials_from(self.store.as_ref(), snapshot, start).await?;
         let revoked: HashSet<String> = self
             .revocations
             .lock()
@@ -535,18 +543,21 @@ impl InternalCa {
             .cloned()
             .collect();
         let mut records = Vec::with_capacity(serials.len());
-        for serial in serials {
+        for serial in &serials {
             let der = self
                 .store
-                .load(&ledger::certificate_key(&serial))
+                .load(&ledger::certificate_key(serial))
                 .await
                 .map_err(CaError::Store)?
                 .ok_or_else(|| {
                     CaError::Config(format!("issued certificate {serial} is missing"))
                 })?;
-            records.push(IssuedRecord::new(der, revoked.contains(&serial)));
+            records.push(
+                IssuedRecord::new(der, revoked.contains(serial)).with_reference(serial.clone()),
+            );
         }
-        Ok(records)
+        let next = start + serials.len() as u64;
+        Ok(IssuedPage::new(records, Some(next.to_string()), more))
     }
 
     async fn health_inner(&self) -> Result<(), CaError> {
@@ -643,8 +654,11 @@ impl Connector for InternalCa {
             .map_err(|e| e.into_connector(&self.name))
     }
 
-    async fn list_issued(&self) -> Result<Option<Vec<IssuedRecord>>, ConnectorError> {
-        self.list_issued_inner()
+    async fn list_issued(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<Option<IssuedPage>, ConnectorError> {
+        self.list_issued_inner(cursor)
             .await
             .map(Some)
             .map_err(|e| e.into_connector(&self.name))

@@ -186,8 +186,15 @@ impl RevokeRequest {
 pub struct IssuedRecord {
     /// The DER-encoded certificate.
     pub certificate_der: Vec<u8>,
-    /// Whether the CA has revoked it.
+    /// Whether the CA has revoked it (as of the listing).
     pub revoked: bool,
+    /// The CA's own reference to it (order id, serial), where it has one.
+    pub ca_reference: Option<String>,
+    /// Who requested it at the CA (a user, an e-mail address), where the
+    /// CA records it: the inventory's owner contact for it.
+    pub requester: Option<String>,
+    /// The organisation or division it was ordered under at the CA.
+    pub organization: Option<String>,
 }
 
 impl IssuedRecord {
@@ -196,6 +203,47 @@ impl IssuedRecord {
         Self {
             certificate_der,
             revoked,
+            ca_reference: None,
+            requester: None,
+            organization: None,
+        }
+    }
+
+    /// The same record with the CA's reference.
+    pub fn with_reference(mut self, reference: impl Into<String>) -> Self {
+        self.ca_reference = Some(reference.into());
+        self
+    }
+
+    /// The same record with the owner fields the CA holds.
+    pub fn with_owner(mut self, requester: Option<String>, organization: Option<String>) -> Self {
+        self.requester = requester;
+        self.organization = organization;
+        self
+    }
+}
+
+/// One page of the certificates a CA account holds.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct IssuedPage {
+    /// The certificates on this page.
+    pub records: Vec<IssuedRecord>,
+    /// Where the next call continues: pass it back as the cursor. On the
+    /// last page (`more` false) it marks the end of the listing, so a later
+    /// run that starts from it receives only what the CA issued since.
+    pub cursor: Option<String>,
+    /// Whether more pages follow now.
+    pub more: bool,
+}
+
+impl IssuedPage {
+    /// A page of `records` continuing at `cursor`.
+    pub fn new(records: Vec<IssuedRecord>, cursor: Option<String>, more: bool) -> Self {
+        Self {
+            records,
+            cursor,
+            more,
         }
     }
 }
@@ -380,9 +428,15 @@ pub trait Connector: Send + Sync {
         Ok(None)
     }
 
-    /// Every certificate the CA issued through this connector, where the CA
-    /// can list them (`None` when it cannot, as ACME).
-    async fn list_issued(&self) -> Result<Option<Vec<IssuedRecord>>, ConnectorError> {
+    /// The certificates the CA account holds, a page at a time, where the
+    /// CA can list them (`None` when it cannot, as ACME). `cursor` is `None`
+    /// for the first page and otherwise a page's [`IssuedPage::cursor`]:
+    /// CA import saves the last one and later starts from it, so each run
+    /// reads only what is new (incremental).
+    async fn list_issued(
+        &self,
+        _cursor: Option<&str>,
+    ) -> Result<Option<IssuedPage>, ConnectorError> {
         Ok(None)
     }
 

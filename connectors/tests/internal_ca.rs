@@ -205,7 +205,9 @@ async fn a_restart_with_the_same_store_keeps_the_ca_and_its_records() {
         "the chain must not include the root"
     );
     // The CA still recognises what it issued before the restart.
-    let listed = reopened.list_issued().await.unwrap().unwrap();
+    let page = reopened.list_issued(None).await.unwrap().unwrap();
+    assert!(!page.more);
+    let listed = page.records;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].certificate_der, leaf.to_der().unwrap());
     assert!(!listed[0].revoked);
@@ -216,8 +218,15 @@ async fn a_restart_with_the_same_store_keeps_the_ca_and_its_records() {
         ))
         .await
         .unwrap();
-    let listed = reopened.list_issued().await.unwrap().unwrap();
+    let listed = reopened.list_issued(None).await.unwrap().unwrap().records;
     assert!(listed[0].revoked);
+    // Listing again from where the first listing ended: nothing new.
+    let since = reopened
+        .list_issued(page.cursor.as_deref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(since.records.is_empty(), "{} records", since.records.len());
     // A revoked certificate is due for renewal now, not in two months.
     let window = reopened
         .renewal_info(&leaf.to_der().unwrap())

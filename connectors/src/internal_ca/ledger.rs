@@ -122,6 +122,27 @@ pub(crate) async fn all_serials(
     Ok(serials)
 }
 
+/// Up to one page of issued serials from position `start` (0: the first
+/// ever issued) in a [`Ledger::snapshot`], and whether more follow.
+pub(crate) async fn serials_from(
+    store: &dyn StateStore,
+    (pages, current): (u64, Vec<String>),
+    start: u64,
+) -> Result<(Vec<String>, bool), CaError> {
+    let page = start / PAGE_SIZE as u64;
+    let offset = (start % PAGE_SIZE as u64) as usize;
+    if page >= pages {
+        return Ok((Vec::new(), false));
+    }
+    let serials = if page + 1 == pages {
+        current
+    } else {
+        load_page(store, page).await?
+    };
+    let more = page + 1 < pages;
+    Ok((serials.into_iter().skip(offset).collect(), more))
+}
+
 async fn load_page(store: &dyn StateStore, page: u64) -> Result<Vec<String>, CaError> {
     match store.load(&page_key(page)).await.map_err(CaError::Store)? {
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -172,6 +193,31 @@ mod tests {
             assert_eq!(serials.len(), count);
             assert_eq!(serials[0], "0000");
             assert_eq!(serials[count - 1], format!("{:04x}", count - 1));
+        });
+    }
+
+    #[test]
+    fn serials_are_read_a_page_at_a_time_from_a_position() {
+        block_on(async {
+            let store = MemoryState::default();
+            let mut ledger = Ledger::open(&store).await.unwrap();
+            for i in 0..PAGE_SIZE + 5 {
+                ledger
+                    .record(&store, &format!("{i:04x}"), b"der")
+                    .await
+                    .unwrap();
+            }
+            let (first, more) = serials_from(&store, ledger.snapshot(), 0).await.unwrap();
+            assert_eq!((first.len(), more), (PAGE_SIZE, true));
+            let (rest, more) = serials_from(&store, ledger.snapshot(), PAGE_SIZE as u64 + 2)
+                .await
+                .unwrap();
+            assert_eq!(rest, vec!["0102", "0103", "0104"]);
+            assert!(!more);
+            let (none, more) = serials_from(&store, ledger.snapshot(), PAGE_SIZE as u64 + 5)
+                .await
+                .unwrap();
+            assert!(none.is_empty() && !more);
         });
     }
 
