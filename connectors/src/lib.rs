@@ -14,6 +14,7 @@
 //! added by later work (`acme`, `internal_ca`).
 
 pub mod acme;
+pub mod aws_pca;
 pub mod command;
 pub mod conformance;
 pub mod csr;
