@@ -146,6 +146,19 @@ async fn the_openssl_example_passes_the_conformance_suite() {
     // The example has no renewal information: "unsupported" is no window.
     let der = listed[1].certificate_der.clone();
     assert_eq!(ca.renewal_info(&der).await.unwrap(), None);
+
+    // Under one idempotency key the same certificate comes back until the
+    // daemon says it recorded it; then the key orders afresh.
+    let ids = vec![dns("again.svc.test")];
+    let (_, csr) = conformance::key_and_csr(&ids).unwrap();
+    let mut request = IssueRequest::new(csr, ids);
+    request.idempotency_key = Some("renewal-3".into());
+    let first = ca.issue(&request).await.unwrap();
+    let retried = ca.issue(&request).await.unwrap();
+    assert_eq!(retried.ca_reference, first.ca_reference);
+    ca.recorded("renewal-3").await;
+    let fresh = ca.issue(&request).await.unwrap();
+    assert_ne!(fresh.ca_reference, first.ca_reference);
 }
 
 #[tokio::test]
@@ -247,6 +260,34 @@ async fn a_program_past_its_timeout_is_killed_with_its_children() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!alive(pids[1]), "its child {} is left over", pids[1]);
+}
+
+/// Waits up to ten seconds for every one of `pids` to be gone.
+async fn all_gone(pids: &[u32]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    !pids.iter().any(|&pid| alive(pid))
+}
+
+#[tokio::test]
+async fn a_program_whose_caller_gives_up_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let mut settings = CommandSettings::new("slow", script("slow.sh"));
+    settings.args = vec![pids.to_str().unwrap().to_owned()];
+    settings.timeout = Duration::from_secs(120);
+    let slow = CommandConnector::new(settings).unwrap();
+
+    // The daemon cancels the operation (shutdown, a renewal's own deadline):
+    // the future is dropped long before the connector's timeout.
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), slow.health()).await;
+    assert!(gave_up.is_err());
+    let text = std::fs::read_to_string(&pids).unwrap();
+    let pids: Vec<u32> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(pids.len(), 2, "{text}");
+    assert!(all_gone(&pids).await, "left over: {pids:?}");
 }
 
 #[tokio::test]

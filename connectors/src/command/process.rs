@@ -7,6 +7,13 @@
 //! (an `openssl` child, a `sleep`) is in that group too and one
 //! `kill(-pgid, SIGKILL)` ends them all. The group is killed before the
 //! leader is reaped, while its pid cannot have been reused.
+//!
+//! A run ends when the program has exited and stdout and stderr are closed:
+//! a background process that keeps either open holds the run until the
+//! timeout kills the group. One that closed them and outlives a program
+//! which exited normally is left alone: once the leader is reaped, its pid
+//! (the group's id) may already belong to an unrelated process, so the
+//! group is never signalled then.
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
