@@ -50,7 +50,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 
 # Python tools the tests run, pinned, in a virtual environment kept across
-# runs: schemathesis (the API contract test).
+# runs: schemathesis (the API contract test), moto in server mode (the AWS
+# Private CA connector's tests).
 venv="${CERTKEEPER_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/certkeeper/test-venv}"
 python_tools=(schemathesis==4.32.5 'moto[server]==5.2.5')
 if [ ! -x "$venv/bin/python" ]; then
@@ -63,7 +64,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 installed=$("$venv/bin/python" -m pip freeze 2>/dev/null || true)
 for tool in "${python_tools[@]}"; do
-  if ! grep -qixF "$tool" <<<"$installed"; then
+  # `pip freeze` names a package without its extras: moto==5.2.5.
+  if ! grep -qixF "${tool/\[*\]/}" <<<"$installed"; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "${python_tools[@]}"
     break
   fi

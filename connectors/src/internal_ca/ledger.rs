@@ -110,6 +110,7 @@ impl Ledger {
 }
 
 /// Every issued serial, oldest first, from a [`Ledger::snapshot`].
+#[cfg(test)]
 pub(crate) async fn all_serials(
     store: &dyn StateStore,
     (pages, current): (u64, Vec<String>),
