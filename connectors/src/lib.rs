@@ -17,6 +17,7 @@ pub mod acme;
 pub mod conformance;
 pub mod csr;
 pub mod internal_ca;
+pub mod rest;
 
 pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
