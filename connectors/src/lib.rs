@@ -16,6 +16,7 @@
 pub mod acme;
 pub mod conformance;
 pub mod csr;
+pub mod digicert;
 pub mod internal_ca;
 pub mod rest;
 pub mod vault;

@@ -1,6 +1,8 @@
 //! Local stand-ins for vendor CAs that cannot run here, and the small
 //! servers the REST connectors' failure tests need.
 //!
+//! - [`digicert`]: DigiCert CertCentral's Services API v2, following
+//!   DigiCert's public API documentation;
 //! - [`TestCa`]: the two-tier CA (made with OpenSSL) both fakes issue real
 //!   certificates from;
 //! - [`answering`] / [`answering_chunked`]: a loopback server that answers
@@ -10,6 +12,8 @@
 //! Each test binary uses some of this, so unused items are expected.
 
 #![allow(dead_code)]
+
+pub mod digicert;
 
 use std::net::TcpListener;
 
