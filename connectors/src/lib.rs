@@ -19,6 +19,7 @@ pub mod csr;
 pub mod digicert;
 pub mod internal_ca;
 pub mod rest;
+pub mod sectigo;
 pub mod vault;
 
 pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};

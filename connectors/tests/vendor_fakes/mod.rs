@@ -3,6 +3,8 @@
 //!
 //! - [`digicert`]: DigiCert CertCentral's Services API v2, following
 //!   DigiCert's public API documentation;
+//! - [`sectigo`]: Sectigo Certificate Manager's SSL REST API, following
+//!   Sectigo's public documentation;
 //! - [`TestCa`]: the two-tier CA (made with OpenSSL) both fakes issue real
 //!   certificates from;
 //! - [`answering`] / [`answering_chunked`]: a loopback server that answers
@@ -14,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod digicert;
+pub mod sectigo;
 
 use std::net::TcpListener;
 
