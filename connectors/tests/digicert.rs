@@ -337,6 +337,26 @@ async fn an_unreachable_ca_is_a_transient_error() {
 }
 
 #[tokio::test]
+async fn a_ca_that_never_answers_is_a_transient_error_after_the_timeout() {
+    let port = vendor_fakes::silent().await;
+    let mut s = settings(&format!("http://127.0.0.1:{port}/services/v2"), API_KEY);
+    s.request_timeout = Duration::from_millis(500);
+    let dc = connector(s, Arc::new(MemoryState::default()));
+    let started = std::time::Instant::now();
+    let err = dc
+        .issue(&keyed(&[dns("x.digicert.test")], "op-x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Transient, "{err}");
+    assert!(
+        err.message.contains("no complete answer"),
+        "{}",
+        err.message
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
 async fn garbage_and_oversized_answers_are_clear_errors() {
     let request = keyed(&[dns("x.digicert.test")], "op-x");
     let garbage =

@@ -8,8 +8,8 @@
 //! - [`TestCa`]: the two-tier CA (made with OpenSSL) both fakes issue real
 //!   certificates from;
 //! - [`answering`] / [`answering_chunked`]: a loopback server that answers
-//!   every request with the same bytes (garbage, 10 MB), and
-//!   [`closed_port`], a port nothing listens on.
+//!   every request with the same bytes (garbage, 10 MB), [`silent`], one
+//!   that never answers, and [`closed_port`], a port nothing listens on.
 //!
 //! Each test binary uses some of this, so unused items are expected.
 
@@ -102,6 +102,19 @@ pub async fn answering_chunked(size: usize) -> u16 {
                 }
                 let _ = stream.write_all(b"0\r\n\r\n").await;
             });
+        }
+    });
+    port
+}
+
+/// A loopback server that accepts connections and never answers; its port.
+pub async fn silent() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
         }
     });
     port
