@@ -282,7 +282,11 @@ impl DigicertConnector {
         request: reqwest::RequestBuilder,
         doing: &str,
     ) -> Result<T, ConnectorError> {
-        self.http.send_json(request, doing, digicert_errors).await
+        let answer = self.http.send(request, doing).await?;
+        if !answer.is_success() {
+            return Err(self.refused(&answer, doing));
+        }
+        self.http.decode(&answer, doing)
     }
 
     /// DigiCert's refusal as an error quoting its `errors`.

@@ -210,7 +210,7 @@ impl RestClient {
         let client = builder.build().map_err(|e| {
             refuse(format!(
                 "cannot set up the HTTP client: {}",
-                describe(&e.without_url())
+                e.without_url()
             ))
         })?;
         Ok(Self {
@@ -272,10 +272,7 @@ impl RestClient {
         let request = request.build().map_err(|e| {
             self.error(
                 ErrorClass::Permanent,
-                format!(
-                    "{doing}: cannot build the request: {}",
-                    describe(&e.without_url())
-                ),
+                format!("{doing}: cannot build the request: {}", e.without_url()),
             )
         })?;
         let host = request.url().host_str().unwrap_or("the CA").to_owned();
@@ -335,21 +332,6 @@ impl RestClient {
             body,
             truncated,
         })
-    }
-
-    /// Sends a request and decodes a successful answer's JSON; a refusal
-    /// becomes an error with the CA's own text, found by `ca_message`.
-    pub async fn send_json<T: DeserializeOwned>(
-        &self,
-        request: RequestBuilder,
-        doing: &str,
-        ca_message: fn(&[u8]) -> Option<String>,
-    ) -> Result<T, ConnectorError> {
-        let answer = self.send(request, doing).await?;
-        if !answer.is_success() {
-            return Err(self.refused(&answer, doing, ca_message(&answer.body)));
-        }
-        self.decode(&answer, doing)
     }
 
     /// Decodes a successful answer's JSON body as `T`.
@@ -433,13 +415,13 @@ impl RestClient {
             format!(
                 "{doing}: cannot connect to {} ({host}): {}",
                 self.peer,
-                describe(&e.without_url_ref())
+                e.without_url_ref()
             )
         } else {
             format!(
                 "{doing}: the request to {} ({host}) failed: {}",
                 self.peer,
-                describe(&e.without_url_ref())
+                e.without_url_ref()
             )
         };
         self.error(ErrorClass::Transient, message)
@@ -470,10 +452,6 @@ impl WithoutUrlRef for reqwest::Error {
         }
         text
     }
-}
-
-fn describe(text: &dyn fmt::Display) -> String {
-    text.to_string()
 }
 
 /// Resolves names for reqwest and hands back only addresses the guard

@@ -310,6 +310,12 @@ async fn a_wrong_api_key_is_a_permanent_error_that_does_not_show_it() {
     assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("401"), "{}", err.message);
     assert!(err.message.contains("invalid_api_key"), "{}", err.message);
+    assert!(
+        err.message
+            .contains("check the connector's DigiCert API key"),
+        "{}",
+        err.message
+    );
     assert!(!err.message.contains("wrong-key-abcdef"), "{}", err.message);
     let health = dc.health().await.unwrap_err();
     assert_eq!(health.class, ErrorClass::Permanent);
