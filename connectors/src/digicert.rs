@@ -14,7 +14,7 @@
 //! error saying so; the order stays kept, and the next call with the same
 //! key continues polling it rather than ordering again, until
 //! [`Connector::recorded`] forgets it. A `rejected` or `canceled` order is
-//! forgotten and a permanent error.
+//! forgotten and a permanent error. That flow is `order`.
 //!
 //! Every request carries the API key in `X-DC-DEVKEY`. DigiCert's errors
 //! (`{"errors": [{"code", "message"}]}`) are quoted in messages; 401/403
@@ -33,6 +33,7 @@
 //! this API, so `renewal_info` is the default `None`.
 
 mod listing;
+mod order;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,14 +42,13 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 pub use crate::{AddressGuard, Secret};
 
-use crate::rest::{self, Answer, HttpSettings, KeptOrder, OrderBook, RestClient};
+use crate::rest::{self, Answer, HttpSettings, OrderBook, RestClient};
 use crate::{
-    Connector, ConnectorError, Identifier, IssueRequest, Issued, IssuedPage, RevocationReason,
-    RevokeRequest, StateStore,
+    Connector, ConnectorError, IssueRequest, Issued, IssuedPage, RevocationReason, RevokeRequest,
+    StateStore,
 };
 
 /// DigiCert's production Services API.
@@ -348,127 +348,6 @@ impl DigicertConnector {
         }
         Ok(text)
     }
-
-    /// Places the order for `request`; returns its id.
-    async fn place(&self, request: &IssueRequest) -> Result<u64, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let mut dns = Vec::new();
-        for identifier in &request.identifiers {
-            match identifier {
-                Identifier::Dns(d) => dns.push(d.to_ascii_lowercase()),
-                Identifier::Ip(ip) => dns.push(ip.to_string()),
-                Identifier::Email(address) => {
-                    return Err(ConnectorError::permanent(
-                        name,
-                        format!("a TLS product cannot be ordered for e-mail address {address}"),
-                    ));
-                }
-            }
-        }
-        let Some(common_name) = dns.first().cloned() else {
-            return Err(ConnectorError::permanent(name, "no identifier to order"));
-        };
-        let csr =
-            rest::csr_pem(&request.csr_der).map_err(|e| ConnectorError::permanent(name, e))?;
-        let validity = match request
-            .validity
-            .map(|v| v.as_secs().div_ceil(86_400))
-            .or(self.settings.validity_days.map(u64::from))
-        {
-            Some(days) => json!({ "days": days.max(1) }),
-            None => json!({ "years": 1 }),
-        };
-        let body = json!({
-            "certificate": {
-                "common_name": common_name,
-                "dns_names": dns.iter().skip(1).collect::<Vec<_>>(),
-                "csr": csr,
-                "signature_hash": self.settings.signature_hash,
-            },
-            "organization": { "id": self.settings.organization_id },
-            "order_validity": validity,
-            "comments": "Ordered by Certkeeper",
-        });
-        let product = request
-            .profile
-            .as_deref()
-            .unwrap_or(&self.settings.product_name_id);
-        #[derive(Deserialize)]
-        struct Placed {
-            id: u64,
-        }
-        let placed: Placed = self
-            .call(
-                self.request(Method::POST, &["order", "certificate", product])
-                    .json(&body),
-                "placing the order",
-            )
-            .await?;
-        tracing::info!(
-            connector = name,
-            order = placed.id,
-            product,
-            "placed a DigiCert order"
-        );
-        Ok(placed.id)
-    }
-
-    /// Polls order `order_id` until it is issued or `max_wait` has passed.
-    /// An order DigiCert refused or no longer knows is forgotten (under
-    /// `key`): the next attempt orders anew. Any other failure keeps it.
-    async fn wait_issued(
-        &self,
-        order_id: u64,
-        key: Option<&str>,
-    ) -> Result<OrderInfo, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let deadline = Instant::now() + self.settings.max_wait;
-        let kept = key.is_some();
-        loop {
-            let info = self.order_info(&order_id.to_string()).await?;
-            let final_state = match &info {
-                None => Some("unknown to DigiCert".to_owned()),
-                Some(info) if info.status == "issued" => None,
-                Some(info) if !info.is_pending() => Some(info.status.clone()),
-                Some(_) => None,
-            };
-            if let Some(state) = final_state {
-                if let Some(key) = key {
-                    self.orders.forget(key).await;
-                }
-                return Err(ConnectorError::permanent(
-                    name,
-                    format!(
-                        "DigiCert order {order_id} is {state}; the next attempt places a new order"
-                    ),
-                ));
-            }
-            let Some(info) = info else { continue };
-            if info.status == "issued" {
-                return Ok(info);
-            }
-            if Instant::now() + self.settings.poll_interval > deadline {
-                let hint = if info.status == "needs_approval" {
-                    " (an administrator must approve it in CertCentral)"
-                } else {
-                    ""
-                };
-                let next = if kept {
-                    "the order is kept and the next attempt continues it"
-                } else {
-                    "the request has no idempotency key, so the order is not kept"
-                };
-                return Err(ConnectorError::transient(
-                    name,
-                    format!(
-                        "DigiCert order {order_id} is still {}{hint} after {:?}; {next}",
-                        info.status, self.settings.max_wait
-                    ),
-                ));
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-        }
-    }
 }
 
 #[async_trait]
@@ -478,70 +357,7 @@ impl Connector for DigicertConnector {
     }
 
     async fn issue(&self, request: &IssueRequest) -> Result<Issued, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let names = rest::identifier_texts(&request.identifiers);
-        let key = request.idempotency_key.as_deref();
-        let mut resumed = false;
-        let mut order_id = None;
-        if let Some(key) = key
-            && let Some(kept) = self.orders.load(key).await?
-        {
-            if kept.base_url == self.settings.base_url && kept.names == names {
-                if let Ok(id) = kept.order_id.parse::<u64>() {
-                    tracing::info!(
-                        connector = name,
-                        order = id,
-                        "continuing the kept DigiCert order"
-                    );
-                    order_id = Some(id);
-                    resumed = true;
-                }
-            } else {
-                self.orders.forget(key).await;
-            }
-        }
-        let order_id = match order_id {
-            Some(id) => id,
-            None => {
-                let id = self.place(request).await?;
-                if let Some(key) = key {
-                    let kept = KeptOrder {
-                        order_id: id.to_string(),
-                        base_url: self.settings.base_url.clone(),
-                        names: names.clone(),
-                    };
-                    self.orders.save(key, &kept).await;
-                }
-                id
-            }
-        };
-        let info = self.wait_issued(order_id, key).await?;
-        let Some(certificate_id) = info.certificate.as_ref().and_then(|c| c.id) else {
-            return Err(ConnectorError::transient(
-                name,
-                format!("DigiCert order {order_id} is issued but names no certificate id yet"),
-            ));
-        };
-        let chain_pem = self.download(certificate_id).await?;
-        if resumed && !rest::carries_csr_key(&chain_pem, &request.csr_der) {
-            if let Some(key) = key {
-                self.orders.forget(key).await;
-            }
-            return Err(ConnectorError::transient(
-                name,
-                format!(
-                    "the kept DigiCert order {order_id} was for another key; it is forgotten and \
-                     the next attempt places a new order (pass the same CSR on every retry)"
-                ),
-            ));
-        }
-        tracing::info!(
-            connector = name,
-            order = order_id,
-            certificate = certificate_id,
-            "DigiCert certificate issued"
-        );
-        Ok(Issued::new(chain_pem, Some(order_id.to_string())))
+        order::issue(self, request).await
     }
 
     async fn recorded(&self, idempotency_key: &str) {

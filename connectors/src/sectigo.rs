@@ -18,7 +18,7 @@
 //! after [`SectigoSettings::max_wait`] is a transient error saying so; the
 //! sslId stays kept and the next call with the same key continues it,
 //! until [`Connector::recorded`] forgets it. A declined or rejected one is
-//! forgotten and a permanent error.
+//! forgotten and a permanent error. That flow is `enroll`.
 //!
 //! Every request carries the `login`, `password` and `customerUri` headers.
 //! SCM's errors (`{"code": -16, "description": "Unknown user"}`) are quoted
@@ -34,6 +34,7 @@
 //! Listing is in `listing`. SCM offers no renewal information through this
 //! API, so `renewal_info` is the default `None`.
 
+mod enroll;
 mod listing;
 
 use std::sync::Arc;
@@ -43,14 +44,13 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::Instant;
 
 pub use crate::{AddressGuard, Secret};
 
-use crate::rest::{self, Answer, HttpSettings, KeptOrder, OrderBook, RestClient};
+use crate::rest::{self, Answer, HttpSettings, OrderBook, RestClient};
 use crate::{
-    Connector, ConnectorError, ErrorClass, Identifier, IssueRequest, Issued, IssuedPage,
-    RevocationReason, RevokeRequest, StateStore,
+    Connector, ConnectorError, ErrorClass, IssueRequest, Issued, IssuedPage, RevocationReason,
+    RevokeRequest, StateStore,
 };
 
 /// SCM's main address (regional accounts have their own).
@@ -329,147 +329,6 @@ impl SectigoConnector {
         Err(self.refused(&answer, &doing))
     }
 
-    /// The leaf and its issuers of `ssl_id`, ordered, PEM; `None` while SCM
-    /// is still processing.
-    async fn collect_chain(
-        &self,
-        ssl_id: u64,
-        csr_der: Option<&[u8]>,
-    ) -> Result<Option<String>, ConnectorError> {
-        let Some(leaf) = self.collect(ssl_id, "x509CO").await? else {
-            return Ok(None);
-        };
-        let issuers = self.collect(ssl_id, "x509IO").await?.unwrap_or_default();
-        rest::chain_from(&[leaf.as_str(), issuers.as_str()], csr_der)
-            .map(Some)
-            .map_err(|e| {
-                ConnectorError::permanent(
-                    &self.settings.name,
-                    format!("collecting Sectigo certificate {ssl_id}: {e}"),
-                )
-            })
-    }
-
-    /// Enrolls `request`; returns the sslId.
-    async fn enroll(&self, request: &IssueRequest) -> Result<u64, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let mut names = Vec::new();
-        for identifier in &request.identifiers {
-            match identifier {
-                Identifier::Dns(d) => names.push(d.to_ascii_lowercase()),
-                Identifier::Ip(ip) => names.push(ip.to_string()),
-                Identifier::Email(address) => {
-                    return Err(ConnectorError::permanent(
-                        name,
-                        format!(
-                            "an SSL certificate cannot be enrolled for e-mail address {address}"
-                        ),
-                    ));
-                }
-            }
-        }
-        if names.is_empty() {
-            return Err(ConnectorError::permanent(name, "no identifier to enroll"));
-        }
-        let csr =
-            rest::csr_pem(&request.csr_der).map_err(|e| ConnectorError::permanent(name, e))?;
-        let cert_type = match request.profile.as_deref() {
-            Some(profile) => profile.parse::<u64>().map_err(|_| {
-                ConnectorError::permanent(
-                    name,
-                    format!("profile `{profile}` is not a Sectigo certificate type id"),
-                )
-            })?,
-            None => self.settings.cert_type,
-        };
-        let term = request
-            .validity
-            .map(|v| v.as_secs().div_ceil(86_400))
-            .unwrap_or(u64::from(self.settings.term_days));
-        let mut body = json!({
-            "orgId": self.settings.org_id,
-            "csr": csr.trim_end(),
-            "certType": cert_type,
-            "term": term,
-            "subjAltNames": names.join(","),
-            "numberServers": 1,
-            "serverType": -1,
-            "comments": "Enrolled by Certkeeper",
-        });
-        if let Some(requester) = &self.settings.external_requester {
-            body["externalRequester"] = json!(requester);
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Enrolled {
-            ssl_id: u64,
-        }
-        let enrolled: Enrolled = self
-            .call(
-                self.request(Method::POST, &["enroll"]).json(&body),
-                "enrolling the CSR",
-            )
-            .await?;
-        tracing::info!(
-            connector = name,
-            ssl_id = enrolled.ssl_id,
-            "enrolled at Sectigo"
-        );
-        Ok(enrolled.ssl_id)
-    }
-
-    /// Polls `ssl_id` until its certificate can be collected or `max_wait`
-    /// has passed; a refused enrollment is forgotten (under `key`).
-    async fn wait_collected(
-        &self,
-        ssl_id: u64,
-        key: Option<&str>,
-        csr_der: &[u8],
-    ) -> Result<String, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let deadline = Instant::now() + self.settings.max_wait;
-        loop {
-            let details = self.details(ssl_id).await?;
-            let refusal = match &details {
-                None => Some("unknown to Sectigo".to_owned()),
-                Some(d) if d.is_final_refusal() => Some(d.status.clone()),
-                Some(_) => None,
-            };
-            if let Some(state) = refusal {
-                if let Some(key) = key {
-                    self.orders.forget(key).await;
-                }
-                return Err(ConnectorError::permanent(
-                    name,
-                    format!(
-                        "Sectigo certificate {ssl_id} is {state}; the next attempt enrolls anew"
-                    ),
-                ));
-            }
-            let status = details.map(|d| d.status).unwrap_or_default();
-            if status.eq_ignore_ascii_case("issued")
-                && let Some(chain) = self.collect_chain(ssl_id, Some(csr_der)).await?
-            {
-                return Ok(chain);
-            }
-            if Instant::now() + self.settings.poll_interval > deadline {
-                let next = if key.is_some() {
-                    "the enrollment is kept and the next attempt continues it"
-                } else {
-                    "the request has no idempotency key, so the enrollment is not kept"
-                };
-                return Err(ConnectorError::transient(
-                    name,
-                    format!(
-                        "Sectigo certificate {ssl_id} is still pending ({status}) after {:?}; {next}",
-                        self.settings.max_wait
-                    ),
-                ));
-            }
-            tokio::time::sleep(self.settings.poll_interval).await;
-        }
-    }
-
     /// The sslId of the certificate with `serial`, kept or looked up.
     async fn ssl_id_of(&self, serial: &str) -> Result<Option<u64>, ConnectorError> {
         if let Ok(Some(bytes)) = self.state.load(&serial_key(serial)).await
@@ -516,69 +375,7 @@ impl Connector for SectigoConnector {
     }
 
     async fn issue(&self, request: &IssueRequest) -> Result<Issued, ConnectorError> {
-        let name = self.settings.name.as_str();
-        let names = rest::identifier_texts(&request.identifiers);
-        let key = request.idempotency_key.as_deref();
-        let mut resumed = None;
-        if let Some(key) = key
-            && let Some(kept) = self.orders.load(key).await?
-        {
-            match kept.order_id.parse::<u64>() {
-                Ok(id) if kept.base_url == self.settings.base_url && kept.names == names => {
-                    tracing::info!(
-                        connector = name,
-                        ssl_id = id,
-                        "continuing the kept Sectigo enrollment"
-                    );
-                    resumed = Some(id);
-                }
-                _ => self.orders.forget(key).await,
-            }
-        }
-        let ssl_id = match resumed {
-            Some(id) => id,
-            None => {
-                let id = self.enroll(request).await?;
-                if let Some(key) = key {
-                    let kept = KeptOrder {
-                        order_id: id.to_string(),
-                        base_url: self.settings.base_url.clone(),
-                        names,
-                    };
-                    self.orders.save(key, &kept).await;
-                }
-                id
-            }
-        };
-        let chain_pem = self.wait_collected(ssl_id, key, &request.csr_der).await?;
-        if resumed.is_some() && !rest::carries_csr_key(&chain_pem, &request.csr_der) {
-            if let Some(key) = key {
-                self.orders.forget(key).await;
-            }
-            return Err(ConnectorError::transient(
-                name,
-                format!(
-                    "the kept Sectigo enrollment {ssl_id} was for another key; it is forgotten and \
-                     the next attempt enrolls anew (pass the same CSR on every retry)"
-                ),
-            ));
-        }
-        // Kept so that revoking finds the sslId without a search.
-        let leaf_der = openssl::x509::X509::from_pem(chain_pem.as_bytes()).and_then(|c| c.to_der());
-        if let Ok(der) = leaf_der
-            && let Ok(serial) = rest::serial_hex(&der, "")
-            && let Err(e) = self
-                .state
-                .save(
-                    &serial_key(&serial.to_ascii_uppercase()),
-                    ssl_id.to_string().as_bytes(),
-                )
-                .await
-        {
-            tracing::warn!(connector = name, error = %e, "cannot keep the certificate's sslId; revoking will look it up");
-        }
-        tracing::info!(connector = name, ssl_id, "Sectigo certificate collected");
-        Ok(Issued::new(chain_pem, Some(ssl_id.to_string())))
+        enroll::issue(self, request).await
     }
 
     async fn recorded(&self, idempotency_key: &str) {
