@@ -4,7 +4,9 @@
 //! AppRole logins (and logging in again when Vault drops the token),
 //! namespaces, revocation as Vault records it, incremental listing, and the
 //! failures an operator meets — a wrong token, Vault down, and a server
-//! that answers garbage or far too much.
+//! that answers garbage or far too much. HashiCorp Vault's listing, which
+//! lacks OpenBao's `certs/detailed`, is stood in for by a small local
+//! server ([`PlainVault`]).
 
 #![allow(clippy::unwrap_used)]
 
@@ -577,4 +579,110 @@ async fn garbage_and_oversized_answers_are_clear_errors() {
         "{}",
         err.message
     );
+}
+
+/// A stand-in for HashiCorp Vault's PKI listing, which has no
+/// `certs/detailed` and (before paging) answers every serial at once.
+struct PlainVault {
+    url: String,
+    ca: vendor_fakes::TestCa,
+    certs: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl PlainVault {
+    async fn start() -> PlainVault {
+        use axum::http::{Method, StatusCode, Uri};
+        let certs: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
+        let shared = certs.clone();
+        let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
+            let certs = shared.clone();
+            async move {
+                let certs = certs.lock().unwrap().clone();
+                let json = |status: StatusCode, body: Value| {
+                    axum::response::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(axum::body::Body::from(body.to_string()))
+                        .unwrap()
+                };
+                match (method.as_str(), uri.path()) {
+                    ("LIST", "/v1/pki/certs") => {
+                        let keys: Vec<&String> = certs.iter().map(|(s, _)| s).collect();
+                        json(StatusCode::OK, json!({"data": {"keys": keys}}))
+                    }
+                    ("GET", path) if path.starts_with("/v1/pki/cert/") => {
+                        let serial = path.trim_start_matches("/v1/pki/cert/");
+                        match certs.iter().find(|(s, _)| s == serial) {
+                            Some((_, pem)) => json(
+                                StatusCode::OK,
+                                json!({"data": {"certificate": pem, "revocation_time": 0}}),
+                            ),
+                            None => json(StatusCode::NOT_FOUND, json!({"errors": []})),
+                        }
+                    }
+                    _ => json(
+                        StatusCode::NOT_FOUND,
+                        json!({"errors": ["unsupported path"]}),
+                    ),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        PlainVault {
+            url: format!("http://127.0.0.1:{port}"),
+            ca: vendor_fakes::TestCa::new("Plain Vault"),
+            certs,
+        }
+    }
+
+    /// Signs a certificate for `name` and stores it; its serial.
+    fn add(&self, name: &str) -> String {
+        let (_, csr) = key_and_csr(&[dns(name)]).unwrap();
+        let csr = openssl::x509::X509Req::from_der(&csr)
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        let leaf = self
+            .ca
+            .sign(std::str::from_utf8(&csr).unwrap(), &[name.to_owned()], 1)
+            .unwrap();
+        let serial = serial(&leaf);
+        let pem = String::from_utf8(leaf.to_pem().unwrap()).unwrap();
+        self.certs.lock().unwrap().push((serial.clone(), pem));
+        serial
+    }
+}
+
+#[tokio::test]
+async fn listing_a_vault_without_detailed_lists_is_incremental_too() {
+    let vault = PlainVault::start().await;
+    let mut settings = token_settings(&vault.url, ROOT_TOKEN);
+    settings.list_page_size = 2;
+    let ca = connector(settings);
+    let mut first: Vec<String> = ["p1", "p2", "p3"]
+        .iter()
+        .map(|n| vault.add(&format!("{n}.vault.test")))
+        .collect();
+    let (records, cursor) = list_all(&ca, None).await;
+    let mut listed: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.ca_reference.clone())
+        .collect();
+    listed.sort();
+    first.sort();
+    assert_eq!(listed, first);
+
+    let newer = vault.add("p4.vault.test");
+    let (records, cursor) = list_all(&ca, Some(cursor)).await;
+    let listed: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.ca_reference.clone())
+        .collect();
+    assert_eq!(listed, vec![newer]);
+    let (records, _) = list_all(&ca, Some(cursor)).await;
+    assert!(records.is_empty());
 }
