@@ -78,8 +78,9 @@ pub struct SectigoSettings {
     /// The SSL certificate type (profile) id enrolled unless a request names
     /// its own as a number.
     pub cert_type: u64,
-    /// The term, in days, when the request names no validity; it must be
-    /// one the certificate type offers.
+    /// The term, in days, of every enrollment; it must be one the
+    /// certificate type offers (a request's validity is not applied: SCM
+    /// offers a few fixed terms per type).
     pub term_days: u32,
     /// E-mail address(es) put in `externalRequester`, for SCM's
     /// notifications and as the certificate's requester.

@@ -74,10 +74,9 @@ impl SectigoConnector {
             })?,
             None => self.settings.cert_type,
         };
-        let term = request
-            .validity
-            .map(|v| v.as_secs().div_ceil(86_400))
-            .unwrap_or(u64::from(self.settings.term_days));
+        // SCM offers a few fixed terms per certificate type (the request's
+        // validity, say 90 days, would be refused): always the configured one.
+        let term = self.settings.term_days;
         let mut body = json!({
             "orgId": self.settings.org_id,
             "csr": csr.trim_end(),
