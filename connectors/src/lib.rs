@@ -18,7 +18,11 @@ pub mod aws_pca;
 pub mod command;
 pub mod conformance;
 pub mod csr;
+pub mod digicert;
 pub mod internal_ca;
+pub mod rest;
+pub mod sectigo;
+pub mod vault;
 
 pub use certkeeper_base::{AddressGuard, AddressRefused, ErrorClass, Secret};
 
