@@ -12,6 +12,8 @@
 //! others finish within the lease time, and no order is placed twice), and
 //! a daemon frozen with SIGSTOP past its lease (a partition) has its late
 //! write refused by the lease's epoch when it wakes, and says so in its log.
+//! A network scan's shards are shared by the three daemons, and the shard a
+//! daemon was scanning when it was killed is scanned by another.
 
 #![allow(clippy::unwrap_used)]
 
@@ -424,5 +426,178 @@ fn three_daemons_renew_each_certificate_once_and_survive_kill_and_stop() {
         }
     }
     assert_eq!(issues, issued + 1, "one audit entry per certificate issued");
+    drop(server);
+}
+
+/// Listeners that accept and never answer, holding each connection: a
+/// probe of one waits out its handshake timeout, so a shard holding some
+/// takes seconds, long enough to kill its daemon in the middle of it.
+fn tarpits(addresses: &[String], port: u16) -> Vec<std::thread::JoinHandle<()>> {
+    addresses
+        .iter()
+        .map(|address| {
+            let listener = TcpListener::bind((address.as_str(), port)).unwrap();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for stream in listener.incoming().flatten() {
+                    held.push(stream);
+                }
+            })
+        })
+        .collect()
+}
+
+/// The shards of the `estate` job's latest run, as `certkeeper jobs
+/// --shards` shows them.
+fn shards(daemon: &Daemon) -> Vec<Value> {
+    daemon
+        .cli_json(&["jobs", "--shards", "estate"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn three_daemons_share_a_network_scan_and_a_killed_daemons_shards_are_rescanned() {
+    let server = Server::start();
+    let shared = tempfile::tempdir().unwrap();
+    let key = shared.path().join("store.key");
+    make_key(&key);
+    let port = free_port();
+    // Eight shards of eight addresses: six nginx endpoints with a
+    // certificate each, and two tarpits that make the shard take ~2 s.
+    let (shards_n, per_shard, live) = (8, 8, 6);
+    let certs = shared.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let mut servers = String::new();
+    let mut listening = Vec::new();
+    let mut targets = Vec::new();
+    let mut pits = Vec::new();
+    for s in 0..shards_n {
+        for i in 0..per_shard {
+            if i < live {
+                let n = s * live + i;
+                let address = format!("127.0.2.{}", n + 1);
+                let cn = format!("host{n}.scan.test");
+                common::self_signed(&certs, &cn, 90);
+                servers.push_str(&format!(
+                    "server {{ listen {address}:{port} ssl; ssl_certificate {d}/{cn}.pem; \
+                     ssl_certificate_key {d}/{cn}.key; }}\n",
+                    d = certs.display()
+                ));
+                listening.push(address.clone());
+                targets.push(address);
+            } else {
+                let address = format!("127.0.3.{}", s * per_shard + i + 1);
+                pits.push(address.clone());
+                targets.push(address);
+            }
+        }
+    }
+    let listening_at: Vec<(&str, u16)> = listening.iter().map(|a| (a.as_str(), port)).collect();
+    let _nginx = Nginx::start(&shared.path().join("nginx"), &servers, &listening_at);
+    let _tarpits = tarpits(&pits, port);
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+
+    let mut daemons: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let daemon = Daemon::new("");
+            std::fs::write(
+                &daemon.config,
+                format!(
+                    "[api]\nlisten = \"127.0.0.1:{api}\"\ntoken = \"{TOKEN}\"\n\n{store}\n\
+                     [scheduler]\nlease_seconds = {LEASE_SECONDS}\nshard_workers = 1\nholder = \"d{i}\"\n\n\
+                     [[discovery.network]]\nname = \"estate\"\nschedule = \"0 0 0 1 1 * 2099\"\n\
+                     ports = [{port}]\ntimeout_seconds = 1\nshard_size = {per_shard}\n\
+                     targets = [{targets}]\n",
+                    api = daemon.port,
+                    store = server.store_table(&key),
+                    targets = targets.join(", "),
+                ),
+            )
+            .unwrap();
+            daemon
+        })
+        .collect();
+    for daemon in &mut daemons {
+        daemon.start();
+    }
+    let logs = |daemons: &[Daemon]| {
+        daemons
+            .iter()
+            .map(|d| d.log())
+            .collect::<Vec<_>>()
+            .join("\n--- next daemon ---\n")
+    };
+
+    let started = Instant::now();
+    daemons[0].cli_ok(&["jobs", "--run-now", "estate"]);
+    // Kill a daemon while it scans a shard.
+    let (victim, held) = eventually(Duration::from_secs(60), || {
+        let shards = shards(&daemons[1]);
+        shards.iter().find_map(|s| {
+            let holder = s["holder"].as_str()?;
+            (s["done"] == false && holder != "d1").then(|| {
+                let i: usize = holder[1..].parse().unwrap();
+                (i, s["part"].as_u64().unwrap())
+            })
+        })
+    })
+    .unwrap_or_else(|| panic!("no shard was taken\n{}", logs(&daemons)));
+    daemons[victim].signal("KILL");
+    daemons[victim].wait_exit(Duration::from_secs(10));
+    let killed_at = Instant::now();
+    let survivor = if victim == 1 { 2 } else { 1 };
+
+    // The run finishes on the others, the killed daemon's shard rescanned.
+    let job = eventually(Duration::from_secs(120), || {
+        let jobs = daemons[survivor].cli_json(&["jobs"]);
+        let job = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "estate")?
+            .clone();
+        (job["runs"].as_i64() >= Some(1)).then_some(job)
+    })
+    .unwrap_or_else(|| panic!("the scan did not finish\n{}", logs(&daemons)));
+    assert_eq!(job["failures"], 0, "{job}");
+    let finished = started.elapsed();
+    let after_kill = killed_at.elapsed();
+    let shards = shards(&daemons[survivor]);
+    assert_eq!(shards.len(), shards_n, "{shards:?}");
+    assert!(shards.iter().all(|s| s["done"] == true), "{shards:?}");
+    let retaken = &shards[held as usize];
+    assert_eq!(retaken["attempts"], 2, "{retaken}");
+    assert_ne!(retaken["finished_by"], format!("d{victim}"));
+    let by: std::collections::BTreeSet<&str> = shards
+        .iter()
+        .filter_map(|s| s["finished_by"].as_str())
+        .collect();
+    assert!(by.len() >= 2, "the scan was shared: {by:?}");
+    let places: u64 = shards
+        .iter()
+        .map(|s| s["tally"]["places"].as_u64().unwrap())
+        .sum();
+    assert_eq!(places, (shards_n * live) as u64, "{shards:?}");
+    // Every endpoint's certificate is in the shared inventory, once.
+    let found = daemons[survivor].cli_json(&["certificates", "list", "-q", "scan.test", "--all"]);
+    let mut names: Vec<String> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject_cn"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), shards_n * live, "{names:?}");
+    eprintln!(
+        "{} endpoints in {shards_n} shards scanned by {} daemons in {:.1} s; \
+         d{victim} killed holding shard {held}, the scan finished {:.1} s later",
+        shards_n * per_shard,
+        by.len(),
+        finished.as_secs_f64(),
+        after_kill.as_secs_f64()
+    );
     drop(server);
 }

@@ -7,7 +7,8 @@
 //! certificate, a new one after the scheduled renewal, a new one after a
 //! replacement; the old one is revoked (in the CRL, at pebble); a broken
 //! reload leaves the previous files; a SIGKILL between "deployed" and
-//! "revoked" resumes without a second order.
+//! "revoked" resumes without a second order; CA import finds what the
+//! internal CA issued, once, and later only what is new.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,99 +19,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::nginx::Nginx;
-use common::{Daemon, eventually, free_port, openssl};
+use common::nginx::{served, sites};
+use common::{Daemon, eventually, free_port, managed, openssl, wait_managed};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use serde_json::Value;
-
-/// Serves one TLS site per `(port, dir)` from `dir/fullchain.pem` and
-/// `dir/key.pem`, which start as a self-signed placeholder.
-fn nginx(root: &Path, sites: &[(u16, &Path)]) -> Nginx {
-    let mut servers = String::new();
-    for (port, dir) in sites {
-        std::fs::create_dir_all(dir).unwrap();
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-nodes",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "fullchain.pem",
-                "-subj",
-                "/CN=placeholder",
-                "-days",
-                "1",
-            ],
-        );
-        servers.push_str(&format!(
-            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/fullchain.pem; \
-             ssl_certificate_key {d}/key.pem; return 200 ok; }}\n",
-            d = dir.display()
-        ));
-    }
-    let listening: Vec<(&str, u16)> = sites.iter().map(|(port, _)| ("127.0.0.1", *port)).collect();
-    Nginx::start(root, &servers, &listening)
-}
-
-/// Fingerprint of the leaf `127.0.0.1:port` serves for `sni`.
-fn served(port: u16, sni: &str) -> Option<String> {
-    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
-    builder.set_verify(SslVerifyMode::NONE);
-    let connector = builder.build();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let stream = connector.connect(sni, tcp).ok()?;
-    let der = stream.ssl().peer_certificate()?.to_der().ok()?;
-    Some(hex(&openssl::sha::sha256(&der)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The managed certificate `name` as `certkeeper managed --format json` shows it.
-fn managed(daemon: &Daemon, name: &str) -> Value {
-    let all = daemon.cli_json(&["managed"]);
-    all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
-fn wait_managed(
-    daemon: &Daemon,
-    name: &str,
-    secs: u64,
-    what: &str,
-    ok: impl Fn(&Value) -> bool,
-) -> Value {
-    eventually(Duration::from_secs(secs), || {
-        let m = managed(daemon, name);
-        ok(&m).then_some(m)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name}: {what} did not happen; now {}\n--- daemon log ---\n{}",
-            managed(daemon, name),
-            daemon.log()
-        )
-    })
-}
 
 #[test]
 fn internal_ca_issues_deploys_renews_replaces_and_rolls_back_on_nginx() {
@@ -118,7 +34,7 @@ fn internal_ca_issues_deploys_renews_replaces_and_rolls_back_on_nginx() {
     let root = daemon.path("nginx");
     let (www_port, short_port) = (free_port(), free_port());
     let (www_dir, short_dir) = (root.join("www"), root.join("short"));
-    let server = nginx(&root, &[(www_port, &www_dir), (short_port, &short_dir)]);
+    let server = sites(&root, &[(www_port, &www_dir), (short_port, &short_dir)]);
     let pid = std::fs::read_to_string(root.join("nginx.pid"))
         .ok()
         .or_else(|| {
@@ -449,7 +365,7 @@ fn acme_issue_deploy_replace_resumes_after_sigkill_between_deployed_and_revoked(
     let root = daemon.path("nginx");
     let site_port = free_port();
     let site_dir = root.join("site");
-    let server = nginx(&root, &[(site_port, &site_dir)]);
+    let server = sites(&root, &[(site_port, &site_dir)]);
     let pid = eventually(Duration::from_secs(5), || {
         std::fs::read_to_string(root.join("nginx.pid")).ok()
     })
@@ -584,7 +500,7 @@ fn acme_certificate_renews_on_schedule_with_replaces_and_lineage() {
     let root = daemon.path("nginx");
     let port = free_port();
     let dir = root.join("short");
-    let server = nginx(&root, &[(port, &dir)]);
+    let server = sites(&root, &[(port, &dir)]);
     let pid = eventually(Duration::from_secs(5), || {
         std::fs::read_to_string(root.join("nginx.pid")).ok()
     })
@@ -648,4 +564,201 @@ sni = "short.acme.test"
         assert_eq!(shown["certificate"]["replaces"], old, "{shown}");
     }
     drop(server);
+}
+
+/// The jobs' state as `certkeeper jobs` shows it: the runs of `job`.
+fn runs(daemon: &Daemon, job: &str) -> i64 {
+    daemon
+        .cli_json(&["jobs"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == job)
+        .and_then(|j| j["runs"].as_i64())
+        .unwrap_or(0)
+}
+
+/// Runs `job` now and waits for it to finish; returns its `CA import
+/// finished` log line.
+fn run_ca_import(daemon: &Daemon, job: &str) -> String {
+    let before = runs(daemon, job);
+    let lines_before = daemon.log().matches("CA import finished").count();
+    daemon.cli_ok(&["jobs", "--run-now", job]);
+    eventually(Duration::from_secs(60), || {
+        (runs(daemon, job) > before).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{job} did not run\n{}", daemon.log()));
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .filter(|l| l.contains("CA import finished"))
+        .nth(lines_before)
+        .unwrap_or_else(|| panic!("{job} logged no result\n{log}"));
+    line.to_owned()
+}
+
+fn field(line: &str, name: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        .to_owned()
+}
+
+#[test]
+fn ca_import_fills_the_inventory_from_the_internal_ca_incrementally() {
+    let mut daemon = Daemon::new("");
+    let deployed = daemon.path("deployed");
+    std::fs::create_dir_all(&deployed).unwrap();
+    let mut certificates = String::new();
+    for name in ["api", "mail", "vpn"] {
+        certificates.push_str(&format!(
+            "[[certificate]]\nname = \"{name}\"\nidentifiers = [\"{name}.corp.test\"]\n\
+             connector = \"corp-ca\"\n[[certificate.deploy]]\nfullchain = \"{d}/{name}.pem\"\n\
+             key = \"{d}/{name}.key\"\n",
+            d = deployed.display()
+        ));
+    }
+    daemon.write_config(&format!(
+        "[renewal]\ncheck_interval_seconds = 1\n\n{corp_ca}\n\
+         [[discovery.ca]]\nname = \"corp-import\"\nconnector = \"corp-ca\"\nschedule = \"0 0 0 1 1 * 2099\"\n\n\
+         {certificates}",
+        corp_ca = daemon.corp_ca(),
+    ));
+    daemon.start();
+    let mut fingerprints = Vec::new();
+    for name in ["api", "mail", "vpn"] {
+        let m = wait_managed(&daemon, name, 60, "first issuance", |m| {
+            m["generation"] == 1
+        });
+        fingerprints.push(m["fingerprint"].as_str().unwrap().to_owned());
+    }
+
+    // The first run lists all three; each is now held by the CA account.
+    let first = run_ca_import(&daemon, "corp-import");
+    assert_eq!(field(&first, "listed"), "3", "{first}");
+    // Each is deployed by its managed certificate.
+    assert_eq!(field(&first, "issued_not_deployed"), "0", "{first}");
+    for fp in &fingerprints {
+        let shown = daemon.cli_json(&["certificates", "show", fp]);
+        let places: Vec<&str> = shown["sightings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["location"].as_str())
+            .collect();
+        assert!(places.contains(&"ca:corp-ca"), "{shown}");
+    }
+    // The second reads only what is new: nothing.
+    let second = run_ca_import(&daemon, "corp-import");
+    assert_eq!(field(&second, "listed"), "0", "{second}");
+    assert_eq!(field(&second, "added"), "0", "{second}");
+
+    // A renewal issues one more: the next run lists that one only.
+    daemon.cli_ok(&["renew", "api"]);
+    let renewed = wait_managed(&daemon, "api", 60, "renewal", |m| m["generation"] == 2);
+    let third = run_ca_import(&daemon, "corp-import");
+    assert_eq!(field(&third, "listed"), "1", "{third}");
+    let shown = daemon.cli_json(&[
+        "certificates",
+        "show",
+        renewed["fingerprint"].as_str().unwrap(),
+    ]);
+    assert!(shown.to_string().contains("ca:corp-ca"), "{shown}");
+    eprintln!(
+        "CA import of the internal CA: first run {} s (3 listed), second {} s (0 listed)",
+        field(&first, "seconds"),
+        field(&second, "seconds")
+    );
+    // A connector that cannot list is refused when the config is checked.
+    let bad = daemon.path("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[connector]]\nname = \"le\"\ntype = \"acme\"\ndirectory_url = \"https://acme.invalid/dir\"\n\
+         contacts = [\"ops@example.com\"]\n[connector.challenge]\ntype = \"webroot\"\npath = \"/tmp\"\n\
+         [[discovery.ca]]\nname = \"le-import\"\nconnector = \"le\"\nschedule = \"0 0 * * * *\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certkeeper"))
+        .args(["validate", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("discovery.ca[0].connector") && err.contains("ACME"),
+        "{err}"
+    );
+}
+
+#[test]
+fn adopt_makes_a_found_certificate_managed_without_issuing_and_renews_it() {
+    let mut daemon = Daemon::new("");
+    daemon.write_config(&format!(
+        "[renewal]\ncheck_interval_seconds = 1\n\n{}",
+        daemon.corp_ca()
+    ));
+    daemon.start();
+    // A certificate the CA issued that nothing manages any more: created
+    // through the API, issued, then no longer managed.
+    let (status, body) = common::http(
+        "POST",
+        &daemon.url("/api/v1/managed"),
+        Some(br#"{"name": "vpn", "identifiers": ["vpn.corp.test"], "connector": "corp-ca"}"#),
+        &[("Content-Type", "application/json")],
+    );
+    assert_eq!(status, 201, "{body}");
+    let issued = wait_managed(&daemon, "vpn", 60, "issuance", |m| m["generation"] == 1);
+    let fp = issued["fingerprint"].as_str().unwrap().to_owned();
+    let (status, body) = common::http("DELETE", &daemon.url("/api/v1/managed/vpn"), None, &[]);
+    assert_eq!(status, 204, "{body}");
+
+    let out = daemon.cli(&[
+        "adopt",
+        &fp,
+        "--connector",
+        "corp-ca",
+        "--name",
+        "vpn-adopted",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let block = String::from_utf8_lossy(&out.stdout);
+    assert!(block.contains("name = \"vpn-adopted\""), "{block}");
+    assert!(block.contains("\"vpn.corp.test\""), "{block}");
+    // Managed now, with the found certificate in service: nothing issued.
+    let adopted = managed(&daemon, "vpn-adopted");
+    assert_eq!(adopted["fingerprint"], fp.as_str(), "{adopted}");
+    assert_eq!(adopted["generation"], 0, "{adopted}");
+    assert!(
+        adopted["renew_at"].as_i64().unwrap() > chrono_now(),
+        "renews later: {adopted}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(managed(&daemon, "vpn-adopted")["fingerprint"], fp.as_str());
+    // Adopting it twice is refused, naming who manages it.
+    let again = daemon.cli(&["adopt", &fp, "--connector", "corp-ca"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("vpn-adopted"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // An unknown certificate is a clear error.
+    let unknown = daemon.cli(&["adopt", &"ab".repeat(32), "--connector", "corp-ca"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no certificate"));
+    // Its renewal goes through the connector.
+    daemon.cli_ok(&["renew", "vpn-adopted"]);
+    let renewed = wait_managed(&daemon, "vpn-adopted", 60, "renewal", |m| {
+        m["generation"] == 1
+    });
+    assert_ne!(renewed["fingerprint"], fp.as_str());
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }

@@ -54,8 +54,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .holder
         .clone()
         .unwrap_or_else(default_holder);
-    let renewer =
-        crate::renewal::Renewer::new(&config, store.clone(), vault, registry, holder.clone())?;
+    let renewer = crate::renewal::Renewer::new(
+        &config,
+        store.clone(),
+        vault,
+        registry.clone(),
+        holder.clone(),
+    )?;
     renewer
         .load_api_certificates()
         .await
@@ -102,6 +107,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let scheduler = tokio::spawn(crate::scheduler::run(
         store,
         config_rx,
+        registry,
         holder.clone(),
         cancel.clone(),
     ));

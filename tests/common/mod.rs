@@ -517,3 +517,37 @@ pub fn codes(record: &serde_json::Value) -> Vec<&str> {
     codes.sort_unstable();
     codes
 }
+
+/// The managed certificate `name` as `certkeeper managed` shows it (null
+/// when there is none).
+pub fn managed(daemon: &Daemon, name: &str) -> serde_json::Value {
+    let all = daemon.cli_json(&["managed"]);
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Waits up to `secs` for `name` to satisfy `ok`; panics with the log.
+pub fn wait_managed(
+    daemon: &Daemon,
+    name: &str,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    eventually(Duration::from_secs(secs), || {
+        let m = managed(daemon, name);
+        ok(&m).then_some(m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name}: {what} did not happen; now {}\n--- daemon log ---\n{}",
+            managed(daemon, name),
+            daemon.log()
+        )
+    })
+}

@@ -1,11 +1,16 @@
 //! Debian's nginx for the tests that serve certificates or files: one
 //! master process (so SIGHUP reloads what Certkeeper deploys) with its
 //! prefix, config, pid file (`nginx.pid`), logs and temporary files in a
-//! directory of the test's own, serving the `server { }` blocks it is given.
+//! directory of the test's own, serving the `server { }` blocks it is given
+//! ([`Nginx::start`]) or one TLS site per port from files Certkeeper deploys
+//! ([`sites`]); [`served`] reads back which certificate a site serves.
 
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use super::eventually;
 
@@ -77,4 +82,56 @@ impl Nginx {
         );
         server
     }
+}
+
+/// Serves one TLS site per `(port, dir)` from `dir/fullchain.pem` and
+/// `dir/key.pem`, which start as a self-signed placeholder.
+pub fn sites(root: &Path, sites: &[(u16, &Path)]) -> Nginx {
+    let mut servers = String::new();
+    for (port, dir) in sites {
+        std::fs::create_dir_all(dir).unwrap();
+        super::openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-nodes",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "fullchain.pem",
+                "-subj",
+                "/CN=placeholder",
+                "-days",
+                "1",
+            ],
+        );
+        servers.push_str(&format!(
+            "server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {d}/fullchain.pem; \
+             ssl_certificate_key {d}/key.pem; return 200 ok; }}\n",
+            d = dir.display()
+        ));
+    }
+    let listening: Vec<(&str, u16)> = sites.iter().map(|(port, _)| ("127.0.0.1", *port)).collect();
+    Nginx::start(root, &servers, &listening)
+}
+
+/// Fingerprint of the leaf `127.0.0.1:port` serves for `sni`.
+pub fn served(port: u16, sni: &str) -> Option<String> {
+    let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_verify(SslVerifyMode::NONE);
+    let connector = builder.build();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let stream = connector.connect(sni, tcp).ok()?;
+    let der = stream.ssl().peer_certificate()?.to_der().ok()?;
+    Some(hex(&openssl::sha::sha256(&der)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -19,7 +19,6 @@ use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::CommandSettings;
@@ -59,13 +58,25 @@ pub(crate) enum RunError {
 
 /// Kills a process group when dropped, unless disarmed: the program's whole
 /// group dies with the future that runs it (a timeout, a cancelled renewal).
-struct GroupKiller(Option<Pid>);
+///
+/// The group is signalled by `kill -KILL -- -PGID` (procps): the standard
+/// library has no `killpg` and the workspace forbids `unsafe`; it runs only
+/// when a program outlived its caller, which is rare, and takes a few
+/// milliseconds.
+struct GroupKiller(Option<u32>);
 
 impl GroupKiller {
     fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            // ESRCH (every member gone already) is the good case.
-            let _ = kill_process_group(pid, Signal::KILL);
+        if let Some(pgid) = self.0.take() {
+            // "No such process" (every member gone already) is the good case.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .env_clear()
+                .env("PATH", DEFAULT_PATH)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -98,12 +109,7 @@ pub(crate) async fn run(settings: &CommandSettings, input: &[u8]) -> Result<Fini
     let mut child = command.spawn().map_err(RunError::Spawn)?;
     // Declared after `child`, so dropped first: the group is killed while
     // the leader is still unreaped and its pid still ours.
-    let mut group = GroupKiller(
-        child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(Pid::from_raw),
-    );
+    let mut group = GroupKiller(child.id().filter(|id| *id > 1));
     let stdin = child.stdin.take();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

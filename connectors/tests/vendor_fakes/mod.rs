@@ -1,6 +1,7 @@
 //! Local stand-ins for vendor CAs that cannot run here, and the small
 //! servers the REST connectors' failure tests need.
 //!
+//! - [`bao`]: a real OpenBao server (`bao server -dev`), not a fake;
 //! - [`digicert`]: DigiCert CertCentral's Services API v2, following
 //!   DigiCert's public API documentation;
 //! - [`sectigo`]: Sectigo Certificate Manager's SSL REST API, following
@@ -15,6 +16,7 @@
 
 #![allow(dead_code)]
 
+pub mod bao;
 pub mod digicert;
 pub mod sectigo;
 

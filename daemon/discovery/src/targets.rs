@@ -210,6 +210,77 @@ pub fn parse_targets(inputs: &[String]) -> Result<Vec<Target>, TargetError> {
     Ok(targets)
 }
 
+impl std::fmt::Display for Target {
+    /// The target as [`Target::parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Address(ip) => write!(f, "{ip}"),
+            Target::Network(net) => write!(f, "{net}"),
+            Target::Range(start, end) => write!(f, "{start}-{end}"),
+            Target::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Splits targets into pieces of at most `addresses` addresses each (at
+/// least 1), in order, for scanning by several workers: a network or range
+/// larger than that is cut into ranges, small targets share a piece, and
+/// host names count as one address each (they resolve to few). Together
+/// the pieces cover exactly the targets' addresses.
+pub fn split(targets: &[Target], addresses: u128) -> Vec<Vec<Target>> {
+    let addresses = addresses.max(1);
+    let mut pieces: Vec<Vec<Target>> = Vec::new();
+    let mut current: Vec<Target> = Vec::new();
+    let mut room = addresses;
+    let mut push = |target: Target, size: u128, current: &mut Vec<Target>, room: &mut u128| {
+        current.push(target);
+        *room -= size;
+        if *room == 0 {
+            pieces.push(std::mem::take(current));
+            *room = addresses;
+        }
+    };
+    for target in targets {
+        let size = target.size();
+        if size <= room {
+            push(target.clone(), size, &mut current, &mut room);
+            continue;
+        }
+        // Cut into ranges that fill the current piece, then whole pieces.
+        let (start, end, v4) = match target {
+            Target::Network(net) => (
+                ip_value(net.network()),
+                ip_value(net.broadcast()),
+                net.network().is_ipv4(),
+            ),
+            Target::Range(a, b) => (ip_value(*a), ip_value(*b), a.is_ipv4()),
+            // Addresses and names have size 1 and always fit.
+            other => {
+                push(other.clone(), 1, &mut current, &mut room);
+                continue;
+            }
+        };
+        let mut from = start;
+        while from <= end {
+            let to = end.min(from + room - 1);
+            let piece = if from == to {
+                Target::Address(from_value(from, v4))
+            } else {
+                Target::Range(from_value(from, v4), from_value(to, v4))
+            };
+            push(piece, to - from + 1, &mut current, &mut room);
+            if to == end {
+                break;
+            }
+            from = to + 1;
+        }
+    }
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces
+}
+
 /// A curl-style override: scan `address` for `name` on `port`, without DNS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolve {
@@ -254,6 +325,16 @@ impl Resolve {
             port,
             address,
         })
+    }
+}
+
+impl std::fmt::Display for Resolve {
+    /// `NAME:PORT:ADDRESS`, as [`Resolve::parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.address {
+            IpAddr::V4(ip) => write!(f, "{}:{}:{ip}", self.name, self.port),
+            IpAddr::V6(ip) => write!(f, "{}:{}:[{ip}]", self.name, self.port),
+        }
     }
 }
 
@@ -332,6 +413,43 @@ mod tests {
             Target::parse("WWW.Example.com.").unwrap(),
             Target::Name("www.example.com".into())
         );
+    }
+
+    #[test]
+    fn split_covers_every_address_once_in_pieces_of_the_size_asked() {
+        let targets = parse_targets(&[
+            "10.0.0.0/24".into(),
+            "10.1.0.7".into(),
+            "www.example.com".into(),
+            "10.2.0.1-10.2.0.100".into(),
+            "2001:db8::/120".into(),
+        ])
+        .unwrap();
+        let pieces = split(&targets, 64);
+        let mut covered: Vec<IpAddr> = Vec::new();
+        let mut names = 0;
+        for piece in &pieces {
+            let size: u128 = piece.iter().map(Target::size).sum();
+            assert!(size <= 64, "{piece:?}");
+            for t in piece {
+                // Each piece reads back from its text, as shard rows store it.
+                assert_eq!(&Target::parse(&t.to_string()).unwrap(), t);
+                names += usize::from(matches!(t, Target::Name(_)));
+                covered.extend(t.addresses());
+            }
+        }
+        let mut wanted: Vec<IpAddr> = targets.iter().flat_map(|t| t.addresses()).collect();
+        assert_eq!(covered.len(), wanted.len(), "no address twice");
+        covered.sort();
+        wanted.sort();
+        assert_eq!(covered, wanted);
+        assert_eq!(names, 1);
+        // 256 + 1 + 1 + 100 + 256 addresses: ceil(614 / 64) pieces.
+        assert_eq!(pieces.len(), 10);
+        assert_eq!(split(&targets, 1 << 20).len(), 1);
+        assert!(split(&[], 64).is_empty());
+        let resolve = Resolve::parse("a.example:8443:[2001:db8::1]").unwrap();
+        assert_eq!(Resolve::parse(&resolve.to_string()).unwrap(), resolve);
     }
 
     #[test]

@@ -117,6 +117,13 @@ pub enum FindingCode {
     ChainOrder,
     /// The leaf's CA has revoked it (its CRL or its OCSP responder says so).
     Revoked,
+    /// A configured CA account holds it (CA import) and it is in force, but
+    /// no network or file discovery has seen it deployed.
+    IssuedNotDeployed,
+    /// Seen deployed, issued by a CA that a configured account uses, but
+    /// held by none of the configured accounts (bought or issued outside
+    /// the managed account).
+    UnmanagedAccount,
 }
 
 /// One finding on a sighting.

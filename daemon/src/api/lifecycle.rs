@@ -204,6 +204,42 @@ pub async fn create_managed(
     Ok((StatusCode::CREATED, axum::Json(json!({ "managed": name }))).into_response())
 }
 
+/// `POST /api/v1/managed/adopt`: make a certificate of the inventory a
+/// managed certificate renewing through a connector, issuing nothing now.
+pub async fn adopt_managed(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let field = |name: &str| body.get(name).and_then(|v| v.as_str());
+    let fingerprint = field("fingerprint")
+        .ok_or_else(|| ApiError::bad_request("fingerprint: expected the certificate's SHA-256"))?;
+    let connector = field("connector")
+        .ok_or_else(|| ApiError::bad_request("connector: expected a [[connector]] name"))?;
+    if let Some(unknown) = body.as_object().and_then(|o| {
+        o.keys()
+            .find(|k| !["fingerprint", "connector", "name"].contains(&k.as_str()))
+    }) {
+        return Err(ApiError::bad_request(format!(
+            "unknown field `{unknown}` (expected fingerprint, connector, name)"
+        )));
+    }
+    let adopted = renewer(&state)?
+        .adopt(fingerprint, connector, field("name"))
+        .await
+        .map_err(request_error)?;
+    super::accounts::audit(
+        &state,
+        &principal,
+        "managed_adopt",
+        Some(&adopted.managed),
+        None,
+        Some(json!({ "fingerprint": fingerprint, "connector": connector })),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(adopted)).into_response())
+}
+
 /// `DELETE /api/v1/managed/{name}`: stop managing one created through the API.
 pub async fn delete_managed(
     State(state): State<AppState>,

@@ -671,6 +671,18 @@ async fn job_runs(
     Ok(axum::Json(runs).into_response())
 }
 
+async fn job_shards(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let shards = state
+        .store
+        .latest_shards(&name)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(shards).into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -259,6 +259,21 @@ fn base_document() -> Value {
                         "lease_holder": { "type": "string" }, "lease_expires": { "type": "integer" },
                         "attempts": { "type": "integer" }, "started": { "type": "integer" },
                         "finished": { "type": ["integer", "null"] }, "error": { "type": ["string", "null"] } } } } } } } } } },
+            "/api/v1/jobs/{name}/shards": { "get": { "summary": "The shards of a network discovery job's latest run (kept until its next run), in plan order: what each scans, who finished it, what it found. Primary admin, auditor",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "shards", "content": { "application/json": { "schema": {
+                    "type": "array", "items": { "type": "object", "properties": {
+                        "job": { "type": "string" }, "due": { "type": "integer" }, "part": { "type": "integer" },
+                        "plan": { "type": "object", "properties": {
+                            "targets": { "type": "array", "items": { "type": "string" } },
+                            "resolves": { "type": "array", "items": { "type": "string" } } } },
+                        "done": { "type": "boolean" }, "holder": { "type": ["string", "null"] },
+                        "finished_by": { "type": ["string", "null"] },
+                        "attempts": { "type": "integer" },
+                        "tally": { "type": "object", "properties": {
+                            "places": { "type": "integer" }, "added": { "type": "integer" }, "errors": { "type": "integer" } } },
+                        "error": { "type": ["string", "null"] } } } } } } } } } },
             "/api/v1/jobs/{name}/run": { "post": { "summary": "Run a job now (it is claimed through the usual lease). Primary admin",
                 "security": [{ "bearer": [] }],
                 "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
@@ -266,7 +281,7 @@ fn base_document() -> Value {
             "/api/v1/findings": { "get": { "summary": "Installation-check findings, newest first. Any role, scoped",
                 "security": [{ "bearer": [] }],
                 "parameters": [
-                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected", "wildcard", "chain_order", "revoked"] } },
+                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected", "wildcard", "chain_order", "revoked", "issued_not_deployed", "unmanaged_account"] } },
                     { "name": "fingerprint", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } }
                 ],
@@ -312,6 +327,19 @@ fn base_document() -> Value {
                             "org_unit": { "type": "string" }, "contacts": { "type": "array", "items": { "type": "string" } } } } } } },
                     "responses": { "201": { "description": "created" }, "409": error_response("name taken"),
                         "422": error_response("invalid certificate") } } },
+            "/api/v1/managed/adopt": { "post": { "summary": "Adopt a certificate of the inventory (found by discovery or CA import) as a managed certificate renewing through a connector; nothing is issued now. Answers the config block that deploys it where it was seen. Primary admin",
+                "security": [{ "bearer": [] }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object",
+                    "required": ["fingerprint", "connector"], "additionalProperties": false, "properties": {
+                        "fingerprint": { "type": "string" }, "connector": { "type": "string" }, "name": { "type": "string" } } } } } },
+                "responses": { "201": { "description": "adopted", "content": { "application/json": { "schema": { "type": "object", "properties": {
+                        "managed": { "type": "string" }, "renew_at": { "type": "integer" },
+                        "endpoints": { "type": "array", "items": { "type": "string" } },
+                        "files": { "type": "array", "items": { "type": "string" } },
+                        "config": { "type": "string" } } } } } },
+                    "400": error_response("a missing or unknown field"), "404": error_response("no such certificate"),
+                    "409": error_response("name taken"), "422": error_response("cannot be adopted (a CA, expired, revoked, unknown connector)"),
+                    "502": error_response("the store failed"), "503": error_response("renewal worker not running") } } },
             "/api/v1/managed/{name}": { "delete": { "summary": "Stop managing a certificate created through the API (its certificates stay in the inventory). Primary admin",
                 "security": [{ "bearer": [] }],
                 "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],

@@ -95,6 +95,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(super::job_runs),
         ),
         r(
+            Method::GET,
+            "/api/v1/jobs/{name}/shards",
+            P::ReadOperations,
+            get(super::job_shards),
+        ),
+        r(
             Method::POST,
             "/api/v1/jobs/{name}/run",
             P::Operate,
@@ -117,6 +123,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/api/v1/managed",
             P::Administer,
             post(lifecycle::create_managed),
+        ),
+        r(
+            Method::POST,
+            "/api/v1/managed/adopt",
+            P::Administer,
+            post(lifecycle::adopt_managed),
         ),
         r(
             Method::DELETE,

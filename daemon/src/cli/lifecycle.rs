@@ -27,6 +27,46 @@ pub struct ReplaceArgs {
     pub timeout: String,
 }
 
+/// `certkeeper adopt` arguments.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// SHA-256 fingerprint of the certificate (colons allowed).
+    pub fingerprint: String,
+    /// The `[[connector]]` its renewals go through.
+    #[arg(long)]
+    pub connector: String,
+    /// The managed certificate's name (default: its first name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `certkeeper adopt`: through the daemon, whose worker renews it.
+pub async fn adopt(backend: &Backend, args: &AdoptArgs) -> anyhow::Result<()> {
+    let client = api(backend)?;
+    let fp = compact(&args.fingerprint)?;
+    let response = client
+        .request(reqwest::Method::POST, "/api/v1/managed/adopt")
+        .json(&json!({ "fingerprint": fp, "connector": args.connector, "name": args.name }))
+        .send()
+        .await?;
+    let body: Value = client.json(response).await?;
+    let renew_at = body["renew_at"]
+        .as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    eprintln!(
+        "{fp} is managed as `{}`, renewing through {} from {renew_at}",
+        text(&body["managed"]),
+        args.connector
+    );
+    eprintln!(
+        "to deploy its renewals where it was seen, add this to the config file (fill in the key and reload) and restart:"
+    );
+    println!("{}", text(&body["config"]));
+    Ok(())
+}
+
 /// `certkeeper revoke` arguments.
 #[derive(Debug, Args)]
 pub struct RevokeArgs {

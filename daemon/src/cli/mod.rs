@@ -22,7 +22,7 @@ mod report;
 mod requests;
 mod scan;
 
-use output::{print_certificate, print_certificates, print_job_runs, print_jobs};
+use output::{print_certificate, print_certificates, print_job_runs, print_job_shards, print_jobs};
 
 use crate::config::{self, Config, LogFormat};
 use certkeeper_model::inventory::{CertificateRecord, SightingKind, Status};
@@ -31,6 +31,7 @@ use certkeeper_store::findings::CertificateDetail;
 use certkeeper_store::import::ImportOutcome;
 use certkeeper_store::inventory::{CertificateFilter, Page};
 use certkeeper_store::jobs::{JobRun, JobState};
+use certkeeper_store::shards::Shard;
 
 /// Keeps every TLS and code-signing certificate of an organisation under control.
 #[derive(Debug, Parser)]
@@ -79,8 +80,12 @@ pub enum Command {
     Jobs {
         /// Instead, list the latest runs of this job (due time, state,
         /// attempts, lease holder, error).
-        #[arg(long, value_name = "JOB", conflicts_with = "run_now")]
+        #[arg(long, value_name = "JOB", conflicts_with_all = ["run_now", "shards"])]
         runs: Option<String>,
+        /// Instead, list the shards of this network job's latest run: what
+        /// each scans, which daemon finished it, what it found.
+        #[arg(long, value_name = "JOB", conflicts_with = "run_now")]
+        shards: Option<String>,
         /// Instead, run this job now: the daemon runs it at once (through
         /// the usual lease); without a daemon, this command runs it.
         #[arg(long, value_name = "JOB")]
@@ -104,6 +109,11 @@ pub enum Command {
         #[arg(long, conflicts_with = "names")]
         all: bool,
     },
+    /// Adopt a certificate the inventory found (discovery, CA import) as a
+    /// managed certificate that renews through a connector; nothing is
+    /// issued now. Prints the `[[certificate]]` block that deploys it where
+    /// it was seen, for the config file.
+    Adopt(lifecycle::AdoptArgs),
     /// Revoke and replace: issue a new certificate with a fresh key, deploy
     /// and verify it everywhere the old one was seen, then revoke the old one.
     Replace(lifecycle::ReplaceArgs),
@@ -476,6 +486,7 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
         }
         Command::Managed { format } => lifecycle::managed(backend, format).await,
         Command::Renew { names, all } => lifecycle::renew(backend, &names, all).await,
+        Command::Adopt(args) => lifecycle::adopt(backend, &args).await,
         Command::Replace(args) => lifecycle::replace(backend, &args).await,
         Command::Revoke(args) => lifecycle::revoke(backend, &args).await,
         Command::Deactivate(args) => lifecycle::deactivate(backend, &args).await,
@@ -509,6 +520,14 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             backend.run_job_now(&name).await?;
             println!("{name}: started");
             Ok(())
+        }
+        Command::Jobs {
+            shards: Some(name),
+            format,
+            ..
+        } => {
+            let shards = backend.job_shards(&name).await?;
+            print_job_shards(&shards, format)
         }
         Command::Jobs {
             runs: None, format, ..
@@ -645,6 +664,20 @@ impl Backend {
         }
     }
 
+    async fn job_shards(&self, name: &str) -> anyhow::Result<Vec<Shard>> {
+        match self {
+            Backend::Local(store, _) => Ok(store.latest_shards(name).await?),
+            Backend::Api(client) => {
+                let path = format!(
+                    "/api/v1/jobs/{}/shards",
+                    url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+                );
+                let response = client.request(reqwest::Method::GET, &path).send().await?;
+                client.json(response).await
+            }
+        }
+    }
+
     async fn job_runs(&self, name: &str) -> anyhow::Result<Vec<JobRun>> {
         match self {
             Backend::Local(store, _) => Ok(store.job_runs(name, 50).await?),
@@ -684,7 +717,18 @@ impl Backend {
                     .into_iter()
                     .find(|j| j.name == name)
                     .with_context(|| format!("no job named `{name}` in the config"))?;
-                crate::scheduler::execute(store, &job.body)
+                // Only a CA import needs the connectors (and so the store key).
+                let connectors = match &job.body {
+                    crate::scheduler::JobBody::CaImport { .. } => {
+                        let vault = certkeeper_store::vault::Vault::for_store(&config.store)
+                            .context("cannot open the store key (store.key_file)")?;
+                        crate::renewal::Registry::build(config, store, &vault)
+                            .await
+                            .context("cannot set up the connectors")?
+                    }
+                    _ => crate::renewal::Registry::default(),
+                };
+                crate::scheduler::execute(store, &connectors, &job.body)
                     .await
                     .map_err(|e| anyhow::anyhow!("job {name} failed: {e}"))
             }

@@ -5,6 +5,7 @@ use super::Format;
 use certkeeper_model::inventory::CertificateRecord;
 use certkeeper_store::findings::CertificateDetail;
 use certkeeper_store::jobs::{JobRun, JobState};
+use certkeeper_store::shards::Shard;
 
 pub(super) fn timestamp(t: i64) -> String {
     chrono::DateTime::from_timestamp(t, 0)
@@ -321,6 +322,42 @@ pub(super) fn print_job_runs(runs: &[JobRun], format: Format) -> anyhow::Result<
         "job", "due", "state", "attempts", "holder", "finished", "error",
     ];
     emit(format, &runs, &columns, &rows)
+}
+
+pub(super) fn print_job_shards(shards: &[Shard], format: Format) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = shards
+        .iter()
+        .map(|s| {
+            let targets = match s.plan.targets.as_slice() {
+                [] => "-".to_owned(),
+                [one] => one.clone(),
+                [first, .., last] => format!("{first} … {last} ({})", s.plan.targets.len()),
+            };
+            vec![
+                s.index.to_string(),
+                targets,
+                if s.done { "done" } else { "pending" }.to_owned(),
+                s.attempts.to_string(),
+                s.finished_by.clone().unwrap_or_else(|| "-".into()),
+                s.tally.places.to_string(),
+                s.tally.added.to_string(),
+                s.tally.errors.to_string(),
+                s.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let columns = [
+        "part",
+        "targets",
+        "state",
+        "attempts",
+        "by",
+        "places",
+        "added",
+        "unreadable",
+        "error",
+    ];
+    emit(format, &shards, &columns, &rows)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `[discovery]`: the installation-check policy and the discovery sources
-//! (`[[discovery.network]]`, `[[discovery.files]]`), each run as a job on its
-//! cron schedule.
+//! (`[[discovery.network]]`, `[[discovery.files]]`, `[[discovery.ca]]`),
+//! each run as a job on its cron schedule.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,6 +22,30 @@ pub struct DiscoveryConfig {
     /// File-tree sources.
     #[serde(default)]
     pub files: Vec<FileSource>,
+    /// CA accounts whose certificates are imported (CA import).
+    #[serde(default)]
+    pub ca: Vec<CaSource>,
+}
+
+/// `[[discovery.ca]]`: the certificates a CA account holds, pulled through
+/// its connector's listing into the inventory (provenance `ca:CONNECTOR`),
+/// incrementally: each run continues from where the last one ended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSource {
+    /// Unique job name.
+    pub name: String,
+    /// Cron schedule with a seconds field.
+    pub schedule: String,
+    /// The `[[connector]]` whose CA account is listed; it must be one that
+    /// can list (not `acme`: ACME has no listing of an account's
+    /// certificates).
+    pub connector: String,
+    /// Read the whole listing again from the start (revocations of
+    /// certificates imported before show up; costs a full listing each
+    /// run). Default false: only what the CA issued since the last run.
+    #[serde(default)]
+    pub full: bool,
 }
 
 /// `[discovery.policy]`.
@@ -125,6 +149,17 @@ pub struct NetworkSource {
     /// Connect timeout in seconds (the handshake gets twice as long). Default 3.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Addresses per shard: a run's targets are cut into shards of this
+    /// many addresses (host names count one each) that every daemon sharing
+    /// the store scans, one shard per worker (`scheduler.shard_workers`);
+    /// a daemon stopped mid-run loses only its shards, which others take
+    /// over once their leases lapse. Default 4096.
+    #[serde(default = "default_shard_size")]
+    pub shard_size: u64,
+}
+
+fn default_shard_size() -> u64 {
+    4096
 }
 
 fn default_ports() -> Vec<u16> {

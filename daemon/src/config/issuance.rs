@@ -31,6 +31,16 @@ pub enum ConnectorConfig {
     Acme(AcmeConnectorConfig),
     /// A private CA run by Certkeeper itself.
     InternalCa(InternalCaConfig),
+    /// HashiCorp Vault or OpenBao PKI.
+    Vault(super::vendors::VaultConnectorConfig),
+    /// DigiCert CertCentral.
+    Digicert(super::vendors::DigicertConnectorConfig),
+    /// Sectigo Certificate Manager.
+    Sectigo(super::vendors::SectigoConnectorConfig),
+    /// AWS Private CA.
+    AwsPca(super::vendors::AwsPcaConnectorConfig),
+    /// Any other CA, through a program speaking the command protocol.
+    Command(super::command::CommandConnectorConfig),
 }
 
 impl ConnectorConfig {
@@ -39,6 +49,11 @@ impl ConnectorConfig {
         match self {
             Self::Acme(c) => &c.name,
             Self::InternalCa(c) => &c.name,
+            Self::Vault(c) => &c.name,
+            Self::Digicert(c) => &c.name,
+            Self::Sectigo(c) => &c.name,
+            Self::AwsPca(c) => &c.name,
+            Self::Command(c) => &c.name,
         }
     }
 
@@ -47,6 +62,11 @@ impl ConnectorConfig {
         match self {
             Self::Acme(_) => "acme",
             Self::InternalCa(_) => "internal_ca",
+            Self::Vault(_) => "vault",
+            Self::Digicert(_) => "digicert",
+            Self::Sectigo(_) => "sectigo",
+            Self::AwsPca(_) => "aws_pca",
+            Self::Command(_) => "command",
         }
     }
 
@@ -55,6 +75,11 @@ impl ConnectorConfig {
         match self {
             Self::Acme(c) => &c.caa_identities,
             Self::InternalCa(c) => &c.caa_identities,
+            Self::Vault(c) => &c.caa_identities,
+            Self::Digicert(c) => &c.caa_identities,
+            Self::Sectigo(c) => &c.caa_identities,
+            Self::AwsPca(c) => &c.caa_identities,
+            Self::Command(c) => &c.caa_identities,
         }
     }
 
@@ -63,6 +88,11 @@ impl ConnectorConfig {
         match self {
             Self::Acme(c) => c.max_concurrent_orders,
             Self::InternalCa(c) => c.max_concurrent_orders,
+            Self::Vault(c) => c.max_concurrent_orders,
+            Self::Digicert(c) => c.max_concurrent_orders,
+            Self::Sectigo(c) => c.max_concurrent_orders,
+            Self::AwsPca(c) => c.max_concurrent_orders,
+            Self::Command(c) => c.max_concurrent_orders,
         }
     }
 }

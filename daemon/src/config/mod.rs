@@ -20,12 +20,14 @@ use serde::Deserialize;
 use certkeeper_base::Secret;
 
 pub mod alerts;
+pub mod command;
 pub mod discovery;
 pub mod issuance;
 pub mod report;
+pub mod vendors;
 
 pub use certkeeper_store::StoreConfig;
-pub use discovery::{DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
+pub use discovery::{CaSource, DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
 pub use issuance::{CertificateConfig, ConnectorConfig, KeyType};
 
 /// The built-in job that moves certificates between valid, expiring and
@@ -201,11 +203,30 @@ impl SecurityConfig {
             }
         }
         for (i, connector) in config.connectors.iter().enumerate() {
-            if let issuance::ConnectorConfig::Acme(acme) = connector {
-                urls.push((
+            match connector {
+                issuance::ConnectorConfig::Acme(acme) => urls.push((
                     format!("connector[{i}].directory_url"),
                     acme.directory_url.clone(),
-                ));
+                )),
+                issuance::ConnectorConfig::AwsPca(pca) => {
+                    if let Some(endpoint) = &pca.endpoint {
+                        urls.push((format!("connector[{i}].endpoint"), endpoint.clone()));
+                    }
+                }
+                issuance::ConnectorConfig::Vault(vault) => {
+                    urls.push((format!("connector[{i}].url"), vault.url.clone()));
+                }
+                issuance::ConnectorConfig::Digicert(digicert) => {
+                    if let Some(url) = &digicert.url {
+                        urls.push((format!("connector[{i}].url"), url.clone()));
+                    }
+                }
+                issuance::ConnectorConfig::Sectigo(sectigo) => {
+                    if let Some(url) = &sectigo.url {
+                        urls.push((format!("connector[{i}].url"), url.clone()));
+                    }
+                }
+                _ => {}
             }
         }
         urls
@@ -385,6 +406,11 @@ pub struct SchedulerConfig {
     /// (their leases then expire and they resume on the next start). Default 30.
     #[serde(default = "default_shutdown")]
     pub shutdown_timeout_seconds: u64,
+    /// Discovery shards this daemon scans at once (of any daemon's network
+    /// job runs, `discovery.network[].shard_size`). 0: this daemon leaves
+    /// the scanning to the others. Default 2.
+    #[serde(default = "default_shard_workers")]
+    pub shard_workers: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -393,8 +419,13 @@ impl Default for SchedulerConfig {
             lease_seconds: default_lease(),
             holder: None,
             shutdown_timeout_seconds: default_shutdown(),
+            shard_workers: default_shard_workers(),
         }
     }
+}
+
+fn default_shard_workers() -> usize {
+    2
 }
 
 fn default_lease() -> u64 {
@@ -762,6 +793,7 @@ impl Config {
                     )?;
                     ca.settings().map_err(|e| err(key("passphrase"), e))?;
                 }
+                other => vendors::check(other, path, &key)?,
             }
         }
         let mut certs = std::collections::HashSet::new();
@@ -844,6 +876,9 @@ impl Config {
                     "concurrency and timeout_seconds must be above 0".into(),
                 ));
             }
+            if source.shard_size == 0 {
+                return Err(err(key("shard_size"), "expected at least 1 address".into()));
+            }
         }
         let mut file_passwords = Vec::new();
         for (i, source) in self.discovery.files.iter().enumerate() {
@@ -875,6 +910,33 @@ impl Config {
         }
         for (source, extra) in self.discovery.files.iter_mut().zip(file_passwords) {
             source.pkcs12_passwords.extend(extra);
+        }
+        for (i, source) in self.discovery.ca.iter().enumerate() {
+            let key = |field: &str| format!("discovery.ca[{i}].{field}");
+            name_ok(key("name"), &source.name)?;
+            parse_schedule(&source.schedule).map_err(|e| err(key("schedule"), e))?;
+            match self
+                .connectors
+                .iter()
+                .find(|c| c.name() == source.connector)
+            {
+                None => {
+                    return Err(err(
+                        key("connector"),
+                        format!("no [[connector]] named `{}`", source.connector),
+                    ));
+                }
+                Some(c) if c.kind() == "acme" => {
+                    return Err(err(
+                        key("connector"),
+                        format!(
+                            "`{}` is an ACME connector: ACME cannot list what an account holds",
+                            source.connector
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         let policy = &self.discovery.policy;
         for (key, file) in [

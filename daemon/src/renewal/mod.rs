@@ -36,8 +36,10 @@
 //! remove); [`timing`] when to renew and how long to back off. This file
 //! holds the [`Renewer`] they all extend.
 
+mod adopt;
 mod operations;
 pub mod registry;
+pub use adopt::Adopted;
 mod steps;
 pub mod timing;
 mod worker;

@@ -64,6 +64,49 @@ impl Registry {
                     let ca = Arc::new(InternalCa::open(settings, state).await?);
                     (ca.clone(), Some(ca))
                 }
+                ConnectorConfig::Vault(vault) => {
+                    let mut settings = vault
+                        .settings()
+                        .map_err(|e| anyhow::anyhow!("connector {}: {e}", vault.name))?;
+                    settings.address_guard = config.security.address_guard();
+                    let connector = certkeeper_connectors::vault::VaultConnector::new(settings)?;
+                    (Arc::new(connector), None)
+                }
+                ConnectorConfig::Digicert(digicert) => {
+                    let mut settings = digicert
+                        .settings()
+                        .map_err(|e| anyhow::anyhow!("connector {}: {e}", digicert.name))?;
+                    settings.address_guard = config.security.address_guard();
+                    let connector =
+                        certkeeper_connectors::digicert::DigicertConnector::new(settings, state)?;
+                    (Arc::new(connector), None)
+                }
+                ConnectorConfig::Sectigo(sectigo) => {
+                    let mut settings = sectigo
+                        .settings()
+                        .map_err(|e| anyhow::anyhow!("connector {}: {e}", sectigo.name))?;
+                    settings.address_guard = config.security.address_guard();
+                    let connector =
+                        certkeeper_connectors::sectigo::SectigoConnector::new(settings, state)?;
+                    (Arc::new(connector), None)
+                }
+                ConnectorConfig::AwsPca(pca) => {
+                    let mut settings = pca
+                        .settings()
+                        .map_err(|e| anyhow::anyhow!("connector {}: {e}", pca.name))?;
+                    settings.address_guard = config.security.address_guard();
+                    let connector =
+                        certkeeper_connectors::aws_pca::AwsPcaConnector::open(settings, state)?;
+                    (Arc::new(connector), None)
+                }
+                ConnectorConfig::Command(command) => {
+                    let settings = command
+                        .settings()
+                        .map_err(|e| anyhow::anyhow!("connector {}: {e}", command.name))?;
+                    let connector =
+                        certkeeper_connectors::command::CommandConnector::new(settings)?;
+                    (Arc::new(connector), None)
+                }
             };
             connectors.insert(
                 c.name().to_owned(),

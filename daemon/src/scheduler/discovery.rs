@@ -19,6 +19,7 @@ use certkeeper_discovery::scan::{NetworkScan, Progress, scan_files, scan_network
 use certkeeper_discovery::targets::{self, Resolve};
 use certkeeper_model::inventory::{CertificateRecord, SightingKind};
 use certkeeper_store::Store;
+use certkeeper_store::shards::ShardPlan;
 
 /// A configured source.
 #[derive(Debug, Clone)]
@@ -87,7 +88,7 @@ pub fn policy(
 }
 
 /// Records a `discovery_finding` event for a finding new at `place`.
-async fn finding_event(
+pub(crate) async fn finding_event(
     store: &Store,
     place: &str,
     code: certkeeper_discovery::FindingCode,
@@ -156,7 +157,9 @@ pub struct RunSummary {
     pub errors: u64,
 }
 
-/// Runs a source and records its results; an error means it could not run.
+/// Runs a source in this process and records its results (the CLI's
+/// `jobs run` without a daemon); an error means it could not run. The
+/// scheduler runs network sources in shards instead ([`coordinate`]).
 pub async fn run(
     store: &Store,
     source: &Source,
@@ -166,28 +169,12 @@ pub async fn run(
 ) -> Result<RunSummary, String> {
     let policy = Arc::new(policy(policy_config, expiring_days, outbound)?);
     let progress = Arc::new(Progress::default());
-    let (tx, mut rx) = mpsc::channel::<ScanRecord>(256);
+    let (tx, rx) = mpsc::channel::<ScanRecord>(256);
     let scan = match source {
         Source::Network(s) => {
             let mut scan = network_scan(s)?;
-            // Names the inventory has seen on these addresses are tried as SNI
-            // too: a virtual host answers its own certificate only by name.
-            let known = store.endpoint_names().await.map_err(|e| e.to_string())?;
-            for (addr, name) in known {
-                let wanted = scan.ports.contains(&addr.port())
-                    && scan.targets.iter().any(|t| t.contains(addr.ip()))
-                    && !scan
-                        .resolves
-                        .iter()
-                        .any(|r| r.address == addr.ip() && r.port == addr.port() && r.name == name);
-                if wanted {
-                    scan.resolves.push(Resolve {
-                        name,
-                        port: addr.port(),
-                        address: addr.ip(),
-                    });
-                }
-            }
+            scan.resolves =
+                with_known_names(store, &scan.targets, &scan.ports, scan.resolves).await?;
             tokio::spawn(scan_network(scan, policy, progress, tx))
         }
         Source::Files(s) => {
@@ -206,6 +193,48 @@ pub async fn run(
         Source::Network(s) => (SightingKind::Endpoint, s.name.as_str()),
         Source::Files(s) => (SightingKind::File, s.name.as_str()),
     };
+    let summary = record(store, rx, kind, source_name, expiring_days).await?;
+    scan.await
+        .map_err(|e| format!("scan stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
+    Ok(summary)
+}
+
+/// `resolves` plus the names the inventory has seen on the targets'
+/// addresses and ports: a virtual host answers its own certificate only by
+/// name, so each is tried as SNI too.
+async fn with_known_names(
+    store: &Store,
+    targets: &[targets::Target],
+    ports: &[u16],
+    mut resolves: Vec<Resolve>,
+) -> Result<Vec<Resolve>, String> {
+    let known = store.endpoint_names().await.map_err(|e| e.to_string())?;
+    for (addr, name) in known {
+        let wanted = ports.contains(&addr.port())
+            && targets.iter().any(|t| t.contains(addr.ip()))
+            && !resolves
+                .iter()
+                .any(|r| r.address == addr.ip() && r.port == addr.port() && r.name == name);
+        if wanted {
+            resolves.push(Resolve {
+                name,
+                port: addr.port(),
+                address: addr.ip(),
+            });
+        }
+    }
+    Ok(resolves)
+}
+
+/// Records what a scan sends until it ends.
+async fn record(
+    store: &Store,
+    mut rx: mpsc::Receiver<ScanRecord>,
+    kind: SightingKind,
+    source_name: &str,
+    expiring_days: u32,
+) -> Result<RunSummary, String> {
     let mut summary = RunSummary::default();
     while let Some(record) = rx.recv().await {
         let place = location(&record.origin);
@@ -252,10 +281,152 @@ pub async fn run(
         summary.places += 1;
         summary.added += outcome.added.len() as u64;
     }
-    scan.await
+    Ok(summary)
+}
+
+/// Cuts a network source's run into shards: its targets in pieces of
+/// `shard_size` addresses, each with the SNI overrides (configured, and
+/// names the inventory has seen there) whose address it covers; overrides
+/// outside every target go with the first shard.
+pub async fn plan(store: &Store, source: &NetworkSource) -> Result<Vec<ShardPlan>, String> {
+    let scan = network_scan(source)?;
+    let resolves = with_known_names(store, &scan.targets, &scan.ports, scan.resolves).await?;
+    let pieces = targets::split(&scan.targets, u128::from(source.shard_size.max(1)));
+    let mut plans: Vec<ShardPlan> = pieces
+        .iter()
+        .map(|piece| ShardPlan {
+            targets: piece.iter().map(ToString::to_string).collect(),
+            resolves: Vec::new(),
+        })
+        .collect();
+    if plans.is_empty() {
+        plans.push(ShardPlan::default());
+    }
+    for resolve in resolves {
+        let home = pieces
+            .iter()
+            .position(|piece| piece.iter().any(|t| t.contains(resolve.address)))
+            .unwrap_or(0);
+        plans[home].resolves.push(resolve.to_string());
+    }
+    Ok(plans)
+}
+
+/// Scans one shard of a network source and records what it finds.
+pub async fn run_shard(
+    store: &Store,
+    source: &NetworkSource,
+    shard: &ShardPlan,
+    policy_config: &PolicyConfig,
+    outbound: Option<&certkeeper_model::admin::ssrf::UrlPolicy>,
+    expiring_days: u32,
+) -> Result<RunSummary, String> {
+    let policy = Arc::new(policy(policy_config, expiring_days, outbound)?);
+    let mut scan = network_scan(source)?;
+    scan.targets = targets::parse_targets(&shard.targets).map_err(|e| e.to_string())?;
+    scan.resolves = shard
+        .resolves
+        .iter()
+        .map(|r| Resolve::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel::<ScanRecord>(256);
+    let task = tokio::spawn(scan_network(
+        scan,
+        policy,
+        Arc::new(Progress::default()),
+        tx,
+    ));
+    let summary = record(
+        store,
+        rx,
+        SightingKind::Endpoint,
+        &source.name,
+        expiring_days,
+    )
+    .await;
+    if summary.is_err() {
+        task.abort();
+    }
+    let summary = summary?;
+    task.await
         .map_err(|e| format!("scan stopped: {e}"))?
         .map_err(|e| e.to_string())?;
     Ok(summary)
+}
+
+/// Runs the network job `job`'s run due at `due` as shards: writes the
+/// run's plan (or finds the one an earlier holder of the run wrote) and
+/// waits until every shard is done, by whichever daemons' schedulers took
+/// them (this one's among them); then adds up what they found. The shards
+/// stay in the store until the job's next run, for operators to see who
+/// scanned what. A shard that could not run fails the run with its error.
+/// `None` when `cancel` fired first (shutdown): the plan stays for whoever
+/// resumes the run.
+pub async fn coordinate(
+    store: &Store,
+    job: &str,
+    due: i64,
+    source: &NetworkSource,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Option<Result<RunSummary, String>> {
+    let outcome = coordinate_until(store, job, due, source, cancel).await;
+    match outcome {
+        Ok(None) => None,
+        Ok(Some(summary)) => Some(Ok(summary)),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+async fn coordinate_until(
+    store: &Store,
+    job: &str,
+    due: i64,
+    source: &NetworkSource,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<RunSummary>, String> {
+    let mut shards = store.shards(job, due).await.map_err(|e| e.to_string())?;
+    if shards.is_empty() {
+        // The previous run's shards were kept for operators until now.
+        if let Err(e) = store.drop_shards_before(job, due).await {
+            tracing::warn!(job = %job, error = %e, "cannot forget earlier runs' shards");
+        }
+        let plans = plan(store, source).await?;
+        shards = store
+            .plan_shards(job, due, &plans)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(job = %job, shards = shards.len(), "discovery run planned");
+    }
+    let mut wait = Duration::from_millis(100);
+    while !shards.iter().all(|s| s.done) {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(1));
+        shards = store.shards(job, due).await.map_err(|e| e.to_string())?;
+    }
+    let mut summary = RunSummary::default();
+    let mut errors = Vec::new();
+    for shard in &shards {
+        summary.places += shard.tally.places;
+        summary.added += shard.tally.added;
+        summary.errors += shard.tally.errors;
+        if let Some(e) = &shard.error {
+            errors.push(format!("shard {}: {e}", shard.index));
+        }
+    }
+    let holders: std::collections::BTreeSet<&str> = shards
+        .iter()
+        .filter_map(|s| s.finished_by.as_deref())
+        .collect();
+    tracing::info!(job = %job, shards = shards.len(), daemons = holders.len(), "discovery shards done");
+    if errors.is_empty() {
+        Ok(Some(summary))
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 fn network_scan(s: &NetworkSource) -> Result<NetworkScan, String> {

@@ -13,6 +13,7 @@
 //! `command` jobs run a program; [`discovery`] runs the configured
 //! discovery sources; report jobs write scheduled reports.
 
+pub mod ca_import;
 pub mod discovery;
 
 use std::collections::HashSet;
@@ -54,6 +55,13 @@ pub enum JobBody {
         /// Where AIA and revocation fetches may connect
         /// (`security.restrict_outbound`).
         outbound: Option<Box<certkeeper_model::admin::ssrf::UrlPolicy>>,
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
+    /// Import the certificates a CA account holds.
+    CaImport {
+        /// The source.
+        source: Box<crate::config::CaSource>,
         /// Days before `not_after` that count as expiring.
         expiring_days: u32,
     },
@@ -146,6 +154,13 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
                 Source::Files(s.clone()),
             )
         }));
+    for source in &config.discovery.ca {
+        let body = JobBody::CaImport {
+            source: Box::new(source.clone()),
+            expiring_days,
+        };
+        push(&source.name, &source.schedule, body);
+    }
     for (name, schedule, source) in sources {
         let body = JobBody::Discovery {
             source: Box::new(source),
@@ -185,10 +200,12 @@ async fn register(store: &Store, jobs: &[ScheduledJob]) {
 pub async fn run(
     store: Store,
     mut config: watch::Receiver<Arc<Config>>,
+    connectors: Arc<crate::renewal::Registry>,
     holder: String,
     cancel: CancellationToken,
 ) {
     let mut running: JoinSet<String> = JoinSet::new();
+    let mut shards: JoinSet<()> = JoinSet::new();
     let mut active: HashSet<String> = HashSet::new();
     let mut registered_for: Option<Arc<Config>> = None;
     let watchdog = crate::systemd::watchdog_interval();
@@ -232,6 +249,7 @@ pub async fn run(
                             active.insert(job.name.clone());
                             running.spawn(run_one(
                                 store.clone(),
+                                connectors.clone(),
                                 job.clone(),
                                 run.due,
                                 holder.clone(),
@@ -251,6 +269,7 @@ pub async fn run(
                 sleep_for = Duration::from_secs(2);
             }
         }
+        take_shards(&store, &current, &holder, lease, &cancel, &mut shards).await;
 
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -259,6 +278,7 @@ pub async fn run(
             Some(done) = running.join_next(), if !running.is_empty() => {
                 if let Ok(name) = done { active.remove(&name); }
             }
+            Some(_) = shards.join_next(), if !shards.is_empty() => {}
         }
         while let Some(done) = running.try_join_next() {
             if let Ok(name) = done {
@@ -267,6 +287,8 @@ pub async fn run(
         }
     }
 
+    // Shard scans stop at once and give their leases up to the others.
+    while shards.join_next().await.is_some() {}
     let deadline = Duration::from_secs(config.borrow().scheduler.shutdown_timeout_seconds);
     if !running.is_empty() {
         tracing::info!(jobs = running.len(), "waiting for running jobs to finish");
@@ -284,6 +306,132 @@ pub async fn run(
     }
 }
 
+/// Claims pending discovery shards of the config's network jobs, by any
+/// daemon's runs, while this daemon has fewer than `scheduler.shard_workers`
+/// in hand, and scans each in a task of its own.
+async fn take_shards(
+    store: &Store,
+    config: &Arc<Config>,
+    holder: &str,
+    lease: i64,
+    cancel: &CancellationToken,
+    shards: &mut JoinSet<()>,
+) {
+    let jobs: Vec<String> = config
+        .discovery
+        .network
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    while shards.len() < config.scheduler.shard_workers && !cancel.is_cancelled() {
+        match store.claim_shard(&jobs, holder, lease).await {
+            Ok(Some((shard, taken))) => {
+                if shard.attempts > 1 {
+                    tracing::warn!(job = %shard.job, shard = shard.index, attempts = shard.attempts,
+                        "resuming a discovery shard whose previous holder stopped");
+                }
+                shards.spawn(scan_shard(
+                    store.clone(),
+                    config.clone(),
+                    shard,
+                    taken,
+                    lease,
+                    cancel.clone(),
+                ));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a discovery shard");
+                break;
+            }
+        }
+    }
+}
+
+/// Scans a claimed shard, extending its lease while it works, and records
+/// it done; on shutdown, or when the lease was taken over, it stops and
+/// leaves the shard to whoever holds it next.
+async fn scan_shard(
+    store: Store,
+    config: Arc<Config>,
+    shard: certkeeper_store::shards::Shard,
+    mut lease: certkeeper_store::leases::Lease,
+    lease_seconds: i64,
+    cancel: CancellationToken,
+) {
+    let Some(source) = config
+        .discovery
+        .network
+        .iter()
+        .find(|s| s.name == shard.job)
+    else {
+        let _ = store.release_lease(&lease).await;
+        return;
+    };
+    let outbound = config
+        .security
+        .restrict_outbound
+        .then(|| config.security.url_policy());
+    let body = discovery::run_shard(
+        &store,
+        source,
+        &shard.plan,
+        &config.discovery.policy,
+        outbound.as_ref(),
+        config.inventory.expiring_days,
+    );
+    tokio::pin!(body);
+    let renew_every = Duration::from_secs((lease_seconds / 3).max(1) as u64);
+    let result = loop {
+        tokio::select! {
+            result = &mut body => break result,
+            () = cancel.cancelled() => {
+                tracing::info!(job = %shard.job, shard = shard.index, "discovery shard stopped by shutdown; another daemon or the next start scans it");
+                if let Err(e) = store.release_lease(&lease).await {
+                    tracing::warn!(job = %shard.job, shard = shard.index, error = %e, "cannot give up a discovery shard's lease; it lapses on its own");
+                }
+                return;
+            }
+            _ = tokio::time::sleep(renew_every) => {
+                match store.extend_lease(&lease, lease_seconds).await {
+                    Ok(Some(extended)) => lease = extended,
+                    Ok(None) => {
+                        tracing::warn!(job = %shard.job, shard = shard.index, "lost the lease of a discovery shard; leaving it to its new holder");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %shard.job, shard = shard.index, error = %e, "cannot extend a discovery shard's lease"),
+                }
+            }
+        }
+    };
+    let (tally, error) = match result {
+        Ok(summary) => (
+            certkeeper_store::shards::ShardTally {
+                places: summary.places,
+                added: summary.added,
+                errors: summary.errors,
+            },
+            None,
+        ),
+        Err(e) => (certkeeper_store::shards::ShardTally::default(), Some(e)),
+    };
+    match store
+        .finish_shard(&shard, &lease, tally, error.as_deref())
+        .await
+    {
+        Ok(()) => {
+            tracing::debug!(job = %shard.job, shard = shard.index, places = tally.places, "discovery shard done")
+        }
+        Err(certkeeper_store::StoreError::Fenced(what)) => tracing::warn!(
+            job = %shard.job, shard = shard.index,
+            "{what}: another daemon took it over while this one stalled; its result is refused (the new holder's stands)"
+        ),
+        Err(e) => {
+            tracing::warn!(job = %shard.job, shard = shard.index, error = %e, "cannot record a discovery shard done; it is scanned again once its lease lapses")
+        }
+    }
+}
+
 /// The database's clock, or this node's when the store cannot be asked
 /// (the next store call will say why).
 async fn db_now(store: &Store) -> i64 {
@@ -295,11 +443,13 @@ async fn db_now(store: &Store) -> i64 {
 
 /// Runs one claimed job, renewing its lease, and records the outcome.
 ///
-/// A status refresh is dropped at once on shutdown instead of holding it up:
-/// each of its batches is a transaction of its own, so dropping one rolls
-/// it back, and the run resumes on the next start once its lease lapses.
+/// A status refresh and a sharded discovery run stop at shutdown instead
+/// of holding it up, between two of their transactions (a refresh batch,
+/// a look at the shards): the run stays unfinished, its lease lapses, and
+/// it resumes on the next start or another daemon.
 async fn run_one(
     store: Store,
+    connectors: Arc<crate::renewal::Registry>,
     job: ScheduledJob,
     due: i64,
     holder: String,
@@ -307,28 +457,27 @@ async fn run_one(
     cancel: CancellationToken,
 ) -> String {
     let renew_every = Duration::from_secs((lease / 3).max(1) as u64);
-    let abandon_on_shutdown = matches!(job.body, JobBody::Refresh { .. });
-    let body = execute(&store, &job.body);
+    let body = execute_run(&store, &connectors, &job, due, &cancel);
     tokio::pin!(body);
     let result = loop {
         tokio::select! {
             result = &mut body => break result,
-            () = cancel.cancelled(), if abandon_on_shutdown => {
-                tracing::info!(job = %job.name, "status refresh stopped by shutdown; it resumes on the next start");
-                return job.name;
-            }
             _ = tokio::time::sleep(renew_every) => {
                 let expires = db_now(&store).await + lease;
                 match store.renew_lease(&job.name, due, &holder, expires).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(job = %job.name, "lost the lease of a running job; stopping it");
-                        return job.name;
+                        return job.name.clone();
                     }
                     Err(e) => tracing::warn!(job = %job.name, error = %e, "cannot renew job lease"),
                 }
             }
         }
+    };
+    let Some(result) = result else {
+        tracing::info!(job = %job.name, "job run stopped by shutdown; it resumes on the next start");
+        return job.name.clone();
     };
     let now = Utc::now();
     let next_due = job.next_after(now);
@@ -353,7 +502,7 @@ async fn run_one(
     {
         tracing::error!(job = %job.name, error = %e, "cannot record the end of a job run; it will run again when its lease lapses");
     }
-    job.name
+    job.name.clone()
 }
 
 /// Longest job error an event carries, in characters.
@@ -406,8 +555,67 @@ pub enum JobError {
     Report(#[from] crate::reports::ReportError),
 }
 
-/// The body of a job.
-pub async fn execute(store: &Store, body: &JobBody) -> Result<(), JobError> {
+/// The network source of a job the scheduler runs in shards.
+fn sharded(job: &ScheduledJob) -> Option<&crate::config::NetworkSource> {
+    match &job.body {
+        JobBody::Discovery { source, .. } => match source.as_ref() {
+            discovery::Source::Network(network) => Some(network),
+            discovery::Source::Files(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// The body of a claimed run: a network discovery source runs in shards
+/// that every daemon's scheduler helps scan ([`discovery::coordinate`]),
+/// everything else as [`execute`]. `None`: a refresh or a sharded run
+/// stopped by shutdown before it finished.
+async fn execute_run(
+    store: &Store,
+    connectors: &crate::renewal::Registry,
+    job: &ScheduledJob,
+    due: i64,
+    cancel: &CancellationToken,
+) -> Option<Result<(), JobError>> {
+    if let JobBody::Refresh { expiring_days } = &job.body {
+        let stop = || cancel.is_cancelled();
+        return match store
+            .refresh_statuses_until(Utc::now().timestamp(), *expiring_days, &stop)
+            .await
+        {
+            Ok(None) => None,
+            Ok(Some(moved)) => {
+                if moved > 0 {
+                    tracing::info!(moved, "certificate statuses refreshed");
+                }
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e.into())),
+        };
+    }
+    let Some(network) = sharded(job) else {
+        return Some(execute(store, connectors, &job.body).await);
+    };
+    let summary = match discovery::coordinate(store, &job.name, due, network, cancel).await? {
+        Ok(summary) => summary,
+        Err(e) => return Some(Err(JobError::Discovery(e))),
+    };
+    tracing::info!(
+        places = summary.places,
+        added = summary.added,
+        unreadable = summary.errors,
+        "discovery run finished"
+    );
+    Some(Ok(()))
+}
+
+/// The body of a job, run in this process; CA import lists through the
+/// connector of that name in `connectors`.
+pub async fn execute(
+    store: &Store,
+    connectors: &crate::renewal::Registry,
+    body: &JobBody,
+) -> Result<(), JobError> {
     match body {
         JobBody::Refresh { expiring_days } => {
             let moved = store
@@ -468,6 +676,34 @@ pub async fn execute(store: &Store, body: &JobBody) -> Result<(), JobError> {
             );
             Ok(())
         }
+        JobBody::CaImport {
+            source,
+            expiring_days,
+        } => {
+            let connector = connectors
+                .connectors
+                .get(&source.connector)
+                .map(|entry| entry.connector.clone())
+                .ok_or_else(|| {
+                    JobError::Discovery(format!("no connector named `{}`", source.connector))
+                })?;
+            let started = std::time::Instant::now();
+            let summary = ca_import::run(store, source, &connector, *expiring_days)
+                .await
+                .map_err(JobError::Discovery)?;
+            tracing::info!(
+                connector = %source.connector,
+                pages = summary.pages,
+                listed = summary.listed,
+                added = summary.added,
+                unreadable = summary.unreadable,
+                issued_not_deployed = summary.not_deployed,
+                unmanaged_account = summary.unmanaged,
+                seconds = started.elapsed().as_secs_f64(),
+                "CA import finished"
+            );
+            Ok(())
+        }
         JobBody::Command { argv, timeout } => {
             run_command(argv, *timeout).await.map_err(JobError::Command)
         }
@@ -520,13 +756,15 @@ mod tests {
     use super::*;
 
     fn config_with(jobs: &str) -> Config {
+        config_from(&format!(
+            "[store]\nurl = \"mem://\"\n[scheduler]\nlease_seconds = 3\n{jobs}"
+        ))
+    }
+
+    fn config_from(text: &str) -> Config {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
-            format!("[store]\nurl = \"mem://\"\n[scheduler]\nlease_seconds = 3\n{jobs}"),
-        )
-        .unwrap();
+        std::fs::write(&path, text).unwrap();
         Config::load(&path).unwrap()
     }
 
@@ -541,7 +779,13 @@ mod tests {
         ));
         let (_tx, rx) = watch::channel(Arc::new(config));
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(store.clone(), rx, "t".into(), cancel.clone()));
+        let task = tokio::spawn(run(
+            store.clone(),
+            rx,
+            Arc::default(),
+            "t".into(),
+            cancel.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(3500)).await;
         cancel.cancel();
         task.await.unwrap();
@@ -559,6 +803,158 @@ mod tests {
             .unwrap();
         assert_eq!(state.runs as usize, ticks);
         assert_eq!(state.failures, 0);
+    }
+
+    /// Listeners on 127.0.0.1 to 127.0.0.`n`, one port, that accept and
+    /// never answer: each probe waits out its handshake timeout, so a shard
+    /// of them takes seconds.
+    fn tarpits(n: u8) -> (u16, Vec<std::net::TcpListener>) {
+        'port: loop {
+            let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut all = vec![first];
+            for i in 2..=n {
+                match std::net::TcpListener::bind(("127.0.0.".to_owned() + &i.to_string(), port)) {
+                    Ok(l) => all.push(l),
+                    Err(_) => continue 'port,
+                }
+            }
+            return (port, all);
+        }
+    }
+
+    fn sharded_config(port: u16, workers: usize) -> Arc<Config> {
+        Arc::new(config_from(&format!(
+            "[store]\nurl = \"mem://\"\n[scheduler]\nlease_seconds = 3\nshard_workers = {workers}\n\
+             [[discovery.network]]\nname = \"net\"\nschedule = \"0 0 0 1 1 * 2099\"\n\
+             targets = [\"127.0.0.1-127.0.0.8\"]\nports = [{port}]\ntimeout_seconds = 1\nshard_size = 1\n"
+        )))
+    }
+
+    async fn schedulers(
+        store: &Store,
+        configs: &[(&str, Arc<Config>)],
+        cancel: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for (holder, config) in configs {
+            let (tx, rx) = watch::channel(config.clone());
+            std::mem::forget(tx);
+            tasks.push(tokio::spawn(run(
+                store.clone(),
+                rx,
+                Arc::default(),
+                (*holder).into(),
+                cancel.clone(),
+            )));
+        }
+        tasks
+    }
+
+    /// The shards of the network job's run as its coordinator leaves them.
+    async fn finished_shards(store: &Store) -> Vec<certkeeper_store::shards::Shard> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let state = store.jobs().await.unwrap();
+            if let Some(net) = state.iter().find(|j| j.name == "net")
+                && net.runs > 0
+            {
+                assert_eq!(net.failures, 0, "{:?}", net.last_error);
+                let run = &store.job_runs("net", 1).await.unwrap()[0];
+                return store.shards("net", run.due).await.unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the run never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn two_schedulers_share_a_network_jobs_shards() {
+        let store = Store::memory().await.unwrap();
+        let (port, _tarpits) = tarpits(8);
+        let config = sharded_config(port, 2);
+        let cancel = CancellationToken::new();
+        let tasks = schedulers(&store, &[("a", config.clone()), ("b", config)], &cancel).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(store.run_job_now("net", 0).await.unwrap());
+        let shards = finished_shards(&store).await;
+        cancel.cancel();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(shards.len(), 8, "one shard per address");
+        assert!(
+            shards.iter().all(|s| s.done && s.error.is_none()),
+            "{shards:?}"
+        );
+        let by: HashSet<&str> = shards
+            .iter()
+            .filter_map(|s| s.finished_by.as_deref())
+            .collect();
+        assert_eq!(by, HashSet::from(["a", "b"]), "both daemons scanned");
+        assert!(
+            shards.iter().all(|s| s.attempts == 1),
+            "no shard scanned twice"
+        );
+        let mut targets: Vec<&str> = shards.iter().map(|s| s.plan.targets[0].as_str()).collect();
+        targets.sort();
+        targets.dedup();
+        assert_eq!(targets.len(), 8, "every address in one shard");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_schedulers_shards_are_finished_by_the_other() {
+        let store = Store::memory().await.unwrap();
+        let (port, _tarpits) = tarpits(8);
+        let cancel_a = CancellationToken::new();
+        let cancel_b = CancellationToken::new();
+        // Either may hold the run; if b does, a takes the run over too.
+        let b = schedulers(&store, &[("b", sharded_config(port, 2))], &cancel_b).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let a = schedulers(&store, &[("a", sharded_config(port, 1))], &cancel_a).await;
+        assert!(store.run_job_now("net", 0).await.unwrap());
+        // b stops while it holds shards (each takes about 2 s).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = store.job_runs("net", 1).await.unwrap();
+            if let Some(run) = runs.first()
+                && store
+                    .shards("net", run.due)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|s| s.attempts > 0 && !s.done)
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no shard was taken");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cancel_b.cancel();
+        for t in b {
+            t.await.unwrap();
+        }
+        let shards = finished_shards(&store).await;
+        cancel_a.cancel();
+        for t in a {
+            t.await.unwrap();
+        }
+        assert!(shards.iter().all(|s| s.done), "{shards:?}");
+        let retaken = shards.iter().filter(|s| s.attempts == 2).count();
+        assert!(
+            retaken >= 1,
+            "b's shards were given up and taken by a: {shards:?}"
+        );
+        assert!(
+            shards
+                .iter()
+                .filter(|s| s.attempts == 2)
+                .all(|s| s.finished_by.as_deref() == Some("a"))
+        );
     }
 
     #[tokio::test]
@@ -580,6 +976,7 @@ mod tests {
             tasks.push(tokio::spawn(run(
                 store.clone(),
                 rx,
+                Arc::default(),
                 holder.into(),
                 cancel.clone(),
             )));

@@ -456,6 +456,22 @@ impl Store {
     /// Moves in-force certificates between `valid`, `expiring` and `expired`
     /// as the clock passes their thresholds; returns how many moved.
     pub async fn refresh_statuses(&self, now: i64, expiring_days: u32) -> Result<u64, StoreError> {
+        let moved = self
+            .refresh_statuses_until(now, expiring_days, &|| false)
+            .await?;
+        Ok(moved.unwrap_or(0))
+    }
+
+    /// [`refresh_statuses`](Self::refresh_statuses), asking `stop` between
+    /// batches (each a transaction of its own): `None` when it stopped
+    /// early; what it moved so far stays moved, and the next refresh moves
+    /// the rest.
+    pub async fn refresh_statuses_until(
+        &self,
+        now: i64,
+        expiring_days: u32,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Option<u64>, StoreError> {
         let soon = now + i64::from(expiring_days) * 86_400;
         // (from, to, lowest not_after, highest not_after (exclusive))
         let moves = [
@@ -479,9 +495,12 @@ impl Store {
                 if n < BATCH {
                     break;
                 }
+                if stop() {
+                    return Ok(None);
+                }
             }
         }
-        Ok(moved)
+        Ok(Some(moved))
     }
 }
 

@@ -22,6 +22,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+pub mod ca_import;
 mod config;
 pub mod connector_state;
 pub mod contacts;
@@ -36,6 +37,7 @@ pub mod migrations;
 pub mod outbox;
 pub mod requests;
 pub mod retire;
+pub mod shards;
 pub mod units;
 pub mod vault;
 

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         V8,
     ),
     (9, "alert ledger state (first pass done)", V9),
+    (10, "discovery shards; CA import positions", V10),
 ];
 
 const V1: &str = r#"
@@ -202,6 +203,13 @@ DEFINE TABLE IF NOT EXISTS audit_key SCHEMALESS;
 
 const V9: &str = r#"
 DEFINE TABLE IF NOT EXISTS ledger_state SCHEMALESS;
+"#;
+
+const V10: &str = r#"
+DEFINE TABLE IF NOT EXISTS discovery_shard SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS discovery_shard_pending ON discovery_shard FIELDS done, due, part;
+DEFINE INDEX IF NOT EXISTS discovery_shard_run ON discovery_shard FIELDS job, due, part;
+DEFINE TABLE IF NOT EXISTS ca_import SCHEMALESS;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.
