@@ -598,7 +598,22 @@ fn run_ca_import(daemon: &Daemon, job: &str) -> String {
 }
 
 fn field(line: &str, name: &str) -> String {
-    line.split_whitespace()
+    // The log is coloured: drop the escape sequences first.
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} in {line}"))
         .to_owned()

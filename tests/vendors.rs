@@ -104,7 +104,22 @@ fn ca_import(daemon: &Daemon, job: &str) -> String {
 }
 
 fn field(line: &str, name: &str) -> String {
-    line.split_whitespace()
+    // The log is coloured: drop the escape sequences first.
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} in {line}"))
         .to_owned()
@@ -150,14 +165,15 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
          [[connector]]\ntype = \"vault\"\nname = \"vault\"\nurl = \"{bao}\"\nrole = \"web\"\n\
          token_file = \"{token}\"\n\n\
          [[connector]]\ntype = \"digicert\"\nname = \"digicert\"\nurl = \"{dc}\"\napi_key = \"{DC_KEY}\"\n\
-         product = \"ssl_basic\"\norganization_id = 7\npoll_interval_seconds = 1\n\n\
+         product = \"ssl_basic\"\norganization_id = 7\npoll_interval_seconds = 1\nskip_approval = true\n\n\
          [[connector]]\ntype = \"sectigo\"\nname = \"sectigo\"\nurl = \"{scm}\"\ncustomer_uri = \"acme-corp\"\n\
-         login = \"scm-login\"\npassword = \"{SCM_PASSWORD}\"\norg_id = 11\ncert_type = 2\n\
+         login = \"scm-login\"\npassword = \"{SCM_PASSWORD}\"\norg_id = 11\ncert_type = {cert_type}\n\
          poll_interval_seconds = 1\n\n",
         bao = bao.url(),
         token = token.display(),
         dc = digicert.base_url,
         scm = sectigo.base_url,
+        cert_type = vendor_fakes::sectigo::CERT_TYPE,
     );
     for (((connector, name), port), dir) in vendors.iter().zip(&ports).zip(&dirs) {
         config.push_str(&format!(
@@ -194,7 +210,11 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
         let out = daemon.cli_ok(&["replace", &first[i], "--reason", "superseded"]);
         let new = out.trim().to_owned();
         assert_ne!(new, first[i], "{connector}");
-        assert_eq!(served(*port, name).as_deref(), Some(new.as_str()), "{connector}");
+        assert_eq!(
+            served(*port, name).as_deref(),
+            Some(new.as_str()),
+            "{connector}"
+        );
         let serial = serial_of(&daemon, &first[i]);
         match *connector {
             "vault" => {
@@ -228,7 +248,7 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
     let outside = rt.block_on(bao.api(
         "POST",
         "pki/issue/web",
-        Some(json!({"common_name": "stray.bao.test", "ttl": "48h"})),
+        Some(json!({"common_name": "stray.bao.test", "ttl": "48h", "key_type": "ec", "key_bits": 256})),
         None,
     ));
     assert!(outside["data"]["certificate"].is_string(), "{outside}");
@@ -240,7 +260,14 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
         let line = ca_import(&daemon, &job);
         let took = started.elapsed();
         let listed: u64 = field(&line, "listed").parse().unwrap();
-        let expected = if *connector == "vault" { 3 } else { 2 };
+        // OpenBao: the two Certkeeper issued and the stray one; DigiCert:
+        // both orders; Sectigo: the one in service (SCM does not hand out
+        // a revoked certificate's body, so the replaced one is not listed).
+        let expected = match *connector {
+            "vault" => 3,
+            "digicert" => 2,
+            _ => 1,
+        };
         assert!(listed >= expected, "{connector}: {line}");
         let started = Instant::now();
         let again = ca_import(&daemon, &job);
@@ -270,7 +297,12 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["location"].as_str().unwrap_or("").starts_with("ca:vault/"))
+        .filter(|f| {
+            f["location"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("ca:vault/")
+        })
         .collect();
     assert_eq!(stray.len(), 1, "{findings}");
     let stray_fp = stray[0]["fingerprint"].as_str().unwrap();
@@ -306,7 +338,7 @@ fn vendor_ca_failures_are_clear_errors_and_order_nothing_twice() {
          [[connector]]\ntype = \"vault\"\nname = \"wrong-token\"\nurl = \"{bao}\"\nrole = \"web\"\n\
          token = \"s.not-the-token-9f8e7d\"\n\n\
          [[connector]]\ntype = \"vault\"\nname = \"down\"\nurl = \"http://127.0.0.1:{closed}\"\nrole = \"web\"\n\
-         token = \"t\"\nrequest_timeout_seconds = 2\n\n\
+         token = \"s.unused-token-1a2b3c\"\nrequest_timeout_seconds = 2\n\n\
          [[connector]]\ntype = \"sectigo\"\nname = \"garbage\"\nurl = \"http://127.0.0.1:{garbage}\"\n\
          customer_uri = \"c\"\nlogin = \"l\"\npassword = \"{SCM_PASSWORD}\"\norg_id = 1\ncert_type = 2\n\n\
          [[connector]]\ntype = \"digicert\"\nname = \"huge\"\nurl = \"http://127.0.0.1:{huge}/services/v2\"\n\
@@ -355,12 +387,7 @@ fn vendor_ca_failures_are_clear_errors_and_order_nothing_twice() {
         eprintln!("{connector}: {error}");
     }
     // Each failure raised an event the alert routes can send.
-    let (status, events) = common::http(
-        "GET",
-        &daemon.url("/api/v1/events?limit=200"),
-        None,
-        &[],
-    );
+    let (status, events) = common::http("GET", &daemon.url("/api/v1/events?limit=200"), None, &[]);
     assert_eq!(status, 200, "{events}");
     let events: Value = serde_json::from_str(&events).unwrap();
     for (connector, _) in cases {
@@ -381,11 +408,19 @@ fn vendor_ca_failures_are_clear_errors_and_order_nothing_twice() {
     daemon.wait_exit(Duration::from_secs(10));
     digicert.approve_all();
     daemon.start();
-    let m = wait_managed(&daemon, "pending", 150, "the kept order's collection", |m| {
-        m["generation"] == 1
-    });
+    let m = wait_managed(
+        &daemon,
+        "pending",
+        150,
+        "the kept order's collection",
+        |m| m["generation"] == 1,
+    );
     assert!(m["fingerprint"].is_string());
-    assert_eq!(digicert.orders_placed(), 1, "the kept order was resumed, not placed again");
+    assert_eq!(
+        digicert.orders_placed(),
+        1,
+        "the kept order was resumed, not placed again"
+    );
     // The daemon answered throughout.
     assert_eq!(daemon.get("/healthz").0, 200);
 }

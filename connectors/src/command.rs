@@ -176,7 +176,7 @@ impl CommandConnector {
         let mut text = String::from_utf8_lossy(text).into_owned();
         for (_, value) in &self.settings.env {
             let value = value.expose();
-            if !value.is_empty() {
+            if value.chars().count() >= crate::SCRUB_MIN_CHARS {
                 text = text.replace(value, "[redacted]");
             }
         }

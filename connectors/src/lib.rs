@@ -296,6 +296,11 @@ pub trait StateStore: Send + Sync {
     }
 }
 
+/// Secrets shorter than this are not blanked out of error messages: no
+/// real credential is that short, and blanking every `t` of a message
+/// (a test token `t`) would leave nothing readable.
+pub(crate) const SCRUB_MIN_CHARS: usize = 6;
+
 /// A version number for a stored value, from its content (never 0).
 fn digest_version(value: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};

@@ -228,7 +228,7 @@ impl RestClient {
     /// The same client, scrubbing `secret` from every error message.
     pub fn redacting(mut self, secret: &Secret) -> Self {
         let value = secret.expose();
-        if !value.is_empty() {
+        if value.chars().count() >= crate::SCRUB_MIN_CHARS {
             self.scrub.push(value.to_owned());
             self.scrub.sort_by_key(|s| std::cmp::Reverse(s.len()));
             self.scrub.dedup();

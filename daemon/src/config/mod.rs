@@ -1056,7 +1056,7 @@ mod tests {
         let err = load_str(&format!("{ca}{cert}key_typ = \"rsa2048\"\n")).unwrap_err();
         assert!(err.to_string().contains("key_typ"), "{err}");
         // An unknown connector type lists the known ones.
-        let err = load_str("[[connector]]\ntype = \"digicert\"\nname = \"d\"\n").unwrap_err();
+        let err = load_str("[[connector]]\ntype = \"venafi\"\nname = \"d\"\n").unwrap_err();
         assert!(err.to_string().contains("acme"), "{err}");
         let err = load_str(&format!(
             "{ca}[[certificate]]\nname = \"www\"\nconnector = \"nope\"\nidentifiers = [\"a.test\"]\n"

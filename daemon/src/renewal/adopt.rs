@@ -66,17 +66,19 @@ impl Renewer {
                 record.status
             )));
         }
-        if let Some(holder) = self
+        // Managed already when a managed certificate still in the config or
+        // the API has it in service (a removed one's state may hold it too).
+        let states = self
             .store
-            .managed_holding(&fingerprint)
+            .managed_all()
             .await
-            .map_err(|e| RequestError::Failed(e.to_string()))?
-            && holder
-                .current
+            .map_err(|e| RequestError::Failed(e.to_string()))?;
+        if let Some(holder) = states.iter().find(|m| {
+            m.current
                 .as_ref()
                 .is_some_and(|c| c.fingerprint == fingerprint)
-            && self.certificate(&holder.name).is_some()
-        {
+                && self.certificate(&m.name).is_some()
+        }) {
             return Err(RequestError::Conflict(format!(
                 "the certificate is managed already, as `{}`",
                 holder.name

@@ -98,7 +98,7 @@ impl Store {
             .map(|(index, plan)| {
                 json!({
                     "id": [job, due, index], "job": job, "due": due, "part": index,
-                    "plan": plan, "done": false, "attempts": 0,
+                    "plan": plan, "done": false, "attempts": 0, "tally": ShardTally::default(),
                 })
             })
             .collect();
