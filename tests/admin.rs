@@ -204,7 +204,11 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         }
         (
             "GET",
-            "/metrics" | "/api/v1/jobs" | "/api/v1/jobs/{name}/runs" | "/api/v1/deliveries",
+            "/metrics"
+            | "/api/v1/jobs"
+            | "/api/v1/jobs/{name}/runs"
+            | "/api/v1/jobs/{name}/shards"
+            | "/api/v1/deliveries",
         ) => (OPS, None),
         ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => (OPS, None),
         (
@@ -240,7 +244,11 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
         ("POST", "/api/v1/jobs/{name}/run" | "/api/v1/managed/renew-all") => (ADMIN, None),
         (
             "POST",
-            "/api/v1/managed" | "/api/v1/users" | "/api/v1/users/{name}" | "/api/v1/org-units",
+            "/api/v1/managed"
+            | "/api/v1/managed/adopt"
+            | "/api/v1/users"
+            | "/api/v1/users/{name}"
+            | "/api/v1/org-units",
         )
         | ("POST", "/api/v1/domains" | "/api/v1/certificates/assign")
         | ("DELETE", "/api/v1/managed/{name}" | "/api/v1/domains/{domain}") => (ADMIN, None),

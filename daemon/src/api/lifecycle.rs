@@ -213,7 +213,18 @@ pub async fn adopt_managed(
 ) -> Result<Response, ApiError> {
     let field = |name: &str| body.get(name).and_then(|v| v.as_str());
     let fingerprint = field("fingerprint")
-        .ok_or_else(|| ApiError::bad_request("fingerprint: expected the certificate's SHA-256"))?;
+        .map(|f| f.replace(':', "").to_ascii_lowercase())
+        .filter(|f| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            ApiError::bad_request("fingerprint: expected the certificate's SHA-256 (64 hex digits)")
+        })?;
+    let fingerprint = fingerprint.as_str();
+    if body
+        .get("name")
+        .is_some_and(|n| !n.is_string() && !n.is_null())
+    {
+        return Err(ApiError::bad_request("name: expected a string"));
+    }
     let connector = field("connector")
         .ok_or_else(|| ApiError::bad_request("connector: expected a [[connector]] name"))?;
     if let Some(unknown) = body.as_object().and_then(|o| {

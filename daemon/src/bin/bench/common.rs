@@ -76,12 +76,14 @@ pub fn find_tool(name: &str, candidates: &[&str]) -> anyhow::Result<PathBuf> {
 }
 
 /// A new P-256 key.
+#[allow(dead_code)] // not every benchmark makes certificates
 pub fn ec_key() -> anyhow::Result<PKey<Private>> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
 }
 
 /// A random 120-bit certificate serial.
+#[allow(dead_code)] // not every benchmark makes certificates
 pub fn random_serial() -> anyhow::Result<openssl::asn1::Asn1Integer> {
     let mut serial = BigNum::new()?;
     serial.rand(120, MsbOption::MAYBE_ZERO, false)?;
