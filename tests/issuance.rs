@@ -24,7 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::nginx::{served, sites};
-use common::{Daemon, eventually, free_port, managed, openssl, wait_managed};
+use common::{
+    Daemon, eventually, free_port, log_field as field, managed, openssl, run_ca_import,
+    wait_managed,
+};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use serde_json::Value;
 
@@ -564,59 +567,6 @@ sni = "short.acme.test"
         assert_eq!(shown["certificate"]["replaces"], old, "{shown}");
     }
     drop(server);
-}
-
-/// The jobs' state as `certkeeper jobs` shows it: the runs of `job`.
-fn runs(daemon: &Daemon, job: &str) -> i64 {
-    daemon
-        .cli_json(&["jobs"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == job)
-        .and_then(|j| j["runs"].as_i64())
-        .unwrap_or(0)
-}
-
-/// Runs `job` now and waits for it to finish; returns its `CA import
-/// finished` log line.
-fn run_ca_import(daemon: &Daemon, job: &str) -> String {
-    let before = runs(daemon, job);
-    let lines_before = daemon.log().matches("CA import finished").count();
-    daemon.cli_ok(&["jobs", "--run-now", job]);
-    eventually(Duration::from_secs(60), || {
-        (runs(daemon, job) > before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("{job} did not run\n{}", daemon.log()));
-    let log = daemon.log();
-    let line = log
-        .lines()
-        .filter(|l| l.contains("CA import finished"))
-        .nth(lines_before)
-        .unwrap_or_else(|| panic!("{job} logged no result\n{log}"));
-    line.to_owned()
-}
-
-fn field(line: &str, name: &str) -> String {
-    // The log is coloured: drop the escape sequences first.
-    let mut plain = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-        .to_owned()
 }
 
 #[test]

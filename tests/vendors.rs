@@ -24,7 +24,10 @@ mod vendor_fakes;
 use std::time::{Duration, Instant};
 
 use common::nginx::{served, sites};
-use common::{Daemon, eventually, free_port, managed, wait_managed};
+use common::{
+    Daemon, eventually, free_port, log_field as field, managed, run_ca_import as ca_import,
+    wait_managed,
+};
 use serde_json::{Value, json};
 use vendor_fakes::bao::Bao;
 use vendor_fakes::digicert::DigicertFake;
@@ -64,65 +67,6 @@ fn serial_of(daemon: &Daemon, fp: &str) -> String {
 /// The fakes' key for a serial: uppercase hex.
 fn fake_serial(serial: &str) -> String {
     serial.to_ascii_uppercase()
-}
-
-fn runs(daemon: &Daemon, job: &str) -> i64 {
-    daemon
-        .cli_json(&["jobs"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == job)
-        .and_then(|j| j["runs"].as_i64())
-        .unwrap_or(0)
-}
-
-/// Runs the CA import job `job` now; its `CA import finished` log line.
-fn ca_import(daemon: &Daemon, job: &str) -> String {
-    let before = runs(daemon, job);
-    let seen = daemon.log().matches("CA import finished").count();
-    daemon.cli_ok(&["jobs", "--run-now", job]);
-    eventually(Duration::from_secs(60), || {
-        (runs(daemon, job) > before).then_some(())
-    })
-    .unwrap_or_else(|| panic!("{job} did not run\n{}", daemon.log()));
-    let jobs = daemon.cli_json(&["jobs"]);
-    let state = jobs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["name"] == job)
-        .unwrap();
-    assert_eq!(state["failures"], 0, "{job}: {state}");
-    daemon
-        .log()
-        .lines()
-        .filter(|l| l.contains("CA import finished"))
-        .nth(seen)
-        .unwrap_or_else(|| panic!("{job} logged no result\n{}", daemon.log()))
-        .to_owned()
-}
-
-fn field(line: &str, name: &str) -> String {
-    // The log is coloured: drop the escape sequences first.
-    let mut plain = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-        .to_owned()
 }
 
 #[test]
