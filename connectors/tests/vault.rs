@@ -371,49 +371,42 @@ struct PlainVault {
 
 impl PlainVault {
     async fn start() -> PlainVault {
-        use axum::http::{Method, StatusCode, Uri};
+        use hyper::{Method, StatusCode, Uri};
         let certs: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> = Default::default();
         let shared = certs.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri| {
-            let certs = shared.clone();
-            async move {
-                let certs = certs.lock().unwrap().clone();
-                let json = |status: StatusCode, body: Value| {
-                    axum::response::Response::builder()
-                        .status(status)
-                        .header("content-type", "application/json")
-                        .body(axum::body::Body::from(body.to_string()))
-                        .unwrap()
-                };
-                match (method.as_str(), uri.path()) {
-                    ("LIST", "/v1/pki/certs") => {
-                        let keys: Vec<&String> = certs.iter().map(|(s, _)| s).collect();
-                        json(StatusCode::OK, json!({"data": {"keys": keys}}))
-                    }
-                    ("GET", path) if path.starts_with("/v1/pki/cert/") => {
-                        let serial = path.trim_start_matches("/v1/pki/cert/");
-                        match certs.iter().find(|(s, _)| s == serial) {
-                            Some((_, pem)) => json(
-                                StatusCode::OK,
-                                json!({"data": {"certificate": pem, "revocation_time": 0}}),
-                            ),
-                            None => json(StatusCode::NOT_FOUND, json!({"errors": []})),
-                        }
-                    }
-                    _ => json(
-                        StatusCode::NOT_FOUND,
-                        json!({"errors": ["unsupported path"]}),
-                    ),
+        let url = vendor_fakes::serve(move |method: Method, uri: Uri, _, _| {
+            let certs = shared.lock().unwrap().clone();
+            let json = |status: StatusCode, body: Value| {
+                hyper::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(vendor_fakes::Body::from(body.to_string()))
+                    .unwrap()
+            };
+            match (method.as_str(), uri.path()) {
+                ("LIST", "/v1/pki/certs") => {
+                    let keys: Vec<&String> = certs.iter().map(|(s, _)| s).collect();
+                    json(StatusCode::OK, json!({"data": {"keys": keys}}))
                 }
+                ("GET", path) if path.starts_with("/v1/pki/cert/") => {
+                    let serial = path.trim_start_matches("/v1/pki/cert/");
+                    match certs.iter().find(|(s, _)| s == serial) {
+                        Some((_, pem)) => json(
+                            StatusCode::OK,
+                            json!({"data": {"certificate": pem, "revocation_time": 0}}),
+                        ),
+                        None => json(StatusCode::NOT_FOUND, json!({"errors": []})),
+                    }
+                }
+                _ => json(
+                    StatusCode::NOT_FOUND,
+                    json!({"errors": ["unsupported path"]}),
+                ),
             }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        })
+        .await;
         PlainVault {
-            url: format!("http://127.0.0.1:{port}"),
+            url,
             ca: vendor_fakes::TestCa::new("Plain Vault"),
             certs,
         }

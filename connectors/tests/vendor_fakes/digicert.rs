@@ -39,14 +39,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Method, StatusCode, Uri};
+
+type Response = hyper::Response<Body>;
 use openssl::x509::X509;
 use serde_json::{Value, json};
 
-use super::{TestCa, serial_upper};
+use super::{Body, TestCa, serial_upper, serve};
 
 /// The organization's name the fake reports.
 pub const ORGANIZATION_NAME: &str = "Certkeeper Test Org";
@@ -114,19 +114,14 @@ impl DigicertFake {
             revocations: HashMap::new(),
         }));
         let shared = state.clone();
-        let app = Router::new().fallback(
+        let base = serve(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let state = shared.clone();
-                async move { handle(&state, &method, &uri, &headers, &body) }
+                handle(&shared, &method, &uri, &headers, &body)
             },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        )
+        .await;
         Self {
-            base_url: format!("http://127.0.0.1:{port}/services/v2"),
+            base_url: format!("{base}/services/v2"),
             state,
         }
     }
@@ -166,7 +161,7 @@ impl DigicertFake {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    Response::builder()
+    hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
@@ -303,7 +298,7 @@ fn handle(
                     "The certificate is not yet available for download.",
                 );
             }
-            Response::builder()
+            hyper::Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/x-pem-file")
                 .body(Body::from(state.ca.pem_all(&order.leaf)))
@@ -334,9 +329,9 @@ fn handle(
                 state.orders[at].revoked = true;
                 let serial = serial_upper(&state.orders[at].leaf);
                 state.revocations.insert(serial, reason);
-                Response::builder()
+                hyper::Response::builder()
                     .status(StatusCode::NO_CONTENT)
-                    .body(Body::empty())
+                    .body(Body::default())
                     .unwrap()
             } else {
                 json_response(

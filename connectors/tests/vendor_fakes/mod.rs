@@ -32,6 +32,56 @@ use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectAlternativeNam
 use openssl::x509::{X509, X509Builder, X509NameBuilder, X509Req};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A fake's answer body.
+pub type Body = http_body_util::Full<hyper::body::Bytes>;
+
+/// Serves `handler` on a free loopback port (hyper, one task per
+/// connection) until the runtime stops; answers its URL base
+/// `http://127.0.0.1:PORT`. The handler gets the method, URI, headers and
+/// the whole request body.
+pub async fn serve<F>(handler: F) -> String
+where
+    F: Fn(hyper::Method, hyper::Uri, hyper::HeaderMap, hyper::body::Bytes) -> hyper::Response<Body>
+        + Send
+        + Sync
+        + 'static,
+{
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handler = std::sync::Arc::new(handler);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let handler = handler.clone();
+                        async move {
+                            let (parts, body) = request.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(handler(
+                                parts.method,
+                                parts.uri,
+                                parts.headers,
+                                body,
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

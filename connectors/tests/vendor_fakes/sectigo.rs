@@ -40,14 +40,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::Response;
+use hyper::body::Bytes;
+use hyper::{HeaderMap, Method, StatusCode, Uri};
+
+type Response = hyper::Response<Body>;
 use openssl::x509::X509;
 use serde_json::{Value, json};
 
-use super::{TestCa, serial_upper};
+use super::{Body, TestCa, serial_upper, serve};
 
 /// The certificate type (profile) id the fake offers.
 pub const CERT_TYPE: u64 = 4242;
@@ -120,19 +120,14 @@ impl SectigoFake {
             revocations: HashMap::new(),
         }));
         let shared = state.clone();
-        let app = Router::new().fallback(
+        let base = serve(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let state = shared.clone();
-                async move { handle(&state, &method, &uri, &headers, &body) }
+                handle(&shared, &method, &uri, &headers, &body)
             },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        )
+        .await;
         Self {
-            base_url: format!("http://127.0.0.1:{port}"),
+            base_url: base,
             state,
         }
     }
@@ -166,7 +161,7 @@ impl SectigoFake {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    Response::builder()
+    hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
@@ -295,7 +290,7 @@ fn handle(
                     );
                 }
             };
-            Response::builder()
+            hyper::Response::builder()
                 .status(StatusCode::OK)
                 .header("content-type", "application/octet-stream")
                 .body(Body::from(text))
@@ -324,9 +319,9 @@ fn handle(
             let serial = serial_upper(&state.enrollments[at].leaf);
             let code = request["reasonCode"].as_i64().unwrap_or(0);
             state.revocations.insert(serial, code);
-            Response::builder()
+            hyper::Response::builder()
                 .status(StatusCode::NO_CONTENT)
-                .body(Body::empty())
+                .body(Body::default())
                 .unwrap()
         }
         _ => scm_error(StatusCode::NOT_FOUND, -1, "Unknown endpoint"),

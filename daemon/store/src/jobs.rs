@@ -84,12 +84,18 @@ impl Store {
     }
 
     /// Makes a registered job due now; false when no job has that name.
+    /// A run is one per due second (`job_run:[name, due]`): asked again in
+    /// the second of its last run, it is due the next second, not never.
     pub async fn run_job_now(&self, name: &str, now: i64) -> Result<bool, StoreError> {
         let rows: Vec<serde_json::Value> = with_conflict_retry(|| {
             self.rows(
-                "UPDATE type::record('job', $name) SET next_due = math::min([next_due, $now]) RETURN name",
+                "LET $last = (SELECT VALUE due FROM job_run WHERE job = $name
+                     ORDER BY due DESC LIMIT 1)[0] ?? ($now - 1);
+                 UPDATE type::record('job', $name)
+                     SET next_due = math::min([next_due, math::max([$now, $last + 1])])
+                     RETURN name",
                 json!({ "name": name, "now": now }),
-                0,
+                1,
             )
         })
         .await?;
