@@ -15,11 +15,14 @@
 //! whether a leaf is revoked, both over [`fetch`]'s bounded plain-HTTP
 //! client and both off unless the policy turns them on; [`scan`] runs them
 //! concurrently and streams [`model::ScanRecord`]s; [`caa`] looks up and
-//! evaluates CAA records (RFC 8659). `certkeeper scan` (the daemon's
+//! evaluates CAA records (RFC 8659); [`ct`] follows Certificate
+//! Transparency logs (RFC 6962 and static-ct-api), verifying every tree head
+//! and entry, for certificates issued for watched domains. `certkeeper scan` (the daemon's
 //! cli/scan.rs) is the one-shot front end.
 
 pub mod aia;
 pub mod caa;
+pub mod ct;
 pub mod dns;
 pub mod fetch;
 pub mod files;
