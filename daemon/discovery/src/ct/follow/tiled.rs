@@ -23,6 +23,9 @@ use crate::ct::tiles::{self, TILE_WIDTH};
 /// Hash tiles kept before the cache is emptied.
 const MAX_CACHED_TILES: usize = 4096;
 
+/// Hash tiles by (level, index, width).
+type TileCache = HashMap<(u8, u64, u64), Arc<Vec<Hash>>>;
+
 /// A tiled log.
 #[derive(Debug, Clone)]
 pub struct Tiled {
@@ -30,7 +33,7 @@ pub struct Tiled {
     /// Monitoring prefix ending in `/`.
     base: Arc<str>,
     origin: Arc<str>,
-    hash_tiles: Arc<Mutex<HashMap<(u8, u64, u64), Arc<Vec<Hash>>>>>,
+    hash_tiles: Arc<Mutex<TileCache>>,
     issuers: Arc<Mutex<HashMap<Hash, Arc<Vec<u8>>>>>,
 }
 
@@ -101,7 +104,7 @@ impl Tiled {
         let body = s
             .get_served(
                 &url,
-                index * TILE_WIDTH << (8 * u32::from(level)),
+                (index * TILE_WIDTH) << (8 * u32::from(level)),
                 tree_size,
             )
             .await?;
@@ -159,7 +162,7 @@ impl Tiled {
         for (lo, hi) in merkle::frontier_ranges(end - start) {
             let width = hi - lo;
             let at = start + lo;
-            if at % width != 0 {
+            if !at.is_multiple_of(width) {
                 return Err(self
                     .shared
                     .malformed("hash tile", "an unaligned subtree was asked for"));
