@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod certspotter;
 mod server;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

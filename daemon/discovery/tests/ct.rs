@@ -86,9 +86,6 @@ fn populate(log: &Log, ca: &TestCa) -> BTreeSet<String> {
     expected.insert(sha256_hex(&pair.final_cert));
     let watched_pairs = ca.template(&["api.example.com"], true);
     log.add_templated(&watched_pairs, 5000, 20);
-    for serial in 5000..5020u64 {
-        let _ = serial;
-    }
     log.add_templated(&unwatched, 2000, 101);
     log.publish();
     expected
@@ -351,4 +348,34 @@ async fn log_lists_name_both_kinds_and_skip_retired_logs() {
         Err(CtError::Config { .. })
     ));
     assert!(parse_log_list(b"{\"operators\": 3}").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certspotter_and_the_engine_find_the_same_certificates() {
+    let ca = TestCa::new("Spotter CA");
+    let log = Log::new(Api::Rfc6962);
+    log.serve().await;
+    let mut expected = populate(&log, &ca);
+    let domains = vec!["example.com".to_owned(), "other.test".to_owned()];
+    let dir = tempfile::tempdir().unwrap();
+    let run =
+        ct_log::certspotter::run_certspotter(&log, &domains, dir.path(), Duration::from_secs(120))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut follower = Follower::new(spec(&log), None, options(Start::Beginning)).unwrap();
+    let watch = Watch::new(&domains);
+    let found: Vec<Entry> = drain(&mut follower)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| watch.matches_entry(e))
+        .collect();
+    let ours = fingerprints(&found);
+    assert_eq!(run.fingerprints, ours);
+    // Not an empty agreement: the hand-picked certificates are in it, and
+    // the 20 templated pairs.
+    expected.retain(|fp| !ours.contains(fp));
+    assert!(expected.is_empty(), "missed: {expected:?}");
+    assert_eq!(ours.len(), 6 + 40);
 }
