@@ -396,3 +396,36 @@ impl Follower {
         }))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn follower_futures_can_be_spawned_and_bad_positions_are_refused() {
+        let key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEPgkaY21C8yQU4JnmUnRn8xalHl+ANkOi\
+                   cON0+kT0oBtr1RB5ueP1QV++cWCMxTwrXSie5vijvvs8LgYWzHaW/w==";
+        let kind = LogKind::Rfc6962 {
+            url: "http://127.0.0.1:9/".into(),
+        };
+        let spec = LogSpec::new("send test", kind, key).unwrap();
+        // The daemon runs each log's follower as its own task.
+        let mut follower = Follower::new(spec.clone(), None, FollowOptions::default()).unwrap();
+        assert_send(&follower.next_batch());
+        assert_send(&follower.update_head());
+        // Three leaves need two frontier hashes.
+        let bad = Position {
+            tree_size: 3,
+            root_hash: [0; 32],
+            timestamp: 0,
+            next_index: 3,
+            frontier: vec![[0; 32]],
+        };
+        let error = Follower::new(spec, Some(bad), FollowOptions::default()).unwrap_err();
+        assert!(matches!(error, CtError::Config { .. }), "{error}");
+        assert!(error.to_string().contains("send test"));
+    }
+}
