@@ -111,6 +111,9 @@ pub(crate) struct Inner {
     state: RwLock<State>,
     pub misbehaviour: Mutex<Option<Misbehaviour>>,
     pub page_limit: AtomicUsize,
+    /// Tiles are served gzip-compressed: with `Content-Encoding: gzip` for
+    /// data tiles, without for hash tiles (both happen in the wild).
+    pub gzip: std::sync::atomic::AtomicBool,
     pub url: Mutex<Option<String>>,
     /// Requests answered, by kind, for tests that check what was asked.
     pub requests: AtomicUsize,
@@ -293,6 +296,7 @@ impl Log {
                 }),
                 misbehaviour: Mutex::new(None),
                 page_limit: AtomicUsize::new(usize::MAX),
+                gzip: std::sync::atomic::AtomicBool::new(false),
                 url: Mutex::new(None),
                 requests: AtomicUsize::new(0),
             }),
@@ -332,6 +336,11 @@ impl Log {
     /// Answers to get-entries hold at most this many entries.
     pub fn set_page_limit(&self, limit: usize) {
         self.inner.page_limit.store(limit.max(1), Ordering::Relaxed);
+    }
+
+    /// Serves tiles gzip-compressed (static logs).
+    pub fn set_gzip(&self, gzip: bool) {
+        self.inner.gzip.store(gzip, Ordering::Relaxed);
     }
 
     /// Makes the log misbehave (or, with `None`, behave).
@@ -686,4 +695,29 @@ fn materialise(state: &State, index: u64) -> Materialised {
             }
         }
     }
+}
+
+/// CRC-32 (ISO 3309, as gzip uses it), bit by bit: test data is small.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A gzip member (RFC 1952) holding `data`.
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(data, 6));
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }

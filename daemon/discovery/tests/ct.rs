@@ -98,6 +98,7 @@ async fn finds_exactly_the_watched_certificates_on_both_apis() {
         let log = Log::new(api);
         log.serve().await;
         log.set_page_limit(50); // short get-entries answers
+        log.set_gzip(true); // gzip tiles, with and without Content-Encoding
         let mut expected = populate(&log, &ca);
         let mut follower = Follower::new(spec(&log), None, options(Start::Beginning)).unwrap();
         let entries = drain(&mut follower).await.unwrap();
