@@ -150,11 +150,15 @@ impl Rfc6962 {
         }
         let s = &self.shared;
         let last = head.tree_size - 1;
-        let raw = self.fetch_raw(last, head.tree_size, head.tree_size).await?;
-        let Some((leaf_input, _)) = raw.first() else {
+        let mut last_leaf = None;
+        self.fetch_each(last, head.tree_size, head.tree_size, |_, leaf, _| {
+            last_leaf = Some(merkle::leaf_hash(leaf));
+            Ok(())
+        })
+        .await?;
+        let Some(leaf) = last_leaf else {
             return Err(s.malformed("get-entries", "no last entry"));
         };
-        let leaf = merkle::leaf_hash(leaf_input);
         let url = self.url(&format!(
             "get-proof-by-hash?hash={}&tree_size={}",
             query_escape(&B64.encode(leaf)),
@@ -179,18 +183,21 @@ impl Rfc6962 {
         })
     }
 
-    /// Decoded `(leaf_input, extra_data)` of entries `[start, end)`, asking
-    /// again for the rest after a short answer.
-    async fn fetch_raw(
+    /// Calls `each(index, leaf_input, extra_data)` for entries `[start,
+    /// end)` in order, asking again for the rest after a short answer. The
+    /// base64 is decoded into two buffers reused for every entry.
+    async fn fetch_each(
         &self,
         start: u64,
         end: u64,
         tree_size: u64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, CtError> {
+        mut each: impl FnMut(u64, &[u8], &[u8]) -> Result<(), CtError> + Send,
+    ) -> Result<(), CtError> {
         let s = &self.shared;
-        let mut out = Vec::with_capacity((end - start) as usize);
         let mut next = start;
         let mut attempts = 0;
+        let mut leaf = Vec::new();
+        let mut extra = Vec::new();
         while next < end {
             let url = self.url(&format!("get-entries?start={next}&end={}", end - 1));
             let body = match s.client.get(&url).await {
@@ -212,35 +219,35 @@ impl Rfc6962 {
             attempts = 0;
             let wanted = (end - next) as usize;
             for raw in parsed.entries.iter().take(wanted) {
-                let leaf = B64
-                    .decode(raw.leaf_input.as_ref())
+                leaf.clear();
+                extra.clear();
+                B64.decode_vec(raw.leaf_input.as_bytes(), &mut leaf)
                     .map_err(|e| s.malformed("get-entries", format!("leaf_input: {e}")))?;
-                let extra = B64
-                    .decode(raw.extra_data.as_ref())
+                B64.decode_vec(raw.extra_data.as_bytes(), &mut extra)
                     .map_err(|e| s.malformed("get-entries", format!("extra_data: {e}")))?;
-                out.push((leaf, extra));
+                each(next, &leaf, &extra)?;
+                next += 1;
             }
-            next += parsed.entries.len().min(wanted) as u64;
         }
-        Ok(out)
+        Ok(())
     }
 
     async fn range(&self, start: u64, end: u64, tree_size: u64) -> Result<Vec<Entry>, CtError> {
-        let raw = self.fetch_raw(start, end, tree_size).await?;
-        let s = &self.shared;
+        let name = &self.shared.name;
         let mut parser = Parser::default();
-        let mut entries = Vec::with_capacity(raw.len());
-        for (i, (leaf, extra)) in raw.iter().enumerate() {
-            let index = start + i as u64;
+        let mut entries = Vec::with_capacity((end - start) as usize);
+        self.fetch_each(start, end, tree_size, |index, leaf, extra| {
             let entry = parser
                 .rfc6962(index, leaf, extra)
                 .map_err(|reason| CtError::Entry {
-                    log: s.name.clone(),
+                    log: name.clone(),
                     index,
                     reason,
                 })?;
             entries.push(entry);
-        }
+            Ok(())
+        })
+        .await?;
         Ok(entries)
     }
 
