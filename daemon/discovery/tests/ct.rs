@@ -380,3 +380,22 @@ async fn certspotter_and_the_engine_find_the_same_certificates() {
     assert!(expected.is_empty(), "missed: {expected:?}");
     assert_eq!(ours.len(), 6 + 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiled_log_that_grew_past_a_partial_tile_is_read_from_the_full_tile() {
+    let ca = TestCa::new("Partial CA");
+    let log = Log::new(Api::Static);
+    log.serve().await;
+    log.add_templated(&ca.template(&["p.example.com"], false), 1, 300);
+    log.publish();
+    let mut follower = Follower::new(spec(&log), None, options(Start::Beginning)).unwrap();
+    follower.update_head().await.unwrap();
+    // The log grows and drops the partial tile of 44 entries the follower's
+    // head of 300 needs; the full tile holds them first.
+    log.add_templated(&ca.template(&["p.example.com"], false), 1000, 300);
+    log.publish();
+    let entries = drain(&mut follower).await.unwrap();
+    assert_eq!(entries.len(), 300);
+    follower.update_head().await.unwrap();
+    assert_eq!(drain(&mut follower).await.unwrap().len(), 300);
+}

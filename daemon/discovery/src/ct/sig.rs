@@ -343,4 +343,27 @@ mod tests {
             Err(CheckpointError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn ed25519_note_signatures() {
+        let private = PKey::generate_ed25519().unwrap();
+        let der = private.public_key_to_der().unwrap();
+        let raw = private.raw_public_key().unwrap();
+        let key = LogKey::from_der(&der).unwrap();
+        let id: Hash = Sha256::digest(&der).into();
+        let origin = "tiles.example/ed";
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = format!("{origin}\n7\n{}\n", b64.encode([8u8; 32]));
+        let mut signer = Signer::new_without_digest(&private).unwrap();
+        let mut sig = note_key_id(origin, 1, &raw).to_vec();
+        sig.extend_from_slice(&signer.sign_oneshot_to_vec(body.as_bytes()).unwrap());
+        let note = format!("{body}\n\u{2014} {origin} {}\n", b64.encode(&sig));
+        let head = verify_checkpoint(note.as_bytes(), origin, &id, &key).unwrap();
+        assert_eq!((head.tree_size, head.root_hash), (7, [8; 32]));
+        let forged = note.replacen("\n7\n", "\n8\n", 1);
+        assert!(matches!(
+            verify_checkpoint(forged.as_bytes(), origin, &id, &key),
+            Err(CheckpointError::Signature(_))
+        ));
+    }
 }

@@ -96,27 +96,20 @@ impl Tiled {
         {
             return Ok(tile.clone());
         }
-        let url = format!(
-            "{}{}",
-            self.base,
-            tiles::tile_path(Some(level), index, width)
-        );
-        let body = s
-            .get_served(
-                &url,
-                (index * TILE_WIDTH) << (8 * u32::from(level)),
-                tree_size,
-            )
+        let first_leaf = (index * TILE_WIDTH) << (8 * u32::from(level));
+        let (body, served) = self
+            .get_tile(Some(level), index, width, first_leaf, tree_size)
             .await?;
-        let body = if body.len() as u64 == width * 32 {
+        let body = if body.len() as u64 == served * 32 {
             body
         } else {
             tiles::maybe_gunzip(body, s.options.client.max_body)
                 .map_err(|r| s.malformed("hash tile", r))?
         };
-        let tile = Arc::new(
-            tiles::parse_hash_tile(&body, width).map_err(|r| s.malformed("hash tile", r))?,
-        );
+        let mut hashes =
+            tiles::parse_hash_tile(&body, served).map_err(|r| s.malformed("hash tile", r))?;
+        hashes.truncate(width as usize);
+        let tile = Arc::new(hashes);
         if let Ok(mut cache) = self.hash_tiles.lock() {
             if cache.len() >= MAX_CACHED_TILES {
                 cache.clear();
@@ -124,6 +117,35 @@ impl Tiled {
             cache.insert(key, tile.clone());
         }
         Ok(tile)
+    }
+
+    /// A tile of `width` entries (partial below 256) and the width served.
+    /// A log that grew past a partial tile may have deleted it; the full
+    /// tile then holds the same entries first (c2sp.org/tlog-tiles), so it
+    /// is asked for before the partial one is retried.
+    async fn get_tile(
+        &self,
+        level: Option<u8>,
+        index: u64,
+        width: u64,
+        first_leaf: u64,
+        tree_size: u64,
+    ) -> Result<(Vec<u8>, u64), CtError> {
+        let s = &self.shared;
+        let url = format!("{}{}", self.base, tiles::tile_path(level, index, width));
+        if width < TILE_WIDTH {
+            match s.client.get(&url).await {
+                Ok(body) => return Ok((body, width)),
+                Err(e) if e.is_not_found() => {
+                    let full = tiles::tile_path(level, index, TILE_WIDTH);
+                    if let Ok(body) = s.client.get(&format!("{}{full}", self.base)).await {
+                        return Ok((body, TILE_WIDTH));
+                    }
+                }
+                Err(e) => return Err(s.http(e)),
+            }
+        }
+        Ok((s.get_served(&url, first_leaf, tree_size).await?, width))
     }
 
     /// The hash of the complete subtree of `2^height` leaves starting at
@@ -235,12 +257,11 @@ impl Tiled {
         let s = &self.shared;
         let first = tile * TILE_WIDTH;
         let width = (tree_size - first).min(TILE_WIDTH);
-        let url = format!("{}{}", self.base, tiles::tile_path(None, tile, width));
-        let body = s.get_served(&url, first, tree_size).await?;
+        let (body, served) = self.get_tile(None, tile, width, first, tree_size).await?;
         let body = tiles::maybe_gunzip(body, s.options.client.max_body)
             .map_err(|r| s.malformed("data tile", r))?;
         let leaves =
-            tiles::parse_data_tile(&body, width).map_err(|r| s.malformed("data tile", r))?;
+            tiles::parse_data_tile(&body, served).map_err(|r| s.malformed("data tile", r))?;
         let mut parser = Parser::default();
         let mut entries = Vec::with_capacity((end - start) as usize);
         for (offset, leaf) in leaves.iter().enumerate() {
