@@ -82,6 +82,10 @@ async fn answer(log: &Log, req: Request<hyper::body::Incoming>) -> Response<Full
     log.inner.requests.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().trim_start_matches('/').to_owned();
     let misbehaviour = *log.inner.misbehaviour.lock().expect("lock");
+    if path == "log_list.json" {
+        // The log list naming this log, as a log list server would.
+        return json(serde_json::from_str(&log.log_list_json()).expect("JSON"));
+    }
     let Some(published) = log.published() else {
         return not_found();
     };

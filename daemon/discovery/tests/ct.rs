@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use certkeeper_discovery::ct::{
-    CtError, Entry, EntryKind, FollowOptions, Follower, LogKind, LogSpec, Position, Start, Watch,
-    parse_log_list,
+    ClientOptions, CtError, Entry, EntryKind, FollowOptions, Follower, LogKind, LogSpec, Position,
+    Start, Watch, fetch_log_list, parse_log_list,
 };
 use ct_log::{Api, Log, Misbehaviour, TestCa};
 
@@ -349,6 +349,24 @@ async fn log_lists_name_both_kinds_and_skip_retired_logs() {
         Err(CtError::Config { .. })
     ));
     assert!(parse_log_list(b"{\"operators\": 3}").is_err());
+
+    // Fetched over HTTP, through the same bounded client as the logs.
+    let fetched = fetch_log_list(
+        &format!("{}log_list.json", rfc.url().unwrap()),
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fetched.len(), 1);
+    assert_eq!(fetched[0].name, rfc.name());
+    let refused = ClientOptions {
+        filter: std::sync::Arc::new(|ip: std::net::IpAddr| !ip.is_loopback()),
+        ..ClientOptions::default()
+    };
+    let error = fetch_log_list(&format!("{}log_list.json", rfc.url().unwrap()), &refused)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("refused"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
