@@ -339,3 +339,76 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves one connection with `head` and then `chunks` of body (each
+    /// written as it is, so chunked encoding is the caller's), then stalls.
+    async fn raw_server(head: &'static str, chunk: Vec<u8>, repeat: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/x", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(head.as_bytes()).await;
+            for _ in 0..repeat {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        url
+    }
+
+    fn client() -> Client {
+        Client::new(ClientOptions {
+            timeout: Duration::from_millis(800),
+            max_body: 64 * 1024,
+            ..ClientOptions::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_past_the_cap_are_refused() {
+        let chunk = format!("1000\r\n{}\r\n", "A".repeat(0x1000)).into_bytes();
+        let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let url = raw_server(head, chunk, 1000).await;
+        let error = client().get(&url).await.unwrap_err();
+        assert!(matches!(error, ClientError::TooLarge { .. }), "{error}");
+        assert!(!error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn gzip_bombs_are_refused() {
+        let data = vec![0u8; 10 * 1024 * 1024];
+        let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+        gz.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(&data, 9));
+        gz.extend_from_slice(&[0; 8]);
+        assert!(gz.len() < 64 * 1024);
+        let head: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                gz.len()
+            )
+            .into_boxed_str(),
+        );
+        let url = raw_server(head, gz, 1).await;
+        let error = client().get(&url).await.unwrap_err();
+        assert!(error.to_string().contains("size cap"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_coming_times_out() {
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
+        let url = raw_server(head, b"partial".to_vec(), 1).await;
+        let error = client().get(&url).await.unwrap_err();
+        assert!(matches!(error, ClientError::Timeout { .. }), "{error}");
+        assert!(error.is_transient());
+    }
+}
