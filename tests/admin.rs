@@ -208,6 +208,7 @@ fn expectation(method: &str, path: &str) -> (&'static [&'static str], Scoping) {
             | "/api/v1/jobs"
             | "/api/v1/jobs/{name}/runs"
             | "/api/v1/jobs/{name}/shards"
+            | "/api/v1/ct/logs"
             | "/api/v1/deliveries",
         ) => (OPS, None),
         ("GET", "/api/v1/audit" | "/api/v1/audit/verify") => (OPS, None),

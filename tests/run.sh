@@ -18,10 +18,11 @@ cd "$(dirname "$0")/.."
 # lego (the renewal benchmark's peer), poppler-utils (the report tests read
 # PDFs back with pdftotext and pdfinfo), curl (the alert benchmark's peer),
 # default-jre-headless (keytool makes the Java key store the file discovery
-# test reads), and chromium with nodejs/npm (the portal's browser test drives Debian's
+# test reads), certspotter (the CT tests check that it and Certkeeper find
+# the same certificates in the same log), and chromium with nodejs/npm (the portal's browser test drives Debian's
 # Chromium with Playwright, installed from the npm registry by its lockfile;
 # Debian's nodejs and npm are installed only when there is no node or npm).
-packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d slapd ldap-utils vsftpd postgresql pebble lego poppler-utils curl default-jre-headless chromium)
+packages=(openssl systemd pkg-config libssl-dev gcc procps nginx-light bind9 postfix dovecot-imapd dovecot-pop3d slapd ldap-utils vsftpd postgresql pebble lego poppler-utils curl default-jre-headless certspotter chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

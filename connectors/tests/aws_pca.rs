@@ -25,176 +25,24 @@
 // a failed test (see clippy.toml).
 #![allow(clippy::unwrap_used)]
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+#[path = "vendor_fakes/mod.rs"]
+mod vendor_fakes;
 
-use base64::Engine as _;
-use certkeeper_connectors::aws_pca::client::ApiClient;
-use certkeeper_connectors::aws_pca::{AwsPcaConnector, AwsPcaSettings, Credentials, Secret};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use certkeeper_connectors::aws_pca::{AwsPcaConnector, AwsPcaSettings, Secret};
 use certkeeper_connectors::conformance::{self, Fixture};
 use certkeeper_connectors::{
-    AddressGuard, Connector, ErrorClass, Identifier, IssueRequest, MemoryState, StateStore,
+    Connector, ErrorClass, Identifier, IssueRequest, MemoryState, StateStore,
 };
 use openssl::x509::X509;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const REGION: &str = "us-east-1";
-const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+use vendor_fakes::moto::{Moto, SECRET_KEY};
 
 fn dns(name: &str) -> Identifier {
     Identifier::Dns(name.into())
-}
-
-/// A `moto_server` on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-    _logs: tempfile::TempDir,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_moto() -> Moto {
-    let venv = std::env::var_os("CERTKEEPER_TEST_VENV").unwrap_or_else(|| {
-        panic!(
-            "CERTKEEPER_TEST_VENV is not set: run the tests through tests/run.sh, which \
-             installs moto[server] into the test virtualenv"
-        )
-    });
-    let program = PathBuf::from(venv).join("bin/moto_server");
-    assert!(
-        program.exists(),
-        "{} is missing: run tests/run.sh to install moto[server] into the test virtualenv",
-        program.display()
-    );
-    let logs = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(logs.path().join("moto.log")).unwrap();
-    let port = free_port();
-    let child = Command::new(&program)
-        .args(["-p", &port.to_string(), "-H", "127.0.0.1"])
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}/"),
-        _logs: logs,
-    };
-    let address: SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = moto.child.try_wait() {
-            let log = std::fs::read_to_string(moto._logs.path().join("moto.log")).unwrap();
-            panic!("moto_server exited ({status}): {log}");
-        }
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    moto
-}
-
-fn credentials() -> Credentials {
-    Credentials {
-        access_key_id: "AKIDEXAMPLE".into(),
-        secret_access_key: Secret::new(SECRET_KEY),
-        session_token: None,
-    }
-}
-
-/// A raw client for setting up moto, signing like the connector.
-fn api(endpoint: &str) -> ApiClient {
-    ApiClient::new(
-        endpoint,
-        REGION,
-        credentials(),
-        Duration::from_secs(10),
-        1 << 20,
-        &AddressGuard::allow_all(),
-    )
-    .unwrap()
-}
-
-async fn call(api: &ApiClient, operation: &str, body: Value) -> Value {
-    api.call(operation, &body)
-        .await
-        .unwrap_or_else(|e| panic!("{operation}: {e}"))
-}
-
-/// Creates a root CA in moto and activates it as AWS's documentation does
-/// for a root: the CA's CSR is issued with the `RootCACertificate/V1`
-/// template and the result imported. (moto creates every CA in
-/// `PENDING_CERTIFICATE`, as AWS does; nothing activates it automatically.)
-async fn create_active_ca(api: &ApiClient) -> String {
-    let created = call(
-        api,
-        "CreateCertificateAuthority",
-        json!({
-            "CertificateAuthorityType": "ROOT",
-            "CertificateAuthorityConfiguration": {
-                "KeyAlgorithm": "RSA_2048",
-                "SigningAlgorithm": "SHA256WITHRSA",
-                "Subject": {"CommonName": "Certkeeper Test Root", "Organization": "Certkeeper"},
-            },
-        }),
-    )
-    .await;
-    let arn = created["CertificateAuthorityArn"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let csr = call(
-        api,
-        "GetCertificateAuthorityCsr",
-        json!({"CertificateAuthorityArn": arn}),
-    )
-    .await;
-    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
-    let issued = call(
-        api,
-        "IssueCertificate",
-        json!({
-            "CertificateAuthorityArn": arn,
-            "Csr": b64(csr["Csr"].as_str().unwrap()),
-            "SigningAlgorithm": "SHA256WITHRSA",
-            "TemplateArn": "arn:aws:acm-pca:::template/RootCACertificate/V1",
-            "Validity": {"Type": "YEARS", "Value": 10},
-        }),
-    )
-    .await;
-    let root = call(
-        api,
-        "GetCertificate",
-        json!({"CertificateAuthorityArn": arn, "CertificateArn": issued["CertificateArn"]}),
-    )
-    .await;
-    call(
-        api,
-        "ImportCertificateAuthorityCertificate",
-        json!({
-            "CertificateAuthorityArn": arn,
-            "Certificate": b64(root["Certificate"].as_str().unwrap()),
-        }),
-    )
-    .await;
-    arn
 }
 
 fn settings(endpoint: &str, ca_arn: &str) -> AwsPcaSettings {
@@ -206,33 +54,16 @@ fn settings(endpoint: &str, ca_arn: &str) -> AwsPcaSettings {
     settings
 }
 
-/// moto's record of the CA `arn` (its internal state, not an AWS API).
-async fn moto_state(endpoint: &str, arn: &str) -> Value {
-    let data: Value = reqwest::get(format!("{endpoint}moto-api/data.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    data["acmpca"]["CertificateAuthority"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|ca| ca["arn"] == arn)
-        .cloned()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn passes_the_conformance_suite_against_moto() {
-    let moto = start_moto();
-    let arn = create_active_ca(&api(&moto.endpoint)).await;
+    let moto = Moto::start();
+    let arn = moto.create_active_ca().await;
     let ca = AwsPcaConnector::open(
         settings(&moto.endpoint, &arn),
         Arc::new(MemoryState::default()),
     )
     .unwrap();
-    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let closed = format!("http://127.0.0.1:{}/", vendor_fakes::free_port());
     let down =
         AwsPcaConnector::open(settings(&closed, &arn), Arc::new(MemoryState::default())).unwrap();
     let fixture = Fixture {
@@ -247,7 +78,7 @@ async fn passes_the_conformance_suite_against_moto() {
     // The suite revoked one certificate, once at AWS (the repeat was
     // answered from the connector's record): moto holds it with the reason
     // and the serial in the colon-separated form AWS documents.
-    let state = moto_state(&moto.endpoint, &arn).await;
+    let state = moto.ca_state(&arn).await;
     let revoked = state["revoked_certificates"].as_object().unwrap();
     assert_eq!(revoked.len(), 1, "{revoked:?}");
     let (serial, entry) = revoked.iter().next().unwrap();
@@ -262,8 +93,8 @@ async fn passes_the_conformance_suite_against_moto() {
 
 #[tokio::test]
 async fn an_issuance_under_a_key_is_resumed_by_another_daemon() {
-    let moto = start_moto();
-    let arn = create_active_ca(&api(&moto.endpoint)).await;
+    let moto = Moto::start();
+    let arn = moto.create_active_ca().await;
     let shared: Arc<dyn StateStore> = Arc::new(MemoryState::default());
     let ids = vec![dns("resume.svc.test")];
     let (_, csr) = conformance::key_and_csr(&ids).unwrap();
@@ -303,23 +134,16 @@ async fn an_issuance_under_a_key_is_resumed_by_another_daemon() {
 
 #[tokio::test]
 async fn health_and_errors_against_moto() {
-    let moto = start_moto();
-    let api = api(&moto.endpoint);
+    let moto = Moto::start();
     // A CA that exists but was never activated.
-    let created = call(
-        &api,
-        "CreateCertificateAuthority",
-        json!({
-            "CertificateAuthorityType": "ROOT",
-            "CertificateAuthorityConfiguration": {
-                "KeyAlgorithm": "EC_prime256v1",
-                "SigningAlgorithm": "SHA256WITHECDSA",
-                "Subject": {"CommonName": "Pending"},
-            },
-        }),
-    )
-    .await;
-    let pending = created["CertificateAuthorityArn"].as_str().unwrap();
+    let pending = moto
+        .create_ca(
+            "EC_prime256v1",
+            "SHA256WITHECDSA",
+            json!({"CommonName": "Pending"}),
+        )
+        .await;
+    let pending = pending.as_str();
     let state: Arc<dyn StateStore> = Arc::new(MemoryState::default());
     let connector =
         AwsPcaConnector::open(settings(&moto.endpoint, pending), state.clone()).unwrap();

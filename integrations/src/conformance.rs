@@ -49,6 +49,7 @@ pub fn sample_events() -> Vec<Event> {
                 kind,
                 EventKind::JobFailed { .. }
                     | EventKind::UnitsLow { .. }
+                    | EventKind::CtLogMisbehaved { .. }
                     | EventKind::ReportReady { .. }
                     | EventKind::RequestPendingApproval { .. }
                     | EventKind::RequestRejected { .. }
@@ -121,6 +122,10 @@ pub fn sample_events() -> Vec<Event> {
             threshold_days: 30,
             days_left: 23,
             unacknowledged_days: 7,
+        },
+        EventKind::CtLogMisbehaved {
+            log: "Example CT Log 2026h2".into(),
+            error: "tree heads of size 1200 with different roots (a fork)".into(),
         },
     ];
     kinds

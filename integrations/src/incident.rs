@@ -81,6 +81,7 @@ pub fn incident_action(event: &Event) -> IncidentAction {
         EventKind::AlertEscalated { .. } => trigger("expiry", cert_subject()),
         EventKind::ExpiryDigest { .. } => trigger("expiry-digest", format!("event:{}", event.id)),
         EventKind::UnitsLow { connector, .. } => trigger("units", format!("connector:{connector}")),
+        EventKind::CtLogMisbehaved { log, .. } => trigger("ct-log", format!("log:{log}")),
         EventKind::RequestPendingApproval { .. }
         | EventKind::RequestApproved { .. }
         | EventKind::RequestRejected { .. }

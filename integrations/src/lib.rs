@@ -207,6 +207,17 @@ pub enum EventKind {
         /// One line per alert, soonest first, at most a hundred.
         lines: Vec<String>,
     },
+    /// A Certificate Transparency log Certkeeper follows misbehaved: it
+    /// rewrote its history (a fork, or tree heads that are not consistent),
+    /// signed a tree head with a wrong signature, or served entries that do
+    /// not hash to its signed tree. Certkeeper stops reading the log until
+    /// it serves a verifiable head again.
+    CtLogMisbehaved {
+        /// The log's configured or listed name.
+        log: String,
+        /// What was wrong, for operators.
+        error: String,
+    },
 }
 
 /// One lifecycle happening, with a stable id for deduplication downstream.

@@ -71,7 +71,8 @@ pub fn severity(kind: &EventKind) -> Severity {
         EventKind::CertificateExpired
         | EventKind::RenewalFailed { .. }
         | EventKind::DeploymentFailed { .. }
-        | EventKind::AlertEscalated { .. } => Severity::Critical,
+        | EventKind::AlertEscalated { .. }
+        | EventKind::CtLogMisbehaved { .. } => Severity::Critical,
         EventKind::CertificateExpiring { days_left, .. } if *days_left <= CRITICAL_DAYS_LEFT => {
             Severity::Critical
         }
@@ -111,6 +112,7 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::ReportReady { .. } => "report_ready",
         EventKind::AlertEscalated { .. } => "alert_escalated",
         EventKind::ExpiryDigest { .. } => "expiry_digest",
+        EventKind::CtLogMisbehaved { .. } => "ct_log_misbehaved",
     }
 }
 
@@ -296,6 +298,17 @@ pub fn render(event: &Event) -> Rendered {
             (
                 format!("{alerts} certificate expiry alerts, {expired} already expired"),
                 text,
+            )
+        }
+        EventKind::CtLogMisbehaved { log, error } => {
+            details.push(("Log", log.clone()));
+            details.push(("Error", one_line(error)));
+            (
+                format!("Certificate Transparency log misbehaved: {log}"),
+                format!(
+                    "The CT log {log} served what does not verify: {}. Certkeeper stopped reading it until it serves a verifiable tree head again.",
+                    one_line(error)
+                ),
             )
         }
         EventKind::AlertEscalated {

@@ -13,6 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A two-thread runtime for the servers a test runs in-process (vendor
+/// fakes, CT logs) while the daemon runs as a process.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_certkeeper");
 

@@ -4,6 +4,7 @@
 //! - [`bao`]: a real OpenBao server (`bao server -dev`), not a fake;
 //! - [`digicert`]: DigiCert CertCentral's Services API v2, following
 //!   DigiCert's public API documentation;
+//! - [`moto`]: a real `moto_server` (the AWS mock) for AWS Private CA;
 //! - [`sectigo`]: Sectigo Certificate Manager's SSL REST API, following
 //!   Sectigo's public documentation;
 //! - [`TestCa`]: the two-tier CA (made with OpenSSL) both fakes issue real
@@ -18,6 +19,7 @@
 
 pub mod bao;
 pub mod digicert;
+pub mod moto;
 pub mod sectigo;
 
 use std::net::TcpListener;

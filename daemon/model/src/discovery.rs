@@ -124,6 +124,14 @@ pub enum FindingCode {
     /// held by none of the configured accounts (bought or issued outside
     /// the managed account).
     UnmanagedAccount,
+    /// Logged in Certificate Transparency for a watched domain, not issued
+    /// by Certkeeper and not from an approved issuer: bought or issued
+    /// outside the approved process, or mis-issued.
+    ShadowIssuance,
+    /// Logged in Certificate Transparency for a watched domain by an
+    /// approved CA, but not issued by Certkeeper and not in the inventory
+    /// otherwise (no CA account holds it, nobody has seen it deployed).
+    UnknownIssuance,
 }
 
 /// One finding on a sighting.

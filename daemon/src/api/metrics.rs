@@ -97,6 +97,50 @@ pub(super) async fn handler(State(state): State<AppState>) -> Result<Response, A
             let _ = writeln!(out, "{name}{{job=\"{}\"}} {}", escape(&j.name), value(j));
         }
     }
+    let logs = store.ct_logs().await.map_err(ApiError::internal)?;
+    type LogValue = fn(&certkeeper_store::ct::CtLogState) -> i64;
+    let log_metrics: [(&str, &str, &str, LogValue); 5] = [
+        (
+            "certkeeper_ct_log_lag_entries",
+            "gauge",
+            "Entries each followed CT log holds that are not read yet.",
+            |l| i64::try_from(l.lag()).unwrap_or(i64::MAX),
+        ),
+        (
+            "certkeeper_ct_log_tree_size",
+            "gauge",
+            "Size of each CT log's last verified tree head.",
+            |l| i64::try_from(l.tree_size).unwrap_or(i64::MAX),
+        ),
+        (
+            "certkeeper_ct_log_read_timestamp_seconds",
+            "gauge",
+            "When each CT log's entries were last read (0: never).",
+            |l| l.read_at.unwrap_or(0),
+        ),
+        (
+            "certkeeper_ct_log_matches_total",
+            "counter",
+            "Certificates for the watched domains read from each CT log.",
+            |l| i64::try_from(l.matches).unwrap_or(i64::MAX),
+        ),
+        (
+            "certkeeper_ct_log_error",
+            "gauge",
+            "1 when each CT log's last run failed, 2 when it misbehaved (fork, bad signature).",
+            |l| match (&l.error, l.misbehaved) {
+                (None, _) => 0,
+                (Some(_), false) => 1,
+                (Some(_), true) => 2,
+            },
+        ),
+    ];
+    for (name, kind, help, value) in log_metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for l in &logs {
+            let _ = writeln!(out, "{name}{{log=\"{}\"}} {}", escape(&l.log), value(l));
+        }
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

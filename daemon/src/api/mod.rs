@@ -671,6 +671,15 @@ async fn job_runs(
     Ok(axum::Json(runs).into_response())
 }
 
+async fn ct_logs(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let logs = state.store.ct_logs().await.map_err(ApiError::internal)?;
+    let views: Vec<serde_json::Value> = logs
+        .iter()
+        .map(certkeeper_store::ct::CtLogState::view)
+        .collect();
+    Ok(axum::Json(views).into_response())
+}
+
 async fn job_shards(
     State(state): State<AppState>,
     Path(name): Path<String>,

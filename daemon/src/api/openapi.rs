@@ -174,7 +174,7 @@ fn base_document() -> Value {
                     "first_seen": { "type": "integer" }, "last_seen": { "type": "integer" } } },
                 "Sighting": { "type": "object", "properties": {
                     "fingerprint": { "type": "string" },
-                    "kind": { "type": "string", "enum": ["endpoint", "file", "connector", "import"] },
+                    "kind": { "type": "string", "enum": ["endpoint", "file", "connector", "import", "ct"] },
                     "location": { "type": "string" },
                     "first_seen": { "type": "integer" }, "last_seen": { "type": "integer" } } },
                 "Job": { "type": "object", "properties": {
@@ -259,6 +259,18 @@ fn base_document() -> Value {
                         "lease_holder": { "type": "string" }, "lease_expires": { "type": "integer" },
                         "attempts": { "type": "integer" }, "started": { "type": "integer" },
                         "finished": { "type": ["integer", "null"] }, "error": { "type": ["string", "null"] } } } } } } } } } },
+            "/api/v1/ct/logs": { "get": { "summary": "Certificate Transparency monitoring: each followed log's verified tree size, next entry, lag, when it was last read, entries and matches read, and its last error (misbehaved: a fork, a bad signature, entries that do not hash to the tree). Primary admin, auditor",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": { "description": "logs", "content": { "application/json": { "schema": {
+                    "type": "array", "items": { "type": "object", "properties": {
+                        "log": { "type": "string" }, "tree_size": { "type": "integer" },
+                        "next_index": { "type": "integer" }, "lag": { "type": "integer" },
+                        "head_timestamp": { "type": ["integer", "null"] },
+                        "read_at": { "type": ["integer", "null"] },
+                        "entries": { "type": "integer" }, "matches": { "type": "integer" },
+                        "error": { "type": ["string", "null"] },
+                        "error_at": { "type": ["integer", "null"] },
+                        "misbehaved": { "type": "boolean" } } } } } } } } } },
             "/api/v1/jobs/{name}/shards": { "get": { "summary": "The shards of a network discovery job's latest run (kept until its next run), in plan order: what each scans, who finished it, what it found. Primary admin, auditor",
                 "security": [{ "bearer": [] }],
                 "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
@@ -281,7 +293,7 @@ fn base_document() -> Value {
             "/api/v1/findings": { "get": { "summary": "Installation-check findings, newest first. Any role, scoped",
                 "security": [{ "bearer": [] }],
                 "parameters": [
-                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected", "wildcard", "chain_order", "revoked", "issued_not_deployed", "unmanaged_account"] } },
+                    { "name": "code", "in": "query", "schema": { "type": "string", "enum": ["expired", "not_yet_valid", "expiring", "weak_key", "weak_signature", "self_signed", "incomplete_chain", "untrusted", "hostname_mismatch", "unapproved_issuer", "legacy_protocol", "validity_too_long", "unprotected", "wildcard", "chain_order", "revoked", "issued_not_deployed", "unmanaged_account", "shadow_issuance", "unknown_issuance"] } },
                     { "name": "fingerprint", "in": "query", "schema": { "type": "string" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "default": 100 } }
                 ],

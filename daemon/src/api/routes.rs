@@ -101,6 +101,12 @@ pub fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             get(super::job_shards),
         ),
         r(
+            Method::GET,
+            "/api/v1/ct/logs",
+            P::ReadOperations,
+            get(super::ct_logs),
+        ),
+        r(
             Method::POST,
             "/api/v1/jobs/{name}/run",
             P::Operate,

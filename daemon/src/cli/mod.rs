@@ -27,6 +27,7 @@ use output::{print_certificate, print_certificates, print_job_runs, print_job_sh
 use crate::config::{self, Config, LogFormat};
 use certkeeper_model::inventory::{CertificateRecord, SightingKind, Status};
 use certkeeper_store::Store;
+use certkeeper_store::ct::CtLogState;
 use certkeeper_store::findings::CertificateDetail;
 use certkeeper_store::import::ImportOutcome;
 use certkeeper_store::inventory::{CertificateFilter, Page};
@@ -176,6 +177,10 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         new_key: PathBuf,
     },
+    /// Certificate Transparency monitoring: each log's position, lag and
+    /// last error.
+    #[command(subcommand)]
+    Ct(CtCommand),
     /// Hand a pending request to another approver.
     Assign {
         /// The request's id.
@@ -223,6 +228,19 @@ pub enum CertificatesCommand {
     Show {
         /// SHA-256 fingerprint (colons allowed).
         fingerprint: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+/// `ct` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CtCommand {
+    /// Each followed log: verified tree size, next entry, lag (entries not
+    /// read yet), when it was last read, entries and matches read, and its
+    /// last error.
+    Status {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -485,6 +503,9 @@ async fn answer(command: Command, config: &Config, backend: &Backend) -> anyhow:
             output::print_where(&details, format)
         }
         Command::Managed { format } => lifecycle::managed(backend, format).await,
+        Command::Ct(CtCommand::Status { format }) => {
+            output::print_ct_logs(&backend.ct_logs().await?, format)
+        }
         Command::Renew { names, all } => lifecycle::renew(backend, &names, all).await,
         Command::Adopt(args) => lifecycle::adopt(backend, &args).await,
         Command::Replace(args) => lifecycle::replace(backend, &args).await,
@@ -657,6 +678,19 @@ impl Backend {
             Backend::Api(client) => {
                 let response = client
                     .request(reqwest::Method::GET, "/api/v1/jobs")
+                    .send()
+                    .await?;
+                client.json(response).await
+            }
+        }
+    }
+
+    async fn ct_logs(&self) -> anyhow::Result<Vec<CtLogState>> {
+        match self {
+            Backend::Local(store, _) => Ok(store.ct_logs().await?),
+            Backend::Api(client) => {
+                let response = client
+                    .request(reqwest::Method::GET, "/api/v1/ct/logs")
                     .send()
                     .await?;
                 client.json(response).await

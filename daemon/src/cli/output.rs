@@ -3,6 +3,7 @@
 
 use super::Format;
 use certkeeper_model::inventory::CertificateRecord;
+use certkeeper_store::ct::CtLogState;
 use certkeeper_store::findings::CertificateDetail;
 use certkeeper_store::jobs::{JobRun, JobState};
 use certkeeper_store::shards::Shard;
@@ -322,6 +323,43 @@ pub(super) fn print_job_runs(runs: &[JobRun], format: Format) -> anyhow::Result<
         "job", "due", "state", "attempts", "holder", "finished", "error",
     ];
     emit(format, &runs, &columns, &rows)
+}
+
+pub(super) fn print_ct_logs(logs: &[CtLogState], format: Format) -> anyhow::Result<()> {
+    let now = chrono::Utc::now().timestamp();
+    let rows: Vec<Vec<String>> = logs
+        .iter()
+        .map(|log| {
+            vec![
+                log.log.clone(),
+                log.tree_size.to_string(),
+                log.next_index.to_string(),
+                log.lag().to_string(),
+                log.read_at
+                    .map(|at| format!("{}s ago", (now - at).max(0)))
+                    .unwrap_or_else(|| "never".into()),
+                log.entries.to_string(),
+                log.matches.to_string(),
+                match (&log.error, log.misbehaved) {
+                    (Some(e), true) => format!("MISBEHAVED: {e}"),
+                    (Some(e), false) => e.clone(),
+                    (None, _) => String::new(),
+                },
+            ]
+        })
+        .collect();
+    let columns = [
+        "log",
+        "tree_size",
+        "next",
+        "lag",
+        "read",
+        "entries",
+        "matches",
+        "error",
+    ];
+    let views: Vec<serde_json::Value> = logs.iter().map(CtLogState::view).collect();
+    emit(format, &views, &columns, &rows)
 }
 
 pub(super) fn print_job_shards(shards: &[Shard], format: Format) -> anyhow::Result<()> {

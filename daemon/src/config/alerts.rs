@@ -368,7 +368,7 @@ pub fn check(
 }
 
 /// Every event type routes may name.
-pub const EVENT_TYPES: [&str; 16] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "certificate_discovered",
     "certificate_expiring",
     "certificate_expired",
@@ -385,6 +385,7 @@ pub const EVENT_TYPES: [&str; 16] = [
     "units_low",
     "report_ready",
     "alert_escalated",
+    "ct_log_misbehaved",
 ];
 
 #[cfg(test)]

@@ -25,6 +25,166 @@ pub struct DiscoveryConfig {
     /// CA accounts whose certificates are imported (CA import).
     #[serde(default)]
     pub ca: Vec<CaSource>,
+    /// Certificate Transparency monitoring.
+    pub ct: Option<CtSource>,
+}
+
+/// `[discovery.ct]`: Certificate Transparency monitoring. Each run reads
+/// every log from where the last verified entry left it up to the log's
+/// current head, and records the certificates for the watched domains
+/// (provenance `ct:LOG`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtSource {
+    /// The job's name. Default `ct`.
+    #[serde(default = "default_ct_name")]
+    pub name: String,
+    /// When it runs (cron, with seconds). Default every five minutes.
+    /// Ignored when `continuous`.
+    #[serde(default = "default_ct_schedule")]
+    pub schedule: String,
+    /// Follow the logs continuously: a run starts every second and reads
+    /// up to each log's head, so new entries are read as soon as a log
+    /// publishes them. Default false.
+    #[serde(default)]
+    pub continuous: bool,
+    /// Domains watched besides the managed domains: each covers its
+    /// subdomains, and a wildcard certificate under it matches.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Watch the domains of the domain rules (`certkeeper domains`) too.
+    /// Default true.
+    #[serde(default = "yes")]
+    pub managed_domains: bool,
+    /// A log list in Chrome's `log_list.json` v3 format: a file, or an
+    /// `http(s)://` URL fetched at most hourly. Usable and qualified logs
+    /// are followed; retired and rejected ones are not.
+    pub log_list: Option<String>,
+    /// Logs named here, besides (or instead of) a log list.
+    #[serde(default)]
+    pub log: Vec<CtLogConfig>,
+    /// Where a log Certkeeper has not read before starts: `head` (only
+    /// what it logs from now on, the default) or `beginning` (back-fill
+    /// the whole log).
+    #[serde(default)]
+    pub start: CtStart,
+    /// Entries asked for per request. Default 1024 (logs may answer fewer).
+    #[serde(default = "default_ct_batch")]
+    pub batch_size: u64,
+    /// Requests in flight per log. Default 4.
+    #[serde(default = "default_ct_parallel")]
+    pub parallel: usize,
+    /// Seconds one request may take. Default 30.
+    #[serde(default = "default_ct_timeout")]
+    pub timeout_seconds: u64,
+}
+
+/// One `[[discovery.ct.log]]`: an RFC 6962 log (`url`) or a static-ct-api
+/// tiled log (`monitoring_url` and `origin`), with its public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CtLogConfig {
+    /// The log's name in the inventory (`ct:NAME`) and in `certkeeper ct
+    /// status`.
+    pub name: String,
+    /// An RFC 6962 log's base URL (`https://ct.example/2026h2/`).
+    pub url: Option<String>,
+    /// A tiled log's monitoring prefix.
+    pub monitoring_url: Option<String>,
+    /// A tiled log's checkpoint origin line. Default: the monitoring URL
+    /// without its scheme and trailing slash.
+    pub origin: Option<String>,
+    /// The log's public key: base64 of its DER SubjectPublicKeyInfo, as in
+    /// a log list.
+    pub key: String,
+}
+
+/// Where a log read for the first time starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CtStart {
+    /// At its current head.
+    #[default]
+    Head,
+    /// At entry 0.
+    Beginning,
+}
+
+fn default_ct_name() -> String {
+    "ct".into()
+}
+
+fn default_ct_schedule() -> String {
+    "0 */5 * * * *".into()
+}
+
+fn default_ct_batch() -> u64 {
+    1024
+}
+
+fn default_ct_parallel() -> usize {
+    4
+}
+
+fn default_ct_timeout() -> u64 {
+    30
+}
+
+impl CtLogConfig {
+    /// The log as the CT engine follows it; on a mistake, the key at fault
+    /// and what is wrong.
+    pub fn spec(&self) -> Result<certkeeper_discovery::ct::LogSpec, (&'static str, String)> {
+        use certkeeper_discovery::ct::{LogKind, LogSpec};
+        let http = |key: &'static str, url: &str| {
+            let parsed = url::Url::parse(url).map_err(|e| (key, format!("`{url}`: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err((key, format!("`{url}`: expected an http(s) URL")));
+            }
+            Ok(url.to_owned())
+        };
+        let kind = match (&self.url, &self.monitoring_url) {
+            (Some(url), None) => LogKind::Rfc6962 {
+                url: http("url", url)?,
+            },
+            (None, Some(monitoring)) => {
+                let monitoring_url = http("monitoring_url", monitoring)?;
+                let origin = self.origin.clone().unwrap_or_else(|| {
+                    let bare = monitoring_url
+                        .split_once("://")
+                        .map_or(monitoring_url.as_str(), |(_, rest)| rest);
+                    bare.trim_end_matches('/').to_owned()
+                });
+                LogKind::Tiled {
+                    monitoring_url,
+                    origin,
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    "url",
+                    "give url (an RFC 6962 log) or monitoring_url (a tiled log), not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err((
+                    "url",
+                    "expected url (an RFC 6962 log) or monitoring_url (a tiled log)".into(),
+                ));
+            }
+        };
+        LogSpec::new(&self.name, kind, &self.key).map_err(|e| ("key", e.to_string()))
+    }
+}
+
+impl CtSource {
+    /// The cron schedule the job runs on.
+    pub fn effective_schedule(&self) -> &str {
+        if self.continuous {
+            "* * * * * *"
+        } else {
+            &self.schedule
+        }
+    }
 }
 
 /// `[[discovery.ca]]`: the certificates a CA account holds, pulled through

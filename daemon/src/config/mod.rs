@@ -27,7 +27,10 @@ pub mod report;
 pub mod vendors;
 
 pub use certkeeper_store::StoreConfig;
-pub use discovery::{CaSource, DiscoveryConfig, FileSource, NetworkSource, PolicyConfig};
+pub use discovery::{
+    CaSource, CtLogConfig, CtSource, CtStart, DiscoveryConfig, FileSource, NetworkSource,
+    PolicyConfig,
+};
 pub use issuance::{CertificateConfig, ConnectorConfig, KeyType};
 
 /// The built-in job that moves certificates between valid, expiring and
@@ -936,6 +939,52 @@ impl Config {
                     ));
                 }
                 Some(_) => {}
+            }
+        }
+        if let Some(ct) = &self.discovery.ct {
+            let key = |field: &str| format!("discovery.ct.{field}");
+            name_ok(key("name"), &ct.name)?;
+            parse_schedule(&ct.schedule).map_err(|e| err(key("schedule"), e))?;
+            if ct.log.is_empty() && ct.log_list.is_none() {
+                return Err(err(
+                    key("log"),
+                    "expected a log_list or at least one [[discovery.ct.log]]".into(),
+                ));
+            }
+            if ct.batch_size == 0 || ct.batch_size > 100_000 {
+                return Err(err(key("batch_size"), "expected 1 to 100000".into()));
+            }
+            if ct.parallel == 0 || ct.parallel > 64 {
+                return Err(err(key("parallel"), "expected 1 to 64".into()));
+            }
+            if ct.timeout_seconds == 0 {
+                return Err(err(key("timeout_seconds"), "expected at least 1".into()));
+            }
+            for domain in &ct.domains {
+                let bare = domain.trim().trim_end_matches('.');
+                if bare.is_empty() || bare.contains(char::is_whitespace) || bare.contains('/') {
+                    return Err(err(key("domains"), format!("`{domain}` is not a domain")));
+                }
+            }
+            let mut log_names = std::collections::HashSet::new();
+            for (i, log) in ct.log.iter().enumerate() {
+                let key = |field: &str| format!("discovery.ct.log[{i}].{field}");
+                if log.name.is_empty() || !log_names.insert(log.name.as_str()) {
+                    return Err(err(
+                        key("name"),
+                        "expected a non-empty, unique log name".into(),
+                    ));
+                }
+                log.spec().map_err(|(field, e)| err(key(field), e))?;
+            }
+            if let Some(list) = ct.log_list.as_deref()
+                && !list.starts_with("http://")
+                && !list.starts_with("https://")
+            {
+                let bytes = std::fs::read(list)
+                    .map_err(|e| err(key("log_list"), format!("cannot read {list}: {e}")))?;
+                certkeeper_discovery::ct::parse_log_list(&bytes)
+                    .map_err(|e| err(key("log_list"), format!("{list}: {e}")))?;
             }
         }
         let policy = &self.discovery.policy;

@@ -14,6 +14,7 @@
 //! discovery sources; report jobs write scheduled reports.
 
 pub mod ca_import;
+pub mod ct;
 pub mod discovery;
 
 use std::collections::HashSet;
@@ -62,6 +63,17 @@ pub enum JobBody {
     CaImport {
         /// The source.
         source: Box<crate::config::CaSource>,
+        /// Days before `not_after` that count as expiring.
+        expiring_days: u32,
+    },
+    /// Follow Certificate Transparency logs.
+    Ct {
+        /// The source.
+        source: Box<crate::config::CtSource>,
+        /// The policy (its approved issuers).
+        policy: Box<crate::config::PolicyConfig>,
+        /// Where log fetches may connect (`security.restrict_outbound`).
+        outbound: Option<Box<certkeeper_model::admin::ssrf::UrlPolicy>>,
         /// Days before `not_after` that count as expiring.
         expiring_days: u32,
     },
@@ -160,6 +172,18 @@ pub fn jobs_from_config(config: &Config) -> Vec<ScheduledJob> {
             expiring_days,
         };
         push(&source.name, &source.schedule, body);
+    }
+    if let Some(ct) = &config.discovery.ct {
+        let body = JobBody::Ct {
+            source: Box::new(ct.clone()),
+            policy: Box::new(config.discovery.policy.clone()),
+            outbound: config
+                .security
+                .restrict_outbound
+                .then(|| Box::new(config.security.url_policy())),
+            expiring_days,
+        };
+        push(&ct.name, ct.effective_schedule(), body);
     }
     for (name, schedule, source) in sources {
         let body = JobBody::Discovery {
@@ -593,6 +617,9 @@ async fn execute_run(
             Err(e) => Some(Err(e.into())),
         };
     }
+    if let JobBody::Ct { .. } = &job.body {
+        return Some(execute_ct(store, &job.body, cancel).await);
+    }
     let Some(network) = sharded(job) else {
         return Some(execute(store, connectors, &job.body).await);
     };
@@ -704,6 +731,7 @@ pub async fn execute(
             );
             Ok(())
         }
+        JobBody::Ct { .. } => execute_ct(store, body, &CancellationToken::new()).await,
         JobBody::Command { argv, timeout } => {
             run_command(argv, *timeout).await.map_err(JobError::Command)
         }
@@ -711,6 +739,51 @@ pub async fn execute(
             Ok(crate::reports::scheduled(store, job, base_url).await?)
         }
     }
+}
+
+/// Runs a CT job body until every log is at its head or `cancel` fires
+/// (shutdown: the positions saved so far hold, the next run continues).
+async fn execute_ct(
+    store: &Store,
+    body: &JobBody,
+    cancel: &CancellationToken,
+) -> Result<(), JobError> {
+    let JobBody::Ct {
+        source,
+        policy,
+        outbound,
+        expiring_days,
+    } = body
+    else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let summary = ct::run(
+        store,
+        source,
+        policy,
+        outbound.as_deref(),
+        *expiring_days,
+        cancel,
+    )
+    .await
+    .map_err(JobError::Discovery)?;
+    if summary.entries > 0 || summary.failed > 0 {
+        tracing::info!(
+            logs = summary.logs,
+            failed = summary.failed,
+            entries = summary.entries,
+            matches = summary.matches,
+            added = summary.added,
+            shadow_issuance = summary.shadow,
+            unknown_issuance = summary.unknown,
+            seconds = started.elapsed().as_secs_f64(),
+            "CT monitoring run finished"
+        );
+    }
+    // A log's failure is on the log (certkeeper ct status), and alerted
+    // when it misbehaved; failing the job too would alert every run.
+    Ok(())
 }
 
 async fn run_command(argv: &[String], timeout: Duration) -> Result<(), String> {

@@ -26,6 +26,7 @@ pub mod ca_import;
 mod config;
 pub mod connector_state;
 pub mod contacts;
+pub mod ct;
 pub mod findings;
 pub mod import;
 pub mod inventory;

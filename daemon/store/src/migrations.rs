@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     ),
     (9, "alert ledger state (first pass done)", V9),
     (10, "discovery shards; CA import positions", V10),
+    (
+        11,
+        "Certificate Transparency: ct sightings, log positions, certificates by serial",
+        V11,
+    ),
 ];
 
 const V1: &str = r#"
@@ -210,6 +215,13 @@ DEFINE TABLE IF NOT EXISTS discovery_shard SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS discovery_shard_pending ON discovery_shard FIELDS done, due, part;
 DEFINE INDEX IF NOT EXISTS discovery_shard_run ON discovery_shard FIELDS job, due, part;
 DEFINE TABLE IF NOT EXISTS ca_import SCHEMALESS;
+"#;
+
+const V11: &str = r#"
+DEFINE FIELD OVERWRITE kind ON sighting TYPE string
+    ASSERT $value IN ['endpoint', 'file', 'connector', 'import', 'ct'];
+DEFINE TABLE IF NOT EXISTS ct_log SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS certificate_serial ON certificate FIELDS serial, issuer;
 "#;
 
 /// Applies every migration the store has not recorded; returns how many ran.

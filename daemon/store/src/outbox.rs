@@ -23,6 +23,17 @@ impl Store {
         Ok(())
     }
 
+    /// Records `event` unless one with its id is recorded already; answers
+    /// whether it was new. For events whose id names the happening, so
+    /// that doing the same work again (after a crash) alerts no twice.
+    pub async fn push_event_once(&self, event: &StoredEvent) -> Result<bool, StoreError> {
+        match self.push_event(event).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.to_string().contains("already exists") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Times and fingerprints of the revocations recorded in the event
     /// outbox between `from` and `to` (Unix seconds, `to` excluded).
     pub async fn revocations_between(

@@ -217,6 +217,9 @@ pub enum SightingKind {
     Connector,
     /// Imported by hand (CLI or API upload).
     Import,
+    /// Logged in a Certificate Transparency log Certkeeper follows
+    /// (location `ct:LOG`): issued by a public CA, not necessarily deployed.
+    Ct,
 }
 
 impl SightingKind {
@@ -227,6 +230,7 @@ impl SightingKind {
             SightingKind::File => "file",
             SightingKind::Connector => "connector",
             SightingKind::Import => "import",
+            SightingKind::Ct => "ct",
         }
     }
 }
