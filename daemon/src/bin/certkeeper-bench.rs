@@ -26,6 +26,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+// Shared with the other benchmarks; this one uses only `peak_kib`.
+#[allow(dead_code)]
+#[path = "bench/common.rs"]
+mod common;
+
+use common::peak_kib;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -464,18 +471,6 @@ async fn report(
     };
     anyhow::ensure!(status.success(), "certkeeper report failed: {status}");
     Ok((start.elapsed(), peak, std::fs::metadata(&out)?.len()))
-}
-
-/// A process's peak resident set (VmHWM) in KiB.
-fn peak_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Starts the real daemon on the loaded store, lets it idle, reads its RSS.

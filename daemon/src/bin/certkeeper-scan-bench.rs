@@ -2,15 +2,21 @@
 //! this machine, in the same run, and prints the figures (it never asserts
 //! timings).
 //!
-//! - **network**: one nginx serves `--endpoints` TLS endpoints (default 1000)
-//!   on 127.20.0.0/24, 127.21.0.0/24, ... (250 addresses per /24, even hosts
-//!   on 443, odd hosts on 8443, so the ranges also hold as many closed ports),
-//!   with leaves issued by a private CA. `nmap -Pn -n -T4 -p 443,8443 --script
-//!   ssl-cert` and `certkeeper scan --ports 443,8443 --format json --timeout
-//!   1s --trusted-roots CA` scan the same ranges; prints both times, the
-//!   ratio, each tool's count of certificates, and whether certkeeper found
-//!   every endpoint with its right leaf and no findings (the CA is trusted,
-//!   leaves are short-lived and well-formed, so any finding is a false one).
+//! - **network**: one nginx serves `--endpoints` TLS endpoints (default
+//!   1000) built like a user's estate (`bench/estate.rs`): every endpoint a
+//!   certificate of its own; EC P-256 and P-384, RSA 2048 and 3072 leaves,
+//!   most from an issuing CA and served with it, some from the root alone,
+//!   and one in twenty legacy (TLS 1.0 only, RSA 1024, SHA-1). They sit on
+//!   127.20.0.0/24, 127.21.0.0/24, ... (250 addresses per /24, even hosts
+//!   on 443, odd hosts on 8443, so the ranges also hold as many closed
+//!   ports), or with `--wide` spread over one /16, 127.100.0.0/16 (default
+//!   10,000 endpoints among 131,072 probes, nearly all closed). `nmap -Pn -n
+//!   -T4 -p 443,8443 --script ssl-cert` and `certkeeper scan --ports
+//!   443,8443 --format json --timeout 1s --trusted-roots ROOT` scan the same
+//!   ranges; prints both times, peak RSS, the ratio, each tool's count of
+//!   certificates, and whether certkeeper found every endpoint with its
+//!   right leaf and exactly the findings it should have (none, except
+//!   weak_key, weak_signature and legacy_protocol on the legacy ones).
 //! - **files**: a tree of `--files` certificate files (default 100,000; PEM,
 //!   PEM chains and DER, 100 per directory) built from a few hundred real
 //!   certificates and kept in `--dir` for the next run; after a warm-up read,
@@ -22,7 +28,7 @@
 //! target/release/certkeeper-scan-bench --dir /var/tmp/scan-bench
 //! ```
 //!
-//! Flags: `--endpoints N`, `--files N`, `--dir PATH` (work dir, reused;
+//! Flags: `--endpoints N`, `--wide`, `--files N`, `--dir PATH` (work dir, reused;
 //! default: a temporary directory removed at exit), `--runs N` (best of N,
 //! default 2), `--concurrency N` (certkeeper's, default 256 as the CLI's),
 //! `--skip-network`, `--skip-files`. Needs nginx, nmap and the `certkeeper`
@@ -31,33 +37,21 @@
 
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/estate.rs"]
+mod estate;
 
-use common::{WorkDir, ec_key, find_tool, random_serial};
+use common::{WorkDir, find_tool, peak_kib};
+use estate::{Endpoint, Layout, Pki};
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
-};
-use openssl::x509::{X509, X509NameBuilder};
 use serde_json::Value;
 
-/// Addresses used per /24 (hosts .1 to .250).
-const PER_SUBNET: usize = 250;
-/// Second octet of the first /24 (127.20.0.0/24).
-const FIRST_SUBNET: usize = 20;
-/// Distinct leaves the nginx estate serves (reused across servers).
-const NETWORK_LEAVES: usize = 8;
 /// Distinct certificates the file tree is built from.
 const FILE_CERTS: usize = 300;
 /// Certificate files per directory of the tree.
@@ -65,6 +59,7 @@ const FILES_PER_DIR: usize = 100;
 
 struct Args {
     endpoints: usize,
+    layout: Layout,
     files: usize,
     dir: Option<PathBuf>,
     runs: usize,
@@ -73,12 +68,13 @@ struct Args {
     skip_files: bool,
 }
 
-const USAGE: &str = "certkeeper-scan-bench [--endpoints N] [--files N] [--dir PATH] [--runs N] \
+const USAGE: &str = "certkeeper-scan-bench [--endpoints N] [--wide] [--files N] [--dir PATH] [--runs N] \
 [--concurrency N] [--skip-network] [--skip-files]";
 
 fn args() -> anyhow::Result<Args> {
     let mut args = Args {
-        endpoints: 1000,
+        endpoints: 0,
+        layout: Layout::Subnets,
         files: 100_000,
         dir: None,
         runs: 2,
@@ -99,6 +95,7 @@ fn args() -> anyhow::Result<Args> {
             "--runs" => args.runs = number()?.max(1),
             "--concurrency" => args.concurrency = number()?.max(1),
             "--dir" => args.dir = Some(it.next().context("--dir needs a value")?.into()),
+            "--wide" => args.layout = Layout::Wide,
             "--skip-network" => args.skip_network = true,
             "--skip-files" => args.skip_files = true,
             "--help" | "-h" => {
@@ -108,10 +105,16 @@ fn args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
+    if args.endpoints == 0 {
+        args.endpoints = match args.layout {
+            Layout::Subnets => 1_000,
+            Layout::Wide => 10_000,
+        };
+    }
     ensure!(
-        args.endpoints <= PER_SUBNET * (256 - FIRST_SUBNET),
-        "--endpoints: at most {}",
-        PER_SUBNET * (256 - FIRST_SUBNET)
+        args.endpoints <= args.layout.capacity(),
+        "--endpoints: at most {} with this layout",
+        args.layout.capacity()
     );
     Ok(args)
 }
@@ -136,107 +139,17 @@ fn main() -> anyhow::Result<()> {
         work.path.display(),
         args.runs
     );
-    let ca = Ca::new()?;
     if !args.skip_network {
-        network(&args, &work.path, &certkeeper, &ca)?;
+        network(&args, &work.path, &certkeeper)?;
     }
     if !args.skip_files {
-        files(&args, &work.path, &certkeeper, &ca)?;
+        files(&args, &work.path, &certkeeper, &mut Pki::new()?)?;
     }
     Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Certificates
-
-/// The private CA every leaf is issued by.
-struct Ca {
-    cert: X509,
-    key: PKey<Private>,
-}
-
-/// A leaf certificate and its key.
-struct Leaf {
-    cert: X509,
-    key: PKey<Private>,
-}
-
-impl Ca {
-    fn new() -> anyhow::Result<Ca> {
-        let key = ec_key()?;
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_text("O", "Certkeeper Bench")?;
-        name.append_entry_by_text("CN", "Certkeeper Bench Root")?;
-        let name = name.build();
-        let mut cert = X509::builder()?;
-        cert.set_version(2)?;
-        cert.set_serial_number(&*random_serial()?)?;
-        cert.set_subject_name(&name)?;
-        cert.set_issuer_name(&name)?;
-        cert.set_pubkey(&key)?;
-        cert.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-        cert.set_not_after(&*Asn1Time::days_from_now(3650)?)?;
-        cert.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        cert.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()?,
-        )?;
-        let ski = SubjectKeyIdentifier::new().build(&cert.x509v3_context(None, None))?;
-        cert.append_extension(ski)?;
-        cert.sign(&key, MessageDigest::sha256())?;
-        Ok(Ca {
-            cert: cert.build(),
-            key,
-        })
-    }
-
-    /// Issues a 90-day server certificate for `cn` (EC P-256, or RSA 2048).
-    fn issue(&self, cn: &str, rsa: bool) -> anyhow::Result<Leaf> {
-        let key = if rsa {
-            PKey::from_rsa(Rsa::generate(2048)?)?
-        } else {
-            ec_key()?
-        };
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_text("CN", cn)?;
-        let name = name.build();
-        let mut cert = X509::builder()?;
-        cert.set_version(2)?;
-        cert.set_serial_number(&*random_serial()?)?;
-        cert.set_subject_name(&name)?;
-        cert.set_issuer_name(self.cert.subject_name())?;
-        cert.set_pubkey(&key)?;
-        cert.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-        cert.set_not_after(&*Asn1Time::days_from_now(90)?)?;
-        cert.append_extension(BasicConstraints::new().critical().build()?)?;
-        cert.append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .key_encipherment()
-                .build()?,
-        )?;
-        cert.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-        let context = cert.x509v3_context(Some(&self.cert), None);
-        let san = SubjectAlternativeName::new().dns(cn).build(&context)?;
-        let aki = AuthorityKeyIdentifier::new().keyid(true).build(&context)?;
-        cert.append_extension(san)?;
-        cert.append_extension(aki)?;
-        cert.sign(&self.key, MessageDigest::sha256())?;
-        Ok(Leaf {
-            cert: cert.build(),
-            key,
-        })
-    }
-}
-
-/// Lowercase hex SHA-256 of the DER, as certkeeper prints fingerprints.
-fn fingerprint(cert: &X509) -> anyhow::Result<String> {
-    Ok(hex::encode(cert.digest(MessageDigest::sha256())?))
-}
 
 // ---------------------------------------------------------------------------
 // Processes
@@ -251,29 +164,64 @@ fn with_nofile(program: &Path) -> Command {
     command
 }
 
-/// Runs `command` `runs` times; returns the best wall time and the output of
-/// the first run.
+/// What [`best_of`] measured.
+struct Run {
+    best: Duration,
+    times: Vec<Duration>,
+    /// The highest peak RSS (VmHWM) of any run, in KiB.
+    peak_kib: u64,
+}
+
+/// Runs `command` `runs` times, its stdout into `out` (kept as the command
+/// set it when `out` is None), watching its peak RSS; returns the times and
+/// the first run's stdout.
 fn best_of(
     runs: usize,
+    out: Option<&Path>,
     mut command: impl FnMut() -> Command,
-) -> anyhow::Result<(Duration, Vec<Duration>, std::process::Output)> {
-    let mut times = Vec::new();
+) -> anyhow::Result<(Run, Vec<u8>)> {
+    let mut run = Run {
+        best: Duration::MAX,
+        times: Vec::new(),
+        peak_kib: 0,
+    };
     let mut first = None;
     for _ in 0..runs {
         let mut c = command();
+        if let Some(out) = out {
+            c.stdout(std::fs::File::create(out)?);
+        }
+        c.stderr(Stdio::piped());
         let start = Instant::now();
-        let out = c.output().with_context(|| format!("running {c:?}"))?;
-        times.push(start.elapsed());
-        ensure!(
-            out.status.success(),
-            "{c:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        first.get_or_insert(out);
+        let mut child = c.spawn().with_context(|| format!("running {c:?}"))?;
+        let mut stderr = child.stderr.take().context("stderr")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let status = loop {
+            if let Some(hwm) = peak_kib(child.id()) {
+                run.peak_kib = run.peak_kib.max(hwm);
+            }
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let took = start.elapsed();
+        run.times.push(took);
+        run.best = run.best.min(took);
+        let stderr = reader.join().unwrap_or_default();
+        ensure!(status.success(), "{c:?} failed ({status}): {stderr}");
+        if first.is_none() {
+            first = Some(match out {
+                Some(out) => std::fs::read(out)?,
+                None => Vec::new(),
+            });
+        }
     }
-    let best = times.iter().min().copied().unwrap_or_default();
-    Ok((best, times, first.context("no run")?))
+    Ok((run, first.context("no run")?))
 }
 
 fn show(times: &[Duration]) -> String {
@@ -317,65 +265,71 @@ impl Nginx {
 // ---------------------------------------------------------------------------
 // Network
 
-/// Endpoint `i` of the estate.
-fn endpoint(i: usize) -> SocketAddr {
-    let subnet = FIRST_SUBNET + i / PER_SUBNET;
-    let host = 1 + i % PER_SUBNET;
-    // Both octets are below 256: `endpoints` is bounded in `args`.
-    let ip = Ipv4Addr::new(127, subnet as u8, 0, host as u8);
-    SocketAddr::new(IpAddr::V4(ip), if i.is_multiple_of(2) { 443 } else { 8443 })
-}
-
-fn network(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result<()> {
+fn network(args: &Args, work: &Path, certkeeper: &Path) -> anyhow::Result<()> {
     let nginx_bin = find_tool("nginx", &["/usr/sbin/nginx", "/usr/bin/nginx"])?;
     let nmap = find_tool("nmap", &["/usr/bin/nmap", "/usr/local/bin/nmap"])?;
     let n = args.endpoints;
-    let subnets = n.div_ceil(PER_SUBNET);
-    let ranges: Vec<String> = (0..subnets)
-        .map(|s| format!("127.{}.0.0/24", FIRST_SUBNET + s))
-        .collect();
+    let layout = args.layout;
+    let ranges = layout.ranges(n);
+    let addresses = layout.addresses(n);
     println!(
-        "\n== network: {n} TLS endpoints on {} ({} probes: {} addresses x 2 ports)",
+        "\n== network: {n} TLS endpoints on {} ({} probes: {addresses} addresses x 2 ports)",
         ranges.join(" "),
-        subnets * 256 * 2,
-        subnets * 256
+        addresses * 2,
     );
 
     let dir = work.join("network");
-    std::fs::create_dir_all(dir.join("logs"))?;
-    std::fs::write(dir.join("ca.pem"), ca.cert.to_pem()?)?;
-    let mut leaves = Vec::new();
-    for i in 0..NETWORK_LEAVES {
-        let leaf = ca.issue(&format!("server{i}.bench.test"), false)?;
-        std::fs::write(dir.join(format!("leaf{i}.pem")), leaf.cert.to_pem()?)?;
-        std::fs::write(
-            dir.join(format!("leaf{i}.key")),
-            leaf.key.private_key_to_pem_pkcs8()?,
-        )?;
-        leaves.push(fingerprint(&leaf.cert)?);
+    let certs = dir.join("certs");
+    if certs.exists() {
+        std::fs::remove_dir_all(&certs)?;
     }
-    let mut expected: HashMap<SocketAddr, &str> = HashMap::new();
+    std::fs::create_dir_all(&certs)?;
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let built = Instant::now();
+    let mut pki = Pki::new()?;
+    std::fs::write(dir.join("ca.pem"), pki.root.cert.to_pem()?)?;
+    let mut expected: HashMap<SocketAddr, Endpoint> = HashMap::new();
     let mut servers = String::new();
     for i in 0..n {
-        let addr = endpoint(i);
-        let leaf = i % NETWORK_LEAVES;
-        expected.insert(addr, &leaves[leaf]);
-        servers.push_str(&format!(
-            "server {{ listen {addr} ssl; ssl_certificate {d}/leaf{leaf}.pem; \
-             ssl_certificate_key {d}/leaf{leaf}.key; return 200 ok; }}\n",
-            d = dir.display()
-        ));
+        let endpoint = pki.endpoint(layout, i, n, &certs)?;
+        servers.push_str(&endpoint.nginx);
+        expected.insert(endpoint.addr, endpoint);
     }
+    let mut mix: BTreeMap<String, usize> = BTreeMap::new();
+    for e in expected.values() {
+        let p = e.profile;
+        let label = format!(
+            "{:?}{}",
+            p.key,
+            if p.legacy {
+                " legacy (TLS 1.0, SHA-1)"
+            } else if p.via_intermediate {
+                " via the issuing CA"
+            } else {
+                " from the root"
+            }
+        );
+        *mix.entry(label).or_default() += 1;
+    }
+    println!(
+        "estate: {n} distinct leaves, built in {:.1}s: {}",
+        built.elapsed().as_secs_f64(),
+        mix.iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     std::fs::write(
         dir.join("nginx.conf"),
         format!(
-            "daemon off; master_process on; worker_processes 2; worker_rlimit_nofile 16384;\n\
+            "daemon off; master_process on; worker_processes 2; worker_rlimit_nofile {nofile};\n\
              pid {d}/nginx.pid; error_log {d}/logs/error.log;\n\
-             events {{ worker_connections 8192; }}\n\
+             events {{ worker_connections {nofile}; }}\n\
              http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; \
              fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
              {servers}}}\n",
-            d = dir.display()
+            d = dir.display(),
+            nofile = (n + 8_192).max(16_384),
         ),
     )?;
     let _ = std::fs::remove_file(dir.join("logs/error.log"));
@@ -390,7 +344,7 @@ fn network(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Resu
         .context("starting nginx")?;
     let mut server = Nginx { child, dir };
     let started = Instant::now();
-    let last = endpoint(n.saturating_sub(1));
+    let last = layout.endpoint(n.saturating_sub(1), n);
     loop {
         if TcpStream::connect_timeout(&last, Duration::from_millis(200)).is_ok() {
             break;
@@ -398,8 +352,8 @@ fn network(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Resu
         if let Ok(Some(status)) = server.child.try_wait() {
             bail!("nginx exited ({status}): {}", server.error_log());
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("nginx did not start in 30s: {}", server.error_log());
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("nginx did not start in 120s: {}", server.error_log());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -408,19 +362,20 @@ fn network(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Resu
         started.elapsed().as_secs_f64()
     );
 
-    let (nmap_best, nmap_times, nmap_out) = best_of(args.runs, || {
+    let out = server.dir.join("out");
+    let (nmap_run, nmap_stdout) = best_of(args.runs, Some(&out), || {
         let mut c = Command::new(&nmap);
         c.args(["-Pn", "-n", "-T4", "-p", "443,8443", "--script", "ssl-cert"])
             .args(&ranges);
         c
     })?;
-    let nmap_found = String::from_utf8_lossy(&nmap_out.stdout)
+    let nmap_found = String::from_utf8_lossy(&nmap_stdout)
         .lines()
         .filter(|l| l.contains("ssl-cert: Subject"))
         .count();
 
     let roots = server.dir.join("ca.pem");
-    let (ck_best, ck_times, ck_out) = best_of(args.runs, || {
+    let (ck_run, ck_stdout) = best_of(args.runs, Some(&out), || {
         let mut c = with_nofile(certkeeper);
         c.arg("scan")
             .args(&ranges)
@@ -431,28 +386,30 @@ fn network(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Resu
             .arg(&roots);
         c
     })?;
-    let check = check_network(&ck_out.stdout, &expected)?;
+    let check = check_network(&ck_stdout, &expected)?;
     drop(server);
 
     println!(
-        "nmap -Pn -n -T4 -p 443,8443 --script ssl-cert: best {:.3}s ({}), {nmap_found} certificates",
-        nmap_best.as_secs_f64(),
-        show(&nmap_times)
+        "nmap -Pn -n -T4 -p 443,8443 --script ssl-cert: best {:.3}s ({}), peak RSS {:.1} MiB, {nmap_found} certificates",
+        nmap_run.best.as_secs_f64(),
+        show(&nmap_run.times),
+        nmap_run.peak_kib as f64 / 1024.0
     );
     println!(
-        "certkeeper scan --concurrency {}: best {:.3}s ({}), {} certificates",
+        "certkeeper scan --concurrency {}: best {:.3}s ({}), peak RSS {:.1} MiB, {} certificates",
         args.concurrency,
-        ck_best.as_secs_f64(),
-        show(&ck_times),
+        ck_run.best.as_secs_f64(),
+        show(&ck_run.times),
+        ck_run.peak_kib as f64 / 1024.0,
         check.with_chain
     );
     println!(
         "ratio nmap/certkeeper: {:.2}x (target >= 5x)",
-        nmap_best.as_secs_f64() / ck_best.as_secs_f64().max(1e-9)
+        nmap_run.best.as_secs_f64() / ck_run.best.as_secs_f64().max(1e-9)
     );
     let complete = check.correct == n && check.problems.is_empty();
     println!(
-        "certkeeper found {}/{n} endpoints with the right leaf and no findings ({:.1}%){}",
+        "certkeeper found {}/{n} endpoints with the right leaf and exactly the expected findings ({:.1}%){}",
         check.correct,
         100.0 * check.correct as f64 / n.max(1) as f64,
         if complete { ": 100%, correct" } else { "" }
@@ -476,7 +433,7 @@ struct NetworkCheck {
 
 fn check_network(
     stdout: &[u8],
-    expected: &HashMap<SocketAddr, &str>,
+    expected: &HashMap<SocketAddr, Endpoint>,
 ) -> anyhow::Result<NetworkCheck> {
     let text = std::str::from_utf8(stdout).context("certkeeper printed non-UTF-8")?;
     let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
@@ -512,17 +469,26 @@ fn check_network(
             continue;
         };
         let got = chain[0]["fingerprint_sha256"].as_str().unwrap_or_default();
-        if got != *want {
+        if got != want.fingerprint {
             check
                 .problems
-                .push(format!("{addr}: leaf {got}, expected {want}"));
+                .push(format!("{addr}: leaf {got}, expected {}", want.fingerprint));
             continue;
         }
-        let findings = record["findings"].as_array().map_or(0, Vec::len);
-        if findings > 0 {
-            check
-                .problems
-                .push(format!("{addr}: findings {}", record["findings"]));
+        let mut codes: Vec<&str> = record["findings"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|f| f["code"].as_str())
+            .collect();
+        codes.sort_unstable();
+        let mut wanted = want.profile.expected_findings().to_vec();
+        wanted.sort_unstable();
+        if codes != wanted {
+            check.problems.push(format!(
+                "{addr} ({:?}): findings {codes:?}, expected {wanted:?}",
+                want.profile
+            ));
             continue;
         }
         check.correct += 1;
@@ -565,7 +531,7 @@ fn tree_file(i: usize, certs: &[(Vec<u8>, Vec<u8>)], ca_pem: &[u8]) -> (PathBuf,
     }
 }
 
-fn files(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result<()> {
+fn files(args: &Args, work: &Path, certkeeper: &Path, pki: &mut Pki) -> anyhow::Result<()> {
     let n = args.files;
     let tree = work.join(format!("files-{n}"));
     let marker = work.join(format!("files-{n}.done"));
@@ -586,10 +552,10 @@ fn files(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result
         let mut certs = Vec::with_capacity(FILE_CERTS);
         for i in 0..FILE_CERTS {
             // One in ten RSA: realistic, and RSA key generation is slow.
-            let leaf = ca.issue(&format!("host{i}.files.bench.test"), i.is_multiple_of(10))?;
-            certs.push((leaf.cert.to_pem()?, leaf.cert.to_der()?));
+            let leaf = pki.root_leaf(&format!("host{i}.files.bench.test"), i.is_multiple_of(10))?;
+            certs.push((leaf.to_pem()?, leaf.to_der()?));
         }
-        let ca_pem = ca.cert.to_pem()?;
+        let ca_pem = pki.root.cert.to_pem()?;
         let mut total = 0;
         for i in 0..n {
             let (rel, bytes, count) = tree_file(i, &certs, &ca_pem);
@@ -618,7 +584,7 @@ fn files(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result
     };
     // Warm the page cache (it cannot be dropped here) and check certkeeper's
     // output once, untimed.
-    best_of(1, cat)?;
+    best_of(1, None, cat)?;
     let out = with_nofile(certkeeper)
         .arg("scan")
         .arg("--files")
@@ -640,8 +606,8 @@ fn files(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result
         }
     }
 
-    let (cat_best, cat_times, _) = best_of(args.runs, cat)?;
-    let (ck_best, ck_times, _) = best_of(args.runs, || {
+    let (cat_run, _) = best_of(args.runs, None, cat)?;
+    let (ck_run, _) = best_of(args.runs, None, || {
         let mut c = with_nofile(certkeeper);
         c.arg("scan")
             .arg("--files")
@@ -652,18 +618,18 @@ fn files(args: &Args, work: &Path, certkeeper: &Path, ca: &Ca) -> anyhow::Result
     })?;
     println!(
         "find -type f -exec cat {{}} + > /dev/null: best {:.3}s ({})",
-        cat_best.as_secs_f64(),
-        show(&cat_times)
+        cat_run.best.as_secs_f64(),
+        show(&cat_run.times)
     );
     println!(
         "certkeeper scan --files --format json > /dev/null: best {:.3}s ({}), {:.0} files/s",
-        ck_best.as_secs_f64(),
-        show(&ck_times),
-        n as f64 / ck_best.as_secs_f64().max(1e-9)
+        ck_run.best.as_secs_f64(),
+        show(&ck_run.times),
+        n as f64 / ck_run.best.as_secs_f64().max(1e-9)
     );
     println!(
         "ratio certkeeper/cat: {:.2}x (target <= 2x)",
-        ck_best.as_secs_f64() / cat_best.as_secs_f64().max(1e-9)
+        ck_run.best.as_secs_f64() / cat_run.best.as_secs_f64().max(1e-9)
     );
     println!(
         "certkeeper found {records}/{n} files, {certificates}/{expected_certs} certificates, {} errors{}",

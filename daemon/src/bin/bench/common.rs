@@ -89,3 +89,16 @@ pub fn random_serial() -> anyhow::Result<openssl::asn1::Asn1Integer> {
     serial.rand(120, MsbOption::MAYBE_ZERO, false)?;
     Ok(serial.to_asn1_integer()?)
 }
+
+/// A process's peak resident set (VmHWM) in KiB.
+#[allow(dead_code)] // not every benchmark watches a child
+pub fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
