@@ -47,6 +47,9 @@ struct Args {
     dir: Option<PathBuf>,
     batch: usize,
     reuse: bool,
+    /// The embedded store's block cache (`store.cache_mib`), when not the
+    /// default.
+    cache_mib: Option<u64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -55,6 +58,7 @@ fn args() -> anyhow::Result<Args> {
         dir: None,
         batch: 5_000,
         reuse: false,
+        cache_mib: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -64,9 +68,10 @@ fn args() -> anyhow::Result<Args> {
             "--dir" => args.dir = Some(value()?.into()),
             "--batch" => args.batch = value()?.parse()?,
             "--reuse" => args.reuse = true,
+            "--cache-mib" => args.cache_mib = Some(value()?.parse()?),
             "--help" | "-h" => {
                 println!(
-                    "certkeeper-bench [--count N] [--dir PATH] [--batch N] [--reuse]\n  --reuse: measure a store already loaded in --dir instead of loading"
+                    "certkeeper-bench [--count N] [--dir PATH] [--batch N] [--reuse] [--cache-mib N]\n  --reuse: measure a store already loaded in --dir instead of loading\n  --cache-mib: the store's block cache for the load, re-import and ledger pass (store.cache_mib; default 64)"
                 );
                 std::process::exit(0);
             }
@@ -187,9 +192,11 @@ async fn main() -> anyhow::Result<()> {
         args.count
     );
 
+    let defaults = StoreConfig::default();
     let store = Store::open(&StoreConfig {
         url: url.clone(),
-        ..StoreConfig::default()
+        cache_mib: args.cache_mib.unwrap_or(defaults.cache_mib),
+        ..defaults
     })
     .await?;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
