@@ -26,7 +26,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-// Shared with the other benchmarks; this one uses only `peak_kib`.
+// Shared with the other benchmarks; this one reads only process sizes.
 #[allow(dead_code)]
 #[path = "bench/common.rs"]
 mod common;
@@ -163,14 +163,7 @@ where
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    common::status_kib(pid, "VmRSS:")
 }
 
 #[tokio::main]

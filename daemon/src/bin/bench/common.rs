@@ -93,10 +93,16 @@ pub fn random_serial() -> anyhow::Result<openssl::asn1::Asn1Integer> {
 /// A process's peak resident set (VmHWM) in KiB.
 #[allow(dead_code)] // not every benchmark watches a child
 pub fn peak_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A size `field` (`VmRSS:`, `VmHWM:`, ...) of `/proc/PID/status`, in KiB.
+#[allow(dead_code)] // not every benchmark watches a child
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
